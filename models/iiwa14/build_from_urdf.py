@@ -1,0 +1,129 @@
+"""Build `iiwa14.xml` (MJCF) from the KUKA LBR iiwa URDF that ships in `pybullet_data`.
+
+Run `python -m robot_rl.models.iiwa14.build_from_urdf` to regenerate. What it does:
+
+* loads the URDF with MuJoCo's own URDF importer (kinematics, inertias and joint limits unchanged);
+* replaces each link mesh by a capsule that MuJoCo fits to that mesh, so the physics model carries
+  no mesh data (one model copy per env stays small for domain randomization);
+* adds what a position-controlled arm needs: joint damping and armature, gravity compensation
+  (the iiwa's own controller compensates gravity), a position actuator per joint with PD gains,
+  an end-effector site at the flange, a frame-position sensor on it, a floor, a light, a camera
+  and a target marker (visual only, no physics).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import xml.etree.ElementTree as ET
+
+import mujoco
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "iiwa14.xml"
+
+KP = 400.0  # N m / rad, position actuator stiffness
+KV = 40.0  # N m s / rad, position actuator damping
+DAMPING = 0.5
+ARMATURE = 0.1
+EFFORT = 300.0  # URDF effort limit, N m
+FLANGE_OFFSET = 0.045  # m past link 7's origin along its z axis
+
+
+def urdf_path() -> str:
+    import pybullet_data
+
+    return os.path.join(pybullet_data.getDataPath(), "kuka_iiwa", "model.urdf")
+
+
+def build() -> mujoco.MjSpec:
+    urdf = mujoco.MjSpec.from_file(urdf_path())
+    # 1. fit a capsule to every link mesh, then rewrite the geoms as plain capsules without meshes.
+    for g in urdf.geoms:
+        g.type = mujoco.mjtGeom.mjGEOM_CAPSULE
+    fitted = urdf.compile()
+    root = ET.fromstring(urdf.to_xml())
+    for asset in root.findall("asset"):
+        root.remove(asset)
+    geoms = root.iter("geom")
+    for i, g in enumerate(geoms):
+        g.attrib.pop("mesh", None)
+        g.set("type", "capsule")
+        g.set("size", " ".join(f"{v:.5g}" for v in fitted.geom_size[i][:2]))
+        g.set("pos", " ".join(f"{v:.5g}" for v in fitted.geom_pos[i]))
+        g.set("quat", " ".join(f"{v:.5g}" for v in fitted.geom_quat[i]))
+        g.set("contype", "0")
+        g.set("conaffinity", "0")
+        g.set("rgba", "1 0.45 0 1" if i % 2 else "0.85 0.85 0.85 1")
+    for compiler in root.findall("compiler"):
+        compiler.attrib.pop("meshdir", None)
+    spec = mujoco.MjSpec.from_string(ET.tostring(root, encoding="unicode"))
+    spec.modelname = "iiwa14"
+    spec.option.timestep = 0.005
+    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    spec.compiler.autolimits = True
+
+    for body in spec.bodies[1:]:
+        body.gravcomp = 1.0
+    for j in spec.joints:
+        j.damping = [DAMPING, 0.0, 0.0]
+        j.armature = ARMATURE
+        j.actfrcrange = [-EFFORT, EFFORT]
+        j.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
+    for j in spec.joints:
+        act = spec.add_actuator()
+        act.name = j.name.replace("joint", "act")
+        act.target = j.name
+        act.trntype = mujoco.mjtTrn.mjTRN_JOINT
+        act.set_to_position(kp=KP, kv=KV)
+        act.ctrlrange = j.range
+        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+
+    link7 = spec.body("lbr_iiwa_link_7")
+    ee = link7.add_site()
+    ee.name = "ee"
+    ee.pos = [0.0, 0.0, FLANGE_OFFSET]
+    ee.size = [0.01, 0.01, 0.01]
+    ee.rgba = [0.1, 0.8, 0.1, 1.0]
+    sensor = spec.add_sensor()
+    sensor.name = "ee_pos"
+    sensor.type = mujoco.mjtSensor.mjSENS_FRAMEPOS
+    sensor.objtype = mujoco.mjtObj.mjOBJ_SITE
+    sensor.objname = "ee"
+
+    world = spec.worldbody
+    floor = world.add_geom()
+    floor.name = "floor"
+    floor.type = mujoco.mjtGeom.mjGEOM_PLANE
+    floor.size = [2.0, 2.0, 0.05]
+    floor.rgba = [0.3, 0.35, 0.4, 1.0]
+    floor.contype = 0
+    floor.conaffinity = 0
+    target = world.add_site()
+    target.name = "target"
+    target.type = mujoco.mjtGeom.mjGEOM_SPHERE
+    target.size = [0.02, 0.02, 0.02]
+    target.pos = [0.5, 0.0, 0.5]
+    target.rgba = [0.9, 0.1, 0.1, 0.6]
+    light = world.add_light()
+    light.pos = [0.0, 0.0, 3.0]
+    light.dir = [0.0, 0.0, -1.0]
+    cam = world.add_camera()
+    cam.name = "front"
+    cam.pos = [1.9, -1.3, 1.3]
+    cam.mode = mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY
+    cam.targetbody = "lbr_iiwa_link_3"
+    return spec
+
+
+def main() -> None:
+    spec = build()
+    spec.compile()
+    OUT.write_text(spec.to_xml())
+    m = mujoco.MjModel.from_xml_path(str(OUT))
+    print(f"wrote {OUT}: {m.nbody} bodies, {m.njnt} joints, {m.nu} actuators, {m.nmesh} meshes")
+
+
+if __name__ == "__main__":
+    main()

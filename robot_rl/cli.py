@@ -1,0 +1,161 @@
+"""`robot-rl`: the command line. Each subcommand's options come from a typed dataclass (tyro).
+
+    robot-rl train [TASK] [--env.num-envs N --ppo.learning-rate X ...]
+    robot-rl eval --checkpoint RUN_OR_FILE [--dr eval --episodes 100 --video out.mp4]
+    robot-rl export --checkpoint RUN_OR_FILE [--out models/policies/NAME]
+    robot-rl main        # the whole path on the CPU: train, evaluate, export
+    robot-rl tasks       # list tasks
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from typing import Literal
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+USAGE = """usage: robot-rl {train,eval,export,main,tasks} ...
+
+  train [TASK]   train a policy with PPO (TASK: iiwa-reach, cartpole-swingup)
+  eval           evaluate a checkpoint: JSON report, optional mp4
+  export         write the deployable policy artifact (policy.onnx + spec.json)
+  main           train iiwa-reach with DR, evaluate on train and held-out DR, export
+  tasks          list the available tasks
+
+`robot-rl <command> --help` lists every option."""
+
+
+class UsageError(ValueError):
+    pass
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str
+    """Run directory (its latest checkpoint) or checkpoint file."""
+    episodes: int = 100
+    dr: Literal["train", "eval", "off"] = "eval"
+    seed: int = 1
+    report: str = ""
+    """JSON report path (default: <run>/eval_<dr>.json)."""
+    video: str = ""
+    """Write an mp4 of the first episode here."""
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str
+    """Run directory (its latest checkpoint) or checkpoint file."""
+    out: str = ""
+    """Artifact directory (default: models/policies/<run name>)."""
+
+
+def _parse(cls, args: list[str], prog: str, default=None):
+    """tyro, with its error box reduced to one line (the full help stays on --help)."""
+    import tyro
+
+    if any(a in ("-h", "--help") for a in args):
+        return tyro.cli(cls, args=args, prog=prog, default=default)
+    err = io.StringIO()
+    try:
+        with redirect_stderr(err), redirect_stdout(err):
+            return tyro.cli(cls, args=args, prog=prog, default=default)
+    except SystemExit:
+        text = re.sub(r"[│╭╮╰╯─]+", " ", err.getvalue())
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "rror" in ln and "─" not in ln and "Value error" not in ln), None)
+        first = first or (lines[1] if len(lines) > 1 else "invalid arguments")
+        raise UsageError(f"{first}; see `{prog} --help`") from None
+
+
+def _train(args: list[str]) -> None:
+    from robot_rl.config import TrainConfig, task_defaults
+    from robot_rl.sim import task_names
+
+    task = "iiwa-reach"
+    if args and not args[0].startswith("-"):
+        task = args.pop(0)
+        if task not in task_names():
+            raise UsageError(f"unknown task {task!r}; available tasks: {', '.join(task_names())}")
+    cfg = _parse(TrainConfig, args, "robot-rl train", default=task_defaults(task))
+    from robot_rl.train import train
+
+    r = train(cfg)
+    print(f"run:        {r.run_dir}")
+    print(f"checkpoint: {r.checkpoint}")
+    print(f"steps:      {r.total_steps:,} in {r.wall_s:.0f} s; success {r.success:.2%}, return {r.mean_return:.2f}")
+
+
+def _eval(args: list[str]) -> None:
+    from pathlib import Path
+
+    cfg = _parse(EvalConfig, args, "robot-rl eval")
+    from robot_rl import checkpoint as ckpt
+    from robot_rl.evaluate import evaluate
+
+    path = ckpt.latest(cfg.checkpoint)
+    report = cfg.report or str(path.parent.parent / f"eval_{cfg.dr}.json")
+    r = evaluate(path, cfg.episodes, cfg.dr, cfg.seed, video=cfg.video or None, report=report)
+    print(f"{r['task']} dr={r['dr']}: success {r['success_rate']:.2%}, return {r['mean_return']:.2f} "
+          f"± {r['std_return']:.2f}, length {r['mean_episode_length']:.0f} steps over {r['episodes']} episodes")
+    print(f"report: {Path(report)}" + (f"\nvideo:  {r['video']}" if cfg.video else ""))
+
+
+def _export(args: list[str]) -> None:
+    from pathlib import Path
+
+    cfg = _parse(ExportConfig, args, "robot-rl export")
+    from robot_rl import checkpoint as ckpt
+    from robot_rl.export import export
+
+    path = ckpt.latest(cfg.checkpoint)
+    out = cfg.out or str(Path("models") / "policies" / path.parent.parent.name)
+    d = export(path, out)
+    print(f"artifact: {d} (policy.onnx, spec.json)")
+
+
+def _main_job(args: list[str]) -> None:
+    from robot_rl.main_job import MainConfig, run
+
+    run(_parse(MainConfig, args, "robot-rl main"))
+
+
+def _tasks(args: list[str]) -> None:
+    from robot_rl.sim import task_names
+
+    print("\n".join(task_names()))
+
+
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "tasks": _tasks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, args = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"robot-rl: error: unknown command {cmd!r}; use one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    from robot_rl.artifact import ArtifactError
+    from robot_rl.checkpoint import CheckpointError
+
+    try:
+        COMMANDS[cmd](args)
+    except (UsageError, CheckpointError, ArtifactError, ValueError, FileNotFoundError) as e:
+        print(f"robot-rl {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robot-rl {cmd}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

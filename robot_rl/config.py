@@ -1,0 +1,133 @@
+"""Typed configs. `tyro` turns them into the CLI, so every field can be set from the command line
+(`--ppo.learning-rate 3e-4`, `--env.num-envs 512`); a run saves its config as `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class EnvConfig:
+    task: str = "iiwa-reach"
+    """Task name (`robot-rl tasks` lists them)."""
+    backend: str = "mujoco"
+    """Simulator backend: `mujoco` (CPU, default)."""
+    num_envs: int = 512
+    dr: Literal["train", "eval", "off"] = "train"
+    """Domain randomization range: the task's training range, its held-out range, or off."""
+    seed: int = 0
+    device: str = "cpu"
+    nthread: int = 0
+    """Physics threads; 0 = one per available core."""
+
+    def validate(self) -> None:
+        from robot_rl.sim import BACKENDS, task_names
+
+        if self.task not in task_names():
+            raise ValueError(f"unknown task {self.task!r}; available tasks: {', '.join(task_names())}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; available backends: {', '.join(BACKENDS)}")
+        if self.num_envs < 1:
+            raise ValueError(f"env.num_envs must be >= 1, got {self.num_envs}; pass --env.num-envs 512 for example")
+        if self.nthread < 0:
+            raise ValueError(f"env.nthread must be >= 0, got {self.nthread}")
+
+
+@dataclass
+class PPOConfig:
+    num_steps_per_env: int = 24
+    num_learning_epochs: int = 5
+    num_mini_batches: int = 4
+    clip_param: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    value_loss_coef: float = 1.0
+    use_clipped_value_loss: bool = True
+    entropy_coef: float = 0.005
+    learning_rate: float = 1e-3
+    schedule: Literal["adaptive", "fixed"] = "adaptive"
+    """`adaptive`: scale the learning rate to keep the KL divergence near `desired_kl`."""
+    desired_kl: float = 0.01
+    max_grad_norm: float = 1.0
+    init_noise_std: float = 1.0
+    actor_hidden: tuple[int, ...] = (128, 128)
+    critic_hidden: tuple[int, ...] = (128, 128)
+    activation: str = "elu"
+    normalize_obs: bool = True
+
+    def validate(self) -> None:
+        for name in ("num_steps_per_env", "num_learning_epochs", "num_mini_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("ppo.gamma must be in (0, 1] and ppo.lam in [0, 1]")
+        if self.learning_rate <= 0:
+            raise ValueError(f"ppo.learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    max_iterations: int = 300
+    time_budget_s: float = 0.0
+    """Stop after this many seconds of training (0 = no limit)."""
+    stop_at_success: float = 0.0
+    """Stop once the success rate of recent episodes reaches this (0 = never)."""
+    save_interval: int = 50
+    log_root: str = "runs"
+    run_name: str = ""
+    """Run directory name under `log_root` (default: `<task>-<date>-<time>`)."""
+    resume: str = ""
+    """Run directory or checkpoint file to continue from."""
+    torch_threads: int = 0
+    """Threads for torch's update step; 0 = one per available core."""
+    progress: bool = True
+
+    def validate(self) -> None:
+        self.env.validate()
+        self.ppo.validate()
+        if self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if self.save_interval < 1:
+            raise ValueError(f"save_interval must be >= 1, got {self.save_interval}")
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a (nested) config dataclass from `to_dict` output."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        sub = _dataclass_type(cls, f.name)
+        if sub is not None and isinstance(v, dict):
+            v = from_dict(sub, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def _dataclass_type(cls, name: str):
+    default = cls()
+    v = getattr(default, name)
+    return type(v) if dataclasses.is_dataclass(v) else None
+
+
+def task_defaults(task: str) -> TrainConfig:
+    """Per-task training defaults (what `robot-rl train <task>` starts from)."""
+    if task == "cartpole-swingup":
+        return TrainConfig(
+            env=EnvConfig(task=task, num_envs=256),
+            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.0, learning_rate=1e-3),
+            max_iterations=200,
+            stop_at_success=0.0,
+        )
+    return TrainConfig(env=EnvConfig(task=task))

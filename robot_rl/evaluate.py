@@ -1,0 +1,108 @@
+"""`robot-rl eval`: run N episodes of a trained policy and write a JSON report (and an mp4).
+
+One episode per env, all run together; actions are the policy mean (deterministic). The report
+holds return, success rate and episode length with the DR mode they were measured under.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robot_rl import checkpoint as ckpt
+from robot_rl.config import TrainConfig, from_dict
+from robot_rl.train import build_policy
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_policy(checkpoint: str | Path, task: str | None = None):
+    """(actor-critic module in eval mode, its training config, the checkpoint dict)."""
+    ck = ckpt.load(checkpoint, task=task)
+    cfg = from_dict(TrainConfig, ck["config"])
+    ac = build_policy(cfg, ck["num_obs"], ck["num_actions"])
+    ckpt.load_state(ac, ck["model"], ck["path"])
+    return ac.eval(), cfg, ck
+
+
+def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed: int = 1,
+             video: str | Path | None = None, report: str | Path | None = None,
+             video_size: tuple[int, int] = (480, 640)) -> dict:
+    from robot_rl.sim import make_env
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    ac, cfg, ck = load_policy(checkpoint)
+    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=cfg.env.backend)
+    if env.num_obs != ck["num_obs"]:
+        raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
+                                   f"task {cfg.env.task} gives {env.num_obs}")
+    obs = env.reset()
+    ret = np.full(episodes, np.nan)
+    length = np.full(episodes, np.nan)
+    success = np.full(episodes, np.nan)
+    frames = []
+    renderer = None
+    if video:
+        import mujoco
+
+        h, w = video_size
+        renderer = mujoco.Renderer(env.model, h, w)
+    recording = video is not None
+    with torch.inference_mode():
+        while np.isnan(ret).any():
+            if recording:
+                m, d = env.sim.load_render_data(0)
+                env.task.render_scene(env, 0, m, d)
+                renderer.update_scene(d, camera="front")
+                frames.append(renderer.render().copy())
+            obs, _, _, _, info = env.step(ac.action_mean(obs["policy"]))
+            ep = info["episode"]
+            ids = ep["env_ids"].cpu().numpy()
+            first = ids[np.isnan(ret[ids])]
+            if len(first):
+                sel = np.isin(ids, first)
+                ret[first] = ep["return"].cpu().numpy()[sel]
+                length[first] = ep["length"].cpu().numpy()[sel]
+                success[first] = ep["success"].cpu().numpy()[sel]
+                if 0 in first:
+                    recording = False
+    result = {
+        "task": cfg.env.task,
+        "dr": dr,
+        "episodes": episodes,
+        "seed": seed,
+        "checkpoint": ck["path"],
+        "iteration": ck["iteration"],
+        "mean_return": float(ret.mean()),
+        "std_return": float(ret.std()),
+        "success_rate": float(success.mean()),
+        "mean_episode_length": float(length.mean()),
+        "episode_length_s": float(length.mean() * env.control_dt),
+        "per_episode": {"return": ret.tolist(), "success": success.tolist(), "length": length.tolist()},
+    }
+    if video:
+        import imageio
+
+        video = Path(video)
+        video.parent.mkdir(parents=True, exist_ok=True)
+        tmp = video.with_name(f".{video.stem}.tmp{video.suffix}")
+        imageio.mimwrite(tmp, frames, fps=round(1.0 / env.control_dt), macro_block_size=1)
+        os.replace(tmp, video)
+        result["video"] = str(video)
+        renderer.close()
+    if report:
+        write_json_atomic(Path(report), result)
+        result["report"] = str(report)
+    return result

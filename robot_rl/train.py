@@ -1,0 +1,194 @@
+"""Training loop: collect rollouts from the batched env, update PPO, log, checkpoint, resume."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from robot_rl import checkpoint as ckpt
+from robot_rl.config import TrainConfig, to_dict
+from robot_rl.networks import ActorCritic
+from robot_rl.ppo import PPO
+
+
+def build_policy(cfg: TrainConfig, num_obs: dict, num_actions: int) -> ActorCritic:
+    p = cfg.ppo
+    return ActorCritic(num_obs["policy"], num_obs["critic"], num_actions, tuple(p.actor_hidden),
+                       tuple(p.critic_hidden), p.activation, p.init_noise_std, p.normalize_obs)
+
+
+def make_run_dir(cfg: TrainConfig) -> Path:
+    name = cfg.run_name or f"{cfg.env.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = Path(cfg.log_root) / name
+    if (run / "summary.json").exists() and not cfg.resume:
+        raise ValueError(f"run directory {run} already holds a finished run; choose another --run-name")
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    iterations: int
+    total_steps: int
+    wall_s: float
+    success: float
+    mean_return: float
+    solved_at_s: float | None
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Validate everything first, then create the run directory and train."""
+    from robot_rl.sim import make_env
+
+    cfg.validate()
+    resume = ckpt.load(cfg.resume, task=cfg.env.task) if cfg.resume else None
+    threads = cfg.torch_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.env.seed)
+    env = make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
+                   backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None)
+    ac = build_policy(cfg, env.num_obs, env.num_actions).to(env.device)
+    ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs["policy"], env.num_obs["critic"],
+              env.num_actions, env.device, seed=cfg.env.seed)
+    start_it, total_steps = 0, 0
+    if resume is not None:
+        if resume["num_obs"] != env.num_obs or resume["num_actions"] != env.num_actions:
+            raise ckpt.CheckpointError(f"checkpoint {resume['path']} has observation/action sizes "
+                                       f"{resume['num_obs']}/{resume['num_actions']}, this env "
+                                       f"{env.num_obs}/{env.num_actions}")
+        ckpt.load_state(ac, resume["model"], resume["path"])
+        ppo.optimizer.load_state_dict(resume["optimizer"])
+        ppo.lr = resume["learning_rate"]
+        start_it, total_steps = resume["iteration"], resume["total_steps"]
+
+    run = Path(cfg.resume).parent.parent if resume and Path(cfg.resume).is_file() else (
+        Path(cfg.resume) if resume else make_run_dir(cfg))
+    (run / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    (run / "command.txt").write_text(shlex.join(sys.argv) + "\n")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(run / "tensorboard"), purge_step=start_it or None)
+    progress_csv = (run / "progress.csv").open("a")
+    if start_it == 0:
+        progress_csv.write("iteration,steps,wall_s,mean_return,success,episode_length,steps_per_s\n")
+
+    def save(it: int) -> Path:
+        path = run / "checkpoints" / f"model_{it}.pt"
+        ckpt.save(path, task=cfg.env.task, num_obs=env.num_obs, num_actions=env.num_actions,
+                  model=ac.state_dict(), optimizer=ppo.optimizer.state_dict(), iteration=it,
+                  learning_rate=ppo.lr, total_steps=total_steps, config=to_dict(cfg))
+        return path
+
+    obs = env.reset()
+    env.randomize_episode_start()
+    window = max(env.num_envs, 256)
+    returns = collections.deque(maxlen=window)
+    successes = collections.deque(maxlen=window)
+    lengths = collections.deque(maxlen=window)
+    T = cfg.ppo.num_steps_per_env
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.max_iterations, initial=start_it, desc=f"train {cfg.env.task}",
+                   unit="it", dynamic_ncols=True, file=sys.stdout)
+    t0 = time.perf_counter()
+    solved_at = None
+    it = start_it
+    last_ckpt = None
+    while it < cfg.max_iterations:
+        it_start = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(T):
+                ac.update_normalization(obs["policy"], obs["critic"])
+                actions, logp, mu, sigma, values = ppo.act(obs["policy"], obs["critic"])
+                next_obs, reward, terminated, truncated, info = env.step(actions)
+                # bootstrap the value of states cut by a time-out (rsl_rl does the same)
+                reward = reward + cfg.ppo.gamma * values * truncated.float()
+                ppo.storage.add(obs["policy"], obs["critic"], actions, logp, mu, sigma, values,
+                                reward, (terminated | truncated).float())
+                ep = info["episode"]
+                if len(ep["env_ids"]):
+                    returns.extend(ep["return"].tolist())
+                    successes.extend(ep["success"].tolist())
+                    lengths.extend(ep["length"].tolist())
+                obs = next_obs
+            last_values = ac.value(obs["critic"])
+            ppo.storage.compute_returns(last_values, cfg.ppo.gamma, cfg.ppo.lam)
+        collect_s = time.perf_counter() - it_start
+        stats = ppo.update()
+        it += 1
+        steps = T * env.num_envs
+        total_steps += steps
+        wall = time.perf_counter() - t0
+        sps = steps / (time.perf_counter() - it_start)
+        mean_ret = sum(returns) / len(returns) if returns else 0.0
+        success = sum(successes) / len(successes) if successes else 0.0
+        mean_len = sum(lengths) / len(lengths) if lengths else 0.0
+        for k, v in (("reward/mean_episode_return", mean_ret), ("reward/success_rate", success),
+                     ("reward/episode_length", mean_len), ("loss/value", stats.value_loss),
+                     ("loss/surrogate", stats.surrogate_loss), ("loss/entropy", stats.entropy),
+                     ("policy/kl", stats.kl), ("policy/learning_rate", stats.learning_rate),
+                     ("policy/action_std", stats.action_std), ("perf/steps_per_s", sps),
+                     ("perf/collect_s", collect_s)):
+            writer.add_scalar(k, v, it)
+        progress_csv.write(f"{it},{total_steps},{wall:.2f},{mean_ret:.4f},{success:.4f},{mean_len:.1f},{sps:.0f}\n")
+        progress_csv.flush()
+        if bar is not None:
+            bar.set_postfix(ret=f"{mean_ret:.2f}", success=f"{success:.2f}", sps=f"{sps:,.0f}")
+            bar.update(1)
+        if it % cfg.save_interval == 0:
+            last_ckpt = save(it)
+        full_window = len(successes) >= window
+        if solved_at is None and full_window and success >= env.task.success_rate_to_solve:
+            solved_at = wall
+        if cfg.stop_at_success > 0 and full_window and success >= cfg.stop_at_success:
+            break
+        if cfg.time_budget_s > 0 and wall >= cfg.time_budget_s:
+            break
+    if bar is not None:
+        bar.close()
+    if last_ckpt is None or not last_ckpt.name.endswith(f"_{it}.pt"):
+        last_ckpt = save(it)
+    writer.close()
+    progress_csv.close()
+    result = TrainResult(run, last_ckpt, it, total_steps, time.perf_counter() - t0,
+                         success, mean_ret, solved_at)
+    plot_learning_curve(run / "progress.csv", run / "learning_curve.png", cfg.env.task)
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+def plot_learning_curve(csv: Path, png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [line.split(",") for line in csv.read_text().splitlines()[1:] if line]
+    steps = [int(r[1]) for r in rows]
+    ret = [float(r[3]) for r in rows]
+    succ = [float(r[4]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, ret, color="tab:blue")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean episode return", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(steps, succ, color="tab:green")
+    ax2.set_ylabel("success rate", color="tab:green")
+    ax2.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{title}: learning curve")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,322 @@
+"""The batched-environment contract, shared by every backend and task.
+
+```
+env = make_env("iiwa-reach", num_envs=1024, dr="train", seed=0)
+obs = env.reset()                                   # {"policy": [N, Dp], "critic": [N, Dc]}
+obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] in [-1, 1]
+```
+
+* All values are torch tensors with a leading `num_envs` axis on `env.device`.
+* Finished envs are reset automatically inside `step`; the returned `obs` of such an env is the
+  first observation of its new episode. `terminated` marks true terminations (failure states),
+  `truncated` marks time-outs only (`info["time_outs"]` is the same tensor, as rsl_rl expects), so
+  a learner can bootstrap the value of timed-out states.
+* Observation groups: `policy` (what the deployed policy sees: noisy, delayed as DR says) and
+  `critic` (privileged: noise-free terms plus the sampled DR parameters, for asymmetric
+  actor-critic).
+* `info["dr"]` holds the DR parameters sampled for every env; `info["episode"]` holds return,
+  length and success of the episodes that ended this step (empty tensors when none did).
+* Control decimation: each `step` holds the actuator controls for `task.decimation` physics steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from robot_rl.sim import randomization as R
+from robot_rl.sim.task import ObsTerm, Task
+
+BACKENDS = ("mujoco",)
+
+
+def _make_backend(name: str, model, num_envs: int, nthread: int | None):
+    if name == "mujoco":
+        from robot_rl.sim.mujoco_backend import MujocoBatch
+
+        return MujocoBatch(model, num_envs, nthread)
+    raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(BACKENDS)}")
+
+
+class BatchedEnv:
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int,
+        dr: str = "train",
+        seed: int = 0,
+        backend: str = "mujoco",
+        device: str = "cpu",
+        nthread: int | None = None,
+    ):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        self.task = task
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.dr_mode = dr
+        self.dr = task.dr.get(dr)
+        self.dr.validate(f"{task.name} dr[{dr}]")
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed)
+        model = task.build_model()
+        self.model = model
+        self.sim = _make_backend(backend, model, num_envs, nthread)
+        self.backend = backend
+        self.physics_dt = float(model.opt.timestep)
+        self.control_dt = self.physics_dt * task.decimation
+        self.max_episode_length = int(math.ceil(task.episode_length_s / self.control_dt))
+
+        # joints the task actuates, in action order, and where they live in qpos/qvel
+        jids = [model.joint(n).id for n in task.joint_names]
+        self.qpos_idx = torch.tensor([int(model.jnt_qposadr[j]) for j in jids], device=self.device)
+        self.qvel_idx = torch.tensor([int(model.jnt_dofadr[j]) for j in jids], device=self.device)
+        self.num_actions = len(task.joint_names)
+        self.default_pose = torch.tensor(task.default_pose, dtype=torch.float32, device=self.device)
+        self._sensor = {
+            model.sensor(i).name: (int(model.sensor_adr[i]), int(model.sensor_dim[i]))
+            for i in range(model.nsensor)
+        }
+        self._nominal = {
+            "body_mass": model.body_mass.copy(),
+            "body_inertia": model.body_inertia.copy(),
+            "geom_friction": model.geom_friction.copy(),
+            "dof_frictionloss": model.dof_frictionloss.copy(),
+            "dof_damping": model.dof_damping.copy(),
+            "dof_armature": model.dof_armature.copy(),
+            "actuator_gainprm": model.actuator_gainprm.copy(),
+            "actuator_biasprm": model.actuator_biasprm.copy(),
+            "body_gravcomp": model.body_gravcomp.copy(),
+        }
+        self._payload_body = model.body(task.payload_body).id if task.payload_body else -1
+
+        n, a = num_envs, self.num_actions
+        self.actions = torch.zeros(n, a, device=self.device)
+        self.last_actions = torch.zeros(n, a, device=self.device)
+        self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.episode_return = torch.zeros(n, device=self.device)
+        self.dr_params = {k: torch.zeros(n, device=self.device) for k in R.PARAM_NAMES}
+        self._action_buf = torch.zeros(self.dr.max_action_delay + 1, n, a, device=self.device)
+        self._next_push = torch.full((n,), math.inf, device=self.device)
+        self._refresh_state()
+        task.setup(self)
+        self._policy_terms = task.policy_terms()
+        self._critic_terms = task.critic_terms()
+        self.num_obs = {
+            "policy": sum(self._term_dim(t) for t in self._policy_terms),
+            "critic": sum(self._term_dim(t) for t in self._critic_terms) + len(R.PARAM_NAMES),
+        }
+        self._obs_bias = torch.zeros(n, self.num_obs["policy"], device=self.device)
+        self._obs_buf = torch.zeros(
+            self.dr.max_obs_delay + 1, n, self.num_obs["policy"], device=self.device
+        )
+
+    # -- state the task reads ------------------------------------------------------------------
+    def _refresh_state(self) -> None:
+        qpos = self.sim.qpos.to(self.device, torch.float32)
+        qvel = self.sim.qvel.to(self.device, torch.float32)
+        self.qpos_all, self.qvel_all = qpos, qvel
+        self.joint_pos = qpos[:, self.qpos_idx]
+        self.joint_vel = qvel[:, self.qvel_idx]
+        self.sensordata = torch.from_numpy(self.sim.sensordata).to(self.device, torch.float32)
+
+    def sensor(self, name: str) -> torch.Tensor:
+        adr, dim = self._sensor[name]
+        return self.sensordata[:, adr : adr + dim]
+
+    @property
+    def episode_time(self) -> torch.Tensor:
+        return self.episode_length.float() * self.control_dt
+
+    def _term_dim(self, term: ObsTerm) -> int:
+        return int(term.fn(self).shape[1])
+
+    # -- contract ------------------------------------------------------------------------------
+    def reset(self) -> dict[str, torch.Tensor]:
+        ids = torch.arange(self.num_envs, device=self.device)
+        self._reset_idx(ids)
+        return self._observe(fresh=ids)
+
+    def step(self, actions: torch.Tensor):
+        actions = actions.to(self.device, torch.float32)
+        if actions.shape != (self.num_envs, self.num_actions):
+            raise ValueError(
+                f"actions must have shape ({self.num_envs}, {self.num_actions}), got {tuple(actions.shape)}"
+            )
+        actions = torch.nan_to_num(actions, nan=0.0).clamp(-1.0, 1.0)
+        self.last_actions = self.actions
+        self.actions = actions
+        # action delay: env i applies the action from `delay_i` control steps ago
+        self._action_buf = torch.roll(self._action_buf, 1, dims=0)
+        self._action_buf[0] = actions
+        delay = self.dr_params["action_delay_steps"].long()
+        applied = self._action_buf[delay, torch.arange(self.num_envs, device=self.device)]
+        ctrl = self.task.action_to_ctrl(self, applied)
+        self.sim.step(ctrl.detach().to("cpu", torch.float64).numpy(), self.task.decimation)
+        self._refresh_state()
+        self.episode_length += 1
+
+        self._apply_pushes()
+        if self.dr.resample_interval_s > 0:
+            every = max(1, int(round(self.dr.resample_interval_s / self.control_dt)))
+            due = (self.episode_length % every == 0).nonzero().flatten()
+            if len(due):
+                self._randomize_physics(due)
+
+        reward = self.task.reward(self) * 1.0
+        terminated = self.task.terminated(self)
+        truncated = (self.episode_length >= self.max_episode_length) & ~terminated
+        self.episode_return += reward
+        done = terminated | truncated
+        done_ids = done.nonzero().flatten()
+        info = {
+            "time_outs": truncated,
+            "dr": {k: v.clone() for k, v in self.dr_params.items()},
+            "episode": {
+                "return": self.episode_return[done_ids].clone(),
+                "length": self.episode_length[done_ids].float(),
+                "success": self.task.success(self)[done_ids].float(),
+                "env_ids": done_ids,
+            },
+        }
+        if len(done_ids):
+            self._reset_idx(done_ids)
+        obs = self._observe(fresh=done_ids)
+        return obs, reward, terminated, truncated, info
+
+    def randomize_episode_start(self) -> None:
+        """Spread episode clocks uniformly so that envs do not all reset on the same step
+        (training only; as rsl_rl's `init_at_random_ep_len`)."""
+        self.episode_length = torch.randint(
+            0, self.max_episode_length, (self.num_envs,), generator=self.gen, device=self.device
+        )
+
+    # -- resets and randomization --------------------------------------------------------------
+    def _reset_idx(self, ids: torch.Tensor) -> None:
+        sampled = R.sample(self.dr, len(ids), self.gen, self.device)
+        for k, v in sampled.items():
+            self.dr_params[k][ids] = v
+        self._randomize_physics(ids)
+        qpos, qvel = self.task.reset(self, ids)
+        ids_np = ids.cpu().numpy()
+        self.sim.set_joint_state(ids_np, qpos.cpu().double().numpy(), qvel.cpu().double().numpy())
+        self._refresh_state()
+        self.episode_length[ids] = 0
+        self.episode_return[ids] = 0.0
+        self.actions[ids] = 0.0
+        self.last_actions[ids] = 0.0
+        self._action_buf[:, ids] = 0.0
+        lo, hi = self.dr.push_interval_s
+        if hi > 0:
+            self._next_push[ids] = R.uniform(self.gen, lo, hi, (len(ids),), self.device)
+
+    def _randomize_physics(self, ids: torch.Tensor) -> None:
+        """Write masses, friction, damping, armature and actuator gains of `ids` into the sim."""
+        p = {k: v[ids].cpu().double().numpy()[:, None] for k, v in self.dr_params.items()}
+        nom = self._nominal
+        ids_np = ids.cpu().numpy()
+        mass = nom["body_mass"][None] * p["mass_scale"]
+        inertia = nom["body_inertia"][None] * p["mass_scale"][:, :, None]
+        gravcomp = np.broadcast_to(nom["body_gravcomp"][None], mass.shape).copy()
+        if self._payload_body >= 0:
+            b = self._payload_body
+            mass[:, b] += p["payload_kg"][:, 0]
+        # the robot's own gravity compensation knows the nominal masses only
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(mass > 0, nom["body_mass"][None] / mass, 0.0)
+        gravcomp = gravcomp * ratio
+        gain = np.repeat(nom["actuator_gainprm"][None], len(ids_np), 0)
+        bias = np.repeat(nom["actuator_biasprm"][None], len(ids_np), 0)
+        strength = p["motor_strength"]
+        gain[:, :, 0] *= p["kp_scale"] * strength
+        bias[:, :, 1] *= p["kp_scale"] * strength
+        bias[:, :, 2] *= p["kd_scale"] * strength
+        friction = nom["geom_friction"][None].repeat(len(ids_np), 0)
+        friction[:, :, 0] *= p["friction_scale"]
+        sim = self.sim
+        sim.set_model_field("body_mass", ids_np, mass)
+        sim.set_model_field("body_inertia", ids_np, inertia)
+        sim.set_model_field("body_gravcomp", ids_np, gravcomp)
+        sim.set_model_field("geom_friction", ids_np, friction)
+        sim.set_model_field("dof_frictionloss", ids_np, nom["dof_frictionloss"][None] * p["friction_scale"])
+        sim.set_model_field("dof_damping", ids_np, nom["dof_damping"][None] * p["damping_scale"])
+        sim.set_model_field("dof_armature", ids_np, nom["dof_armature"][None] * p["armature_scale"])
+        sim.set_model_field("actuator_gainprm", ids_np, gain)
+        sim.set_model_field("actuator_biasprm", ids_np, bias)
+
+    def _apply_pushes(self) -> None:
+        if self.dr.push_joint_velocity <= 0 or self.dr.push_interval_s[1] <= 0:
+            return
+        due = (self.episode_time >= self._next_push).nonzero().flatten()
+        if not len(due):
+            return
+        v = self.dr.push_joint_velocity
+        kick = R.uniform(self.gen, -v, v, (len(due), self.model.nv), self.device)
+        self.sim.add_joint_velocity(due.cpu().numpy(), kick.cpu().double().numpy())
+        self._refresh_state()
+        lo, hi = self.dr.push_interval_s
+        self._next_push[due] = self.episode_time[due] + R.uniform(self.gen, lo, hi, (len(due),), self.device)
+
+    # -- observations --------------------------------------------------------------------------
+    def _concat(self, terms: list[ObsTerm], noisy: bool) -> torch.Tensor:
+        parts = []
+        for t in terms:
+            x = t.fn(self)
+            if noisy and t.noise > 0 and self.dr.obs_noise_scale > 0:
+                x = x + torch.randn(x.shape, generator=self.gen, device=self.device) * (
+                    t.noise * self.dr.obs_noise_scale
+                )
+            parts.append(x * t.scale)
+        return torch.cat(parts, dim=1)
+
+    def _noise_std_vector(self) -> torch.Tensor:
+        return torch.cat(
+            [torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms]
+        )
+
+    def _observe(self, fresh: torch.Tensor) -> dict[str, torch.Tensor]:
+        if len(fresh) and self.dr.obs_bias_scale > 0:
+            std = self._noise_std_vector() * self.dr.obs_bias_scale
+            self._obs_bias[fresh] = torch.randn(
+                (len(fresh), std.shape[0]), generator=self.gen, device=self.device
+            ) * std
+        policy = self._concat(self._policy_terms, noisy=True) + self._obs_bias
+        # observation delay: env i sees the observation from `delay_i` control steps ago
+        self._obs_buf = torch.roll(self._obs_buf, 1, dims=0)
+        self._obs_buf[0] = policy
+        if len(fresh):
+            self._obs_buf[:, fresh] = policy[fresh]
+        delay = self.dr_params["obs_delay_steps"].long()
+        policy = self._obs_buf[delay, torch.arange(self.num_envs, device=self.device)]
+        dr = torch.stack([self.dr_params[k] for k in R.PARAM_NAMES], dim=1)
+        critic = torch.cat([self._concat(self._critic_terms, noisy=False), dr], dim=1)
+        return {"policy": policy, "critic": critic}
+
+    # -- description for export ----------------------------------------------------------------
+    def observation_spec(self) -> list[dict]:
+        out = []
+        for t in self._policy_terms:
+            out.append(
+                {"name": t.name, "dim": self._term_dim(t), "unit": t.unit, "scale": t.scale,
+                 "noise_std": t.noise, "source": t.source}
+            )
+        return out
+
+
+def make_env(
+    task: str | Task,
+    num_envs: int,
+    dr: str = "train",
+    seed: int = 0,
+    backend: str = "mujoco",
+    device: str = "cpu",
+    nthread: int | None = None,
+) -> BatchedEnv:
+    from robot_rl.sim.tasks import make_task
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}")
+    t = make_task(task) if isinstance(task, str) else task
+    return BatchedEnv(t, num_envs, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread)

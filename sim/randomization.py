@@ -1,0 +1,125 @@
+"""Domain randomization: declared as dataclass ranges next to each task, sampled per env.
+
+Every range is `(lo, hi)` and sampled uniformly per env at reset (physics parameters can also be
+re-sampled on an interval). Scales multiply the nominal value of the model; `payload_kg` is a mass
+added to the task's payload body. Delays are whole control steps. Sampling is batched torch code on
+a seeded generator: the same seed gives the same samples on every backend.
+
+A task declares two ranges: `train` (used while training) and `eval`, a held-out range used to
+check how a policy transfers (`--dr eval`); `off` gives the nominal model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class DomainRandomization:
+    """Ranges sampled per env at reset. `(1.0, 1.0)` / `(0, 0)` means not randomized."""
+
+    mass_scale: Range = (1.0, 1.0)
+    """Multiplier on every link mass."""
+    payload_kg: Range = (0.0, 0.0)
+    """Mass added to the task's payload body (the end effector for arms)."""
+    friction_scale: Range = (1.0, 1.0)
+    damping_scale: Range = (1.0, 1.0)
+    """Multiplier on joint damping."""
+    armature_scale: Range = (1.0, 1.0)
+    kp_scale: Range = (1.0, 1.0)
+    """Multiplier on the actuators' position gain."""
+    kd_scale: Range = (1.0, 1.0)
+    """Multiplier on the actuators' velocity gain."""
+    motor_strength: Range = (1.0, 1.0)
+    """Multiplier on the whole actuator output (gain and bias)."""
+    action_delay_steps: tuple[int, int] = (0, 0)
+    """Control steps between the policy's action and its effect (inclusive range)."""
+    obs_delay_steps: tuple[int, int] = (0, 0)
+    """Age in control steps of the observation the policy sees (inclusive range)."""
+    obs_noise_scale: float = 0.0
+    """Multiplier on each observation term's declared noise standard deviation."""
+    obs_bias_scale: float = 0.0
+    """Multiplier on each term's declared noise std for a constant per-episode bias."""
+    push_interval_s: Range = (0.0, 0.0)
+    """Seconds between random pushes; (0, 0) disables pushes."""
+    push_joint_velocity: float = 0.0
+    """Largest joint-velocity kick of a push, rad/s (or m/s for slide joints)."""
+    resample_interval_s: float = 0.0
+    """Re-sample physics parameters every this many seconds within an episode; 0 = at reset only."""
+
+    def validate(self, where: str = "dr") -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                if len(v) != 2:
+                    raise ValueError(f"{where}.{f.name} must be a (min, max) pair, got {v!r}")
+                lo, hi = v
+                if lo > hi:
+                    raise ValueError(
+                        f"{where}.{f.name} has min > max ({lo} > {hi}); give the range as (min, max)"
+                    )
+                if f.name != "payload_kg" and lo < 0:
+                    raise ValueError(f"{where}.{f.name} must be non-negative, got {v!r}")
+            elif v < 0:
+                raise ValueError(f"{where}.{f.name} must be non-negative, got {v}")
+
+    @property
+    def max_action_delay(self) -> int:
+        return int(self.action_delay_steps[1])
+
+    @property
+    def max_obs_delay(self) -> int:
+        return int(self.obs_delay_steps[1])
+
+
+NOMINAL = DomainRandomization()
+
+# names of the per-env scalar parameters that `sample` returns, in a fixed order (critic group)
+PARAM_NAMES = (
+    "mass_scale",
+    "payload_kg",
+    "friction_scale",
+    "damping_scale",
+    "armature_scale",
+    "kp_scale",
+    "kd_scale",
+    "motor_strength",
+    "action_delay_steps",
+    "obs_delay_steps",
+)
+
+
+def uniform(gen: torch.Generator, lo: float, hi: float, shape, device) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
+
+
+def sample(dr: DomainRandomization, n: int, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
+    """One value of each parameter per env: `{name: tensor[n]}` in `PARAM_NAMES` order."""
+    out = {}
+    for name in PARAM_NAMES:
+        lo, hi = getattr(dr, name)
+        if name.endswith("_steps"):
+            out[name] = torch.randint(int(lo), int(hi) + 1, (n,), generator=gen, device=device).float()
+        else:
+            out[name] = uniform(gen, float(lo), float(hi), (n,), device)
+    return out
+
+
+@dataclass(frozen=True)
+class DRPresets:
+    """The ranges a task declares: `train` for training, `eval` held out for evaluation."""
+
+    train: DomainRandomization = field(default_factory=DomainRandomization)
+    eval: DomainRandomization = field(default_factory=DomainRandomization)
+
+    def get(self, mode: str) -> DomainRandomization:
+        if mode == "off":
+            return NOMINAL
+        if mode in ("train", "eval"):
+            return getattr(self, mode)
+        raise ValueError(f"unknown DR mode {mode!r}; use one of: train, eval, off")

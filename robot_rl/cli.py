@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -66,11 +65,25 @@ def _parse(cls, args: list[str], prog: str, default=None):
         with redirect_stderr(err), redirect_stdout(err):
             return tyro.cli(cls, args=args, prog=prog, default=default)
     except SystemExit:
-        text = re.sub(r"[│╭╮╰╯─]+", " ", err.getvalue())
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        first = next((ln for ln in lines if "rror" in ln and "─" not in ln and "Value error" not in ln), None)
-        first = first or (lines[1] if len(lines) > 1 else "invalid arguments")
+        first = _first_message(err.getvalue())
         raise UsageError(f"{first}; see `{prog} --help`") from None
+
+
+def _first_message(text: str) -> str:
+    """The message of tyro's error box (with or without box drawing), on one line."""
+    chunks: list[list[str]] = [[]]
+    for raw in text.splitlines():
+        line = raw.strip().strip("│╭╮╰╯").strip().strip("─").strip()
+        if not line or set(line) <= set("─-"):
+            if chunks[-1]:
+                chunks.append([])
+            continue
+        chunks[-1].append(line)
+    chunks = [c for c in chunks if c]
+    if not chunks:
+        return "invalid arguments"
+    msg = " ".join(chunks[1] if len(chunks) > 1 else chunks[0])
+    return msg.rstrip(".")
 
 
 def _train(args: list[str]) -> None:

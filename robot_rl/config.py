@@ -75,7 +75,12 @@ class TrainConfig:
     time_budget_s: float = 0.0
     """Stop after this many seconds of training (0 = no limit)."""
     stop_at_success: float = 0.0
-    """Stop once the success rate of recent episodes reaches this (0 = never)."""
+    """Stop once the success rate reaches this (0 = never): the deterministic policy's, measured
+    every `eval_interval` iterations, or else that of recent training episodes."""
+    eval_interval: int = 10
+    """Every this many iterations, run `eval_episodes` episodes with the deterministic policy on
+    the training DR range (0 = never); logged as `eval/success_rate`."""
+    eval_episodes: int = 256
     save_interval: int = 50
     log_root: str = "runs"
     run_name: str = ""

@@ -16,7 +16,7 @@ import torch
 
 from robot_rl import checkpoint as ckpt
 from robot_rl.config import TrainConfig, from_dict
-from robot_rl.train import build_policy
+from robot_rl.networks import build_policy
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -36,6 +36,39 @@ def load_policy(checkpoint: str | Path, task: str | None = None):
     return ac.eval(), cfg, ck
 
 
+def run_episodes(env, policy, renderer=None):
+    """Run one episode in every env of `env` with `policy(obs) -> actions` (no grad).
+
+    Returns per-env (return, length, success) arrays and, with a `mujoco.Renderer`, the frames of
+    env 0's episode."""
+    n = env.num_envs
+    ret = np.full(n, np.nan)
+    length = np.full(n, np.nan)
+    success = np.full(n, np.nan)
+    frames = []
+    recording = renderer is not None
+    obs = env.reset()
+    with torch.inference_mode():
+        while np.isnan(ret).any():
+            if recording:
+                m, d = env.sim.load_render_data(0)
+                env.task.render_scene(env, 0, m, d)
+                renderer.update_scene(d, camera="front")
+                frames.append(renderer.render().copy())
+            obs, _, _, _, info = env.step(policy(obs["policy"]))
+            ep = info["episode"]
+            ids = ep["env_ids"].cpu().numpy()
+            first = ids[np.isnan(ret[ids])]
+            if len(first):
+                sel = np.isin(ids, first)
+                ret[first] = ep["return"].cpu().numpy()[sel]
+                length[first] = ep["length"].cpu().numpy()[sel]
+                success[first] = ep["success"].cpu().numpy()[sel]
+                if 0 in first:
+                    recording = False
+    return ret, length, success, frames
+
+
 def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed: int = 1,
              video: str | Path | None = None, report: str | Path | None = None,
              video_size: tuple[int, int] = (480, 640)) -> dict:
@@ -48,36 +81,13 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
     if env.num_obs != ck["num_obs"]:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
                                    f"task {cfg.env.task} gives {env.num_obs}")
-    obs = env.reset()
-    ret = np.full(episodes, np.nan)
-    length = np.full(episodes, np.nan)
-    success = np.full(episodes, np.nan)
-    frames = []
     renderer = None
     if video:
         import mujoco
 
         h, w = video_size
         renderer = mujoco.Renderer(env.model, h, w)
-    recording = video is not None
-    with torch.inference_mode():
-        while np.isnan(ret).any():
-            if recording:
-                m, d = env.sim.load_render_data(0)
-                env.task.render_scene(env, 0, m, d)
-                renderer.update_scene(d, camera="front")
-                frames.append(renderer.render().copy())
-            obs, _, _, _, info = env.step(ac.action_mean(obs["policy"]))
-            ep = info["episode"]
-            ids = ep["env_ids"].cpu().numpy()
-            first = ids[np.isnan(ret[ids])]
-            if len(first):
-                sel = np.isin(ids, first)
-                ret[first] = ep["return"].cpu().numpy()[sel]
-                length[first] = ep["length"].cpu().numpy()[sel]
-                success[first] = ep["success"].cpu().numpy()[sel]
-                if 0 in first:
-                    recording = False
+    ret, length, success, frames = run_episodes(env, ac.action_mean, renderer)
     result = {
         "task": cfg.env.task,
         "dr": dr,

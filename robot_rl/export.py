@@ -20,9 +20,13 @@ from robot_rl import checkpoint as ckpt
 from robot_rl.artifact import FORMAT, PolicyArtifact, sha256_file, spec_checksum
 from robot_rl.config import TrainConfig, from_dict
 from robot_rl.networks import ExportedPolicy
-from robot_rl.train import build_policy
+from robot_rl.networks import build_policy
 
 PARITY_TOL = 1e-5
+
+
+class ExportError(ValueError):
+    pass
 
 
 def build_spec(env, cfg: TrainConfig, ck: dict) -> dict:
@@ -100,7 +104,10 @@ def export(checkpoint: str | Path, out_dir: str | Path, num_parity_samples: int 
             obs.append(o["policy"])
     real = torch.cat(obs)
     gen = torch.Generator().manual_seed(0)
-    rand = torch.randn(real.shape, generator=gen) * 3.0
+    if hasattr(ac.actor_norm, "mean"):  # in-distribution random observations: N(mean, std) of training
+        rand = ac.actor_norm.mean + ac.actor_norm.std * torch.randn(real.shape, generator=gen)
+    else:
+        rand = torch.randn(real.shape, generator=gen)
     samples = torch.cat([real, rand])
 
     out_dir = Path(out_dir)
@@ -122,7 +129,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, num_parity_samples: int 
         got = art.act(samples.numpy())
         err = float(np.max(np.abs(got - expected)))
         if err > PARITY_TOL:
-            raise RuntimeError(f"exported policy differs from the training policy by {err:.2e} (> {PARITY_TOL})")
+            raise ExportError(f"exported policy differs from the training policy by {err:.2e} (> {PARITY_TOL})")
         (tmp / "parity.json").write_text(json.dumps(
             {"max_abs_error": err, "tolerance": PARITY_TOL, "samples": int(samples.shape[0])}, indent=2))
         os.chmod(tmp, 0o755)

@@ -104,3 +104,10 @@ class ExportedPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(self.norm(obs))
+
+
+def build_policy(cfg, num_obs: dict, num_actions: int) -> ActorCritic:
+    """The actor-critic a `TrainConfig` describes, for these observation and action sizes."""
+    p = cfg.ppo
+    return ActorCritic(num_obs["policy"], num_obs["critic"], num_actions, tuple(p.actor_hidden),
+                       tuple(p.critic_hidden), p.activation, p.init_noise_std, p.normalize_obs)

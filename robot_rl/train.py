@@ -15,21 +15,17 @@ import torch
 
 from robot_rl import checkpoint as ckpt
 from robot_rl.config import TrainConfig, to_dict
-from robot_rl.networks import ActorCritic
+from robot_rl.evaluate import run_episodes
+from robot_rl.networks import build_policy
 from robot_rl.ppo import PPO
-
-
-def build_policy(cfg: TrainConfig, num_obs: dict, num_actions: int) -> ActorCritic:
-    p = cfg.ppo
-    return ActorCritic(num_obs["policy"], num_obs["critic"], num_actions, tuple(p.actor_hidden),
-                       tuple(p.critic_hidden), p.activation, p.init_noise_std, p.normalize_obs)
 
 
 def make_run_dir(cfg: TrainConfig) -> Path:
     name = cfg.run_name or f"{cfg.env.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = Path(cfg.log_root) / name
-    if (run / "summary.json").exists() and not cfg.resume:
-        raise ValueError(f"run directory {run} already holds a finished run; choose another --run-name")
+    if run.exists():
+        raise ValueError(f"run directory {run} already exists; choose another --run-name, "
+                         f"or continue it with --resume {run}")
     run.mkdir(parents=True, exist_ok=True)
     return run
 
@@ -42,6 +38,7 @@ class TrainResult:
     total_steps: int
     wall_s: float
     success: float
+    eval_success: float | None
     mean_return: float
     solved_at_s: float | None
 
@@ -80,7 +77,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     writer = SummaryWriter(log_dir=str(run / "tensorboard"), purge_step=start_it or None)
     progress_csv = (run / "progress.csv").open("a")
     if start_it == 0:
-        progress_csv.write("iteration,steps,wall_s,mean_return,success,episode_length,steps_per_s\n")
+        progress_csv.write("iteration,steps,wall_s,mean_return,success,episode_length,steps_per_s,eval_success\n")
 
     def save(it: int) -> Path:
         path = run / "checkpoints" / f"model_{it}.pt"
@@ -102,6 +99,11 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         bar = tqdm(total=cfg.max_iterations, initial=start_it, desc=f"train {cfg.env.task}",
                    unit="it", dynamic_ncols=True, file=sys.stdout)
+    eval_env = None
+    if cfg.eval_interval > 0:
+        eval_env = make_env(cfg.env.task, cfg.eval_episodes, dr=cfg.env.dr, seed=cfg.env.seed + 1000,
+                            backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None)
+    eval_success = None
     t0 = time.perf_counter()
     solved_at = None
     it = start_it
@@ -142,17 +144,28 @@ def train(cfg: TrainConfig) -> TrainResult:
                      ("policy/action_std", stats.action_std), ("perf/steps_per_s", sps),
                      ("perf/collect_s", collect_s)):
             writer.add_scalar(k, v, it)
-        progress_csv.write(f"{it},{total_steps},{wall:.2f},{mean_ret:.4f},{success:.4f},{mean_len:.1f},{sps:.0f}\n")
-        progress_csv.flush()
+        progress_line = f"{it},{total_steps},{wall:.2f},{mean_ret:.4f},{success:.4f},{mean_len:.1f},{sps:.0f}"
         if bar is not None:
             bar.set_postfix(ret=f"{mean_ret:.2f}", success=f"{success:.2f}", sps=f"{sps:,.0f}")
             bar.update(1)
         if it % cfg.save_interval == 0:
             last_ckpt = save(it)
-        full_window = len(successes) >= window
-        if solved_at is None and full_window and success >= env.task.success_rate_to_solve:
-            solved_at = wall
-        if cfg.stop_at_success > 0 and full_window and success >= cfg.stop_at_success:
+        if eval_env is not None and it % cfg.eval_interval == 0:
+            _, _, succ, _ = run_episodes(eval_env, ac.action_mean)
+            eval_success = float(succ.mean())
+            eval_success_now = f"{eval_success:.4f}"
+            writer.add_scalar("eval/success_rate", eval_success, it)
+            if bar is not None:
+                bar.write(f"iteration {it}: deterministic success {eval_success:.1%} "
+                          f"({cfg.eval_episodes} episodes, {time.perf_counter() - t0:.0f} s)")
+        else:
+            eval_success_now = ""
+        progress_csv.write(progress_line + f",{eval_success_now}\n")
+        progress_csv.flush()
+        ref = eval_success if eval_env is not None else (success if len(successes) >= window else None)
+        if ref is not None and solved_at is None and ref >= env.task.success_rate_to_solve:
+            solved_at = time.perf_counter() - t0
+        if cfg.stop_at_success > 0 and ref is not None and ref >= cfg.stop_at_success:
             break
         if cfg.time_budget_s > 0 and wall >= cfg.time_budget_s:
             break
@@ -163,7 +176,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     writer.close()
     progress_csv.close()
     result = TrainResult(run, last_ckpt, it, total_steps, time.perf_counter() - t0,
-                         success, mean_ret, solved_at)
+                         success, eval_success, mean_ret, solved_at)
     plot_learning_curve(run / "progress.csv", run / "learning_curve.png", cfg.env.task)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -134,11 +134,15 @@ class BatchedEnv:
         return int(term.fn(self).shape[1])
 
     # -- contract ------------------------------------------------------------------------------
+    # Env state never needs gradients; running every mutation in inference mode keeps the env's
+    # own tensors consistent whether the caller is in inference mode, no_grad, or neither.
+    @torch.inference_mode()
     def reset(self) -> dict[str, torch.Tensor]:
         ids = torch.arange(self.num_envs, device=self.device)
         self._reset_idx(ids)
         return self._observe(fresh=ids)
 
+    @torch.inference_mode()
     def step(self, actions: torch.Tensor):
         actions = actions.to(self.device, torch.float32)
         if actions.shape != (self.num_envs, self.num_actions):
@@ -186,6 +190,7 @@ class BatchedEnv:
         obs = self._observe(fresh=done_ids)
         return obs, reward, terminated, truncated, info
 
+    @torch.inference_mode()
     def randomize_episode_start(self) -> None:
         """Spread episode clocks uniformly so that envs do not all reset on the same step
         (training only; as rsl_rl's `init_at_random_ep_len`)."""

@@ -36,7 +36,7 @@ TRAIN_DR = DomainRandomization(
     obs_noise_scale=1.0,
     obs_bias_scale=0.5,
     push_interval_s=(0.8, 1.6),
-    push_joint_velocity=0.3,
+    push_joint_velocity=0.1,
 )
 # held out: wider physics ranges, more payload, different delays; never seen in training
 EVAL_DR = DomainRandomization(
@@ -53,7 +53,7 @@ EVAL_DR = DomainRandomization(
     obs_noise_scale=1.5,
     obs_bias_scale=1.0,
     push_interval_s=(1.0, 2.0),
-    push_joint_velocity=0.4,
+    push_joint_velocity=0.15,
 )
 
 

@@ -1,0 +1,51 @@
+"""Safety layer: the last stage between a policy and a robot driver (numpy + onnxruntime only).
+
+* :class:`SafetyConfig` / :class:`SafetyFilter`: joint position/velocity/effort limits, command
+  rate limit, workspace box, watchdogs on stale commands and state, NaN/Inf and malformed
+  command rejection, a latched e-stop, and a risk-triggered backup behaviour; fails closed.
+* :class:`SafetyCritic` / :func:`risk_features`: the learned safety critic (ONNX) and the
+  features it reads, shared by training (in simulation) and deployment.
+
+Transport-free: a ROS 2 node wraps it (feeds messages in, sends ``tick``'s output out).
+"""
+
+from .config import BACKUP_BEHAVIOURS, ESTOP_ACTIONS, FAULT_ACTIONS, SafetyConfig
+from .critic import (
+    RISK_FEATURE_GROUPS,
+    RISK_METADATA_KEY,
+    RiskLimits,
+    SafetyCritic,
+    num_risk_features,
+    risk_feature_names,
+    risk_features,
+)
+from .filter import (
+    COMMAND_CLIP_REASONS,
+    COMMAND_REJECT_REASONS,
+    INTERVENTION_REASONS,
+    MODES,
+    STATE_REJECT_REASONS,
+    STATUS_KEYS,
+    SafetyFilter,
+)
+
+__all__ = [
+    "BACKUP_BEHAVIOURS",
+    "COMMAND_CLIP_REASONS",
+    "COMMAND_REJECT_REASONS",
+    "ESTOP_ACTIONS",
+    "FAULT_ACTIONS",
+    "INTERVENTION_REASONS",
+    "MODES",
+    "RISK_FEATURE_GROUPS",
+    "RISK_METADATA_KEY",
+    "RiskLimits",
+    "STATE_REJECT_REASONS",
+    "STATUS_KEYS",
+    "SafetyConfig",
+    "SafetyCritic",
+    "SafetyFilter",
+    "num_risk_features",
+    "risk_feature_names",
+    "risk_features",
+]

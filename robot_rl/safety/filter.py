@@ -1,0 +1,697 @@
+"""The safety filter: the last stage between a policy and a robot driver.
+
+:class:`SafetyFilter` is transport-free, single-process numpy logic; a ROS 2 node (or any other
+loop) feeds it joint states, policy commands, e-stop and risk messages, and calls :meth:`tick` at
+the safety rate (500 Hz - 1 kHz), sending whatever it returns to the driver. Every method takes the
+current time ``t`` (seconds, monotonic, same clock for all calls) as an argument; nothing inside
+reads a clock, so behaviour is deterministic and testable.
+
+Data path (positions are in the configured ``joint_names`` order)::
+
+    on_command(t, names, q)  -- validate (length, names, NaN/Inf) -> reorder by name
+                              -> clip to [lower + margin, upper - margin]
+                              -> workspace: scale back along the path from the current command
+                              -> target
+    tick(t)                  -- pick a mode (priority order below)
+                              -> move the output toward the mode's goal, at most rate * dt per
+                                 joint, along a straight line in joint space
+                              -> (command or None, status)
+
+Modes, highest priority first (the first that applies wins):
+
+    ======== ================================================ =====================================
+    mode     when                                             output
+    ======== ================================================ =====================================
+    brake    internal error (latched until ``reset_fault``)   measured position at brake start
+    estop    e-stop engaged (latched until ``reset_estop``)   ``estop_action``: brake | hold
+    fault    no / invalid / stale joint state                 ``fault_action``: None | hold
+    brake    measured velocity or effort over its limit       measured position at brake start
+    backup   risk > threshold (until < threshold-hysteresis)  ``backup``: hold | retreat to home
+    brake    no command for ``brake_timeout_s``               measured position at brake start
+    hold     no command yet / for ``cmd_timeout_s`` / no new  last safe command
+             command since the last intervention
+    ok       fresh, validated command                         target, rate limited
+    ======== ================================================ =====================================
+
+"hold" keeps sending the last safe command (the last output); "brake" latches the measured joint
+position when braking starts and keeps sending that (re-latching every tick would let the arm sag
+under gravity). After any non-``ok`` tick the pending target is dropped: the filter resumes only
+on a command received after the intervention, validated from where the output is then, so an old
+command is never replayed and the workspace check always covers the path actually taken.
+
+Workspace handling: a command is never rejected for the workspace; it is *scaled back*. The
+straight joint-space path from the current command (the last output) to the new target is sampled
+(``workspace_resolution`` rad apart) through numpy FK; the target becomes the farthest point along
+that path before the end-effector site would leave the box (refined to 1/256 of a sample step).
+If the current command is already outside the box (e.g. at start-up), the path may go on only
+while it does not get farther outside, so the robot can always come back in. Because the tick
+moves along that same straight line (uniform rate scaling, not per-joint clipping), every command
+sent stays on the checked path. The backup "retreat" to ``home`` is the one motion not checked
+per step: ``home`` itself is checked (inside the joint limits and the box) when the filter is
+built, and the path to it is the straight joint-space line at ``retreat_rate``.
+
+Fail closed: an exception anywhere in :meth:`tick` latches an internal error and sends a brake
+command (the measured position; or the last output if no valid state exists; or nothing); an
+exception while handling a command rejects the command. A raw policy command is never returned:
+outputs only come from validated, clipped targets moved by the rate limiter.
+
+Thread safety: each public method holds one lock, so state, command, e-stop and risk callbacks
+may come from other threads than the tick.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import SafetyConfig
+
+# modes
+OK, HOLD, BRAKE, ESTOP, BACKUP, FAULT = "ok", "hold", "brake", "estop", "backup", "fault"
+MODES = (OK, HOLD, BRAKE, ESTOP, BACKUP, FAULT)
+
+# reasons a command is rejected (counters["commands_rejected"])
+COMMAND_REJECT_REASONS = (
+    "wrong_length",
+    "unknown_joint",
+    "missing_joint",
+    "duplicate_joint",
+    "non_finite",
+    "bad_type",
+    "bad_time",
+    "no_state",
+    "internal_error",
+)
+# reasons a command is altered (counters["commands_clipped"])
+COMMAND_CLIP_REASONS = ("position_limit", "workspace")
+# reasons a joint state message is rejected (counters["states_rejected"]); also fault reasons
+STATE_REJECT_REASONS = (
+    "state_wrong_length",
+    "state_unknown_joint",
+    "state_missing_joint",
+    "state_duplicate_joint",
+    "state_non_finite",
+    "state_bad_type",
+    "state_bad_time",
+    "state_internal_error",
+)
+# reasons for a non-ok tick (status["reason"], counters["interventions"]: counted on entry)
+INTERVENTION_REASONS = (
+    "internal_error",
+    "estop",
+    "no_state",
+    "state_stale",
+    *STATE_REJECT_REASONS,
+    "velocity_limit",
+    "effort_limit",
+    "risk",
+    "risk_stale",
+    "cmd_timeout_brake",
+    "no_command",
+    "cmd_stale",
+    "awaiting_command",
+)
+STATUS_KEYS = (
+    "t",
+    "mode",
+    "reason",
+    "active_limits",
+    "risk",
+    "backup",
+    "estop_latched",
+    "estop_engaged",
+    "state_age",
+    "cmd_age",
+    "counters",
+    "last_reject_reason",
+    "last_state_fault",
+    "last_intervention",
+    "last_error",
+)
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+def _time(t: Any, reason: str) -> float:
+    """A message time as a finite float (a NaN time would make every age comparison false,
+    i.e. never stale: fail open)."""
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise _Reject(reason, f"time {t!r} is not a number") from None
+    if not math.isfinite(t):
+        raise _Reject(reason, f"time {t!r} is not finite")
+    return t
+
+
+class SafetyFilter:
+    """Joint-space safety filter (see the module docstring for the behaviour).
+
+    Args:
+        config: limits, timeouts and behaviours.
+        kinematics: optional :class:`robot_rl.kinematics.Kinematics` for the workspace box; by
+            default built from ``config.chain`` in the configured joint order.
+    """
+
+    def __init__(self, config: SafetyConfig, kinematics: Any = None):
+        self.config = cfg = config
+        n = self.n = cfg.njoint
+        self._index = {name: i for i, name in enumerate(cfg.joint_names)}
+        self._kin = None
+        if cfg.ws_lower is not None:
+            if kinematics is None:
+                from robot_rl.kinematics import Kinematics
+
+                kinematics = Kinematics(cfg.chain, joint_names=cfg.joint_names)
+            if list(kinematics.joint_names) != list(cfg.joint_names):
+                raise ValueError(
+                    f"kinematics joint order {kinematics.joint_names} differs from the config's "
+                    f"{list(cfg.joint_names)}; build Kinematics(chain, joint_names=config.joint_names)"
+                )
+            self._kin = kinematics
+            if cfg.home_q is not None:
+                v = self._ws_violation(cfg.home_q[None])[0]
+                if v > 0:
+                    raise ValueError(
+                        f"SafetyConfig.home puts {cfg.ee_site!r} {v:.3f} m outside the workspace box"
+                    )
+        # limits as private contiguous arrays
+        self._lo = np.array(cfg.lower)
+        self._hi = np.array(cfg.upper)
+        self._cmd_lo = np.array(cfg.cmd_lower)
+        self._cmd_hi = np.array(cfg.cmd_upper)
+        self._rate_inv = 1.0 / np.array(cfg.rate)
+        self._retreat_inv = 1.0 / np.array(cfg.retreat)
+        self._vel_trip = np.array(cfg.velocity) * cfg.velocity_trip_factor
+        self._eff_trip = None if cfg.effort is None else np.array(cfg.effort)
+        self._home = None if cfg.home_q is None else np.array(cfg.home_q)
+        # preallocated buffers
+        self._meas = np.zeros(n)
+        self._meas_vel = np.zeros(n)
+        self._meas_eff = np.zeros(n)
+        self._target = np.zeros(n)
+        self._out = np.zeros(n)
+        self._brake_pos = np.zeros(n)
+        self._d = np.zeros(n)
+        self._tmp = np.zeros(n)
+        self._cmd_buf = np.zeros(n)
+        self._state_buf = np.zeros(n)
+        self._lock = threading.Lock()
+        # name -> permutation caches: (names tuple, index array)
+        self._cmd_perm_cache: tuple[tuple, np.ndarray] | None = None
+        self._state_perm_cache: tuple[tuple, np.ndarray] | None = None
+        self._reset_state()
+
+    # ------------------------------------------------------------------------------------------
+    # state
+
+    def _reset_state(self) -> None:
+        self._have_state = False
+        self._t_state = -math.inf
+        self._state_fault: str | None = None
+        self._trip_until = -math.inf
+        self._trip_reason = "velocity_limit"
+        self._t_cmd: float | None = None
+        self._have_target = False
+        self._target_limits: tuple[str, ...] = ()
+        self._target_limits_rate: tuple[str, ...] = ("rate",)
+        self._have_out = False
+        self._braking = False
+        self._estop_input = False
+        self._estop_latched = False
+        self._risk = 0.0
+        self._t_risk: float | None = None
+        self._backup_active = False
+        self._internal_error = False
+        self._t_tick: float | None = None
+        self._prev_reason: str | None = None
+        self.counters: dict[str, Any] = {
+            "ticks": 0,
+            "commands_accepted": 0,
+            "commands_rejected": {r: 0 for r in COMMAND_REJECT_REASONS},
+            "commands_clipped": {r: 0 for r in COMMAND_CLIP_REASONS},
+            "states_rejected": {r: 0 for r in STATE_REJECT_REASONS},
+            "rate_limited_ticks": 0,
+            "risk_non_finite": 0,
+            "interventions": {r: 0 for r in INTERVENTION_REASONS},
+        }
+        self.status: dict[str, Any] = {
+            "t": None,
+            "mode": FAULT,
+            "reason": "no_state",
+            "active_limits": (),
+            "risk": 0.0,
+            "backup": False,
+            "estop_latched": False,
+            "estop_engaged": False,
+            "state_age": math.inf,
+            "cmd_age": math.inf,
+            "counters": self.counters,
+            "last_reject_reason": None,
+            "last_state_fault": None,
+            "last_intervention": None,
+            "last_error": None,
+        }
+
+    @property
+    def mode(self) -> str:
+        return self.status["mode"]
+
+    # ------------------------------------------------------------------------------------------
+    # inputs
+
+    def _perm(self, names: Sequence[str], cache_attr: str, strict: bool, prefix: str) -> np.ndarray:
+        key = tuple(names)
+        cache = getattr(self, cache_attr)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        perm = np.full(self.n, -1, dtype=np.int64)
+        for k, name in enumerate(key):
+            i = self._index.get(name)
+            if i is None:
+                if strict:
+                    raise _Reject(prefix + "unknown_joint", f"unknown joint {name!r}")
+                continue
+            if perm[i] >= 0:
+                raise _Reject(prefix + "duplicate_joint", f"joint {name!r} given twice")
+            perm[i] = k
+        if (perm < 0).any():
+            missing = [self.config.joint_names[i] for i in np.flatnonzero(perm < 0)]
+            raise _Reject(prefix + "missing_joint", f"missing joints {missing}")
+        setattr(self, cache_attr, (key, perm))
+        return perm
+
+    def _read_vector(self, names, values, cache_attr: str, strict: bool, prefix: str, out: np.ndarray) -> np.ndarray | None:
+        """Validate one (names, values) message into ``out`` (configured order).
+
+        Returns the permutation used (None when ``names`` is None, i.e. configured order)."""
+        if values is None:
+            raise _Reject(prefix + "bad_type", "values are None")
+        try:
+            vals = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise _Reject(prefix + "bad_type", f"values are not numbers: {exc}") from None
+        if vals.ndim != 1:
+            raise _Reject(prefix + "wrong_length", f"values must be a flat sequence, got shape {vals.shape}")
+        if names is None:
+            if vals.shape[0] != self.n:
+                raise _Reject(prefix + "wrong_length", f"expected {self.n} values, got {vals.shape[0]}")
+            perm = None
+            np.copyto(out, vals)
+        else:
+            if isinstance(names, str) or len(names) != vals.shape[0]:
+                raise _Reject(prefix + "wrong_length", f"{len(names)} names but {vals.shape[0]} values")
+            perm = self._perm(names, cache_attr, strict, prefix)
+            np.take(vals, perm, out=out)
+        # only the configured joints count (values of ignored extra joints may be anything)
+        if not np.isfinite(out).all():
+            raise _Reject(prefix + "non_finite", "NaN or Inf in values")
+        return perm
+
+    def on_state(self, t: float, names: Sequence[str] | None, position, velocity=None, effort=None) -> bool:
+        """Joint state (e.g. a ``sensor_msgs/JointState``), mapped to the configured order by
+        name (``names=None``: already in the configured order). ``velocity`` / ``effort`` may be
+        None or empty (not reported); otherwise they must match ``position``.
+
+        Returns True if accepted. A rejected message (wrong length, unknown/missing/duplicate
+        names, NaN/Inf, non-numbers) is counted and puts the filter in ``fault`` until a valid
+        state arrives; the last valid state is kept.
+        """
+        with self._lock:
+            try:
+                t = _time(t, "state_bad_time")
+                perm = self._read_vector(names, position, "_state_perm_cache", self.config.strict_state_names, "state_", self._state_buf)
+                vel = self._optional_vector(velocity, perm, self._meas_vel, len(position))
+                eff = self._optional_vector(effort, perm, self._meas_eff, len(position))
+            except _Reject as rej:
+                self._state_rejected(rej.reason)
+                return False
+            except Exception as exc:  # fail closed: an unreadable state is a fault
+                self.status["last_error"] = f"on_state: {exc!r}"
+                self._state_rejected("state_internal_error")
+                return False
+            np.copyto(self._meas, self._state_buf)
+            self._have_state = True
+            self._t_state = t
+            self._state_fault = None
+            if not self._have_out:
+                np.minimum(self._meas, self._hi, out=self._out)
+                np.maximum(self._out, self._lo, out=self._out)
+                self._have_out = True
+            if vel:
+                np.abs(self._meas_vel, out=self._tmp)
+                if (self._tmp > self._vel_trip).any():
+                    self._trip_until = t + self.config.monitor_hold_s
+                    self._trip_reason = "velocity_limit"
+            if eff and self._eff_trip is not None:
+                np.abs(self._meas_eff, out=self._tmp)
+                if (self._tmp > self._eff_trip).any():
+                    self._trip_until = t + self.config.monitor_hold_s
+                    self._trip_reason = "effort_limit"
+            return True
+
+    def _optional_vector(self, values, perm, out: np.ndarray, npos: int) -> bool:
+        if values is None:
+            return False
+        try:
+            vals = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise _Reject("state_bad_type", f"velocity/effort are not numbers: {exc}") from None
+        if vals.ndim != 1:
+            raise _Reject("state_wrong_length", "velocity/effort must be flat sequences")
+        if vals.shape[0] == 0:
+            return False
+        if vals.shape[0] != npos:
+            raise _Reject("state_wrong_length", f"{vals.shape[0]} velocity/effort values for {npos} positions")
+        if perm is None:
+            np.copyto(out, vals)
+        else:
+            np.take(vals, perm, out=out)
+        if not np.isfinite(out).all():
+            raise _Reject("state_non_finite", "NaN or Inf in velocity/effort")
+        return True
+
+    def _state_rejected(self, reason: str) -> None:
+        self._state_fault = reason
+        self.counters["states_rejected"][reason] += 1
+        self.status["last_state_fault"] = reason
+
+    def on_command(self, t: float, names: Sequence[str] | None, values) -> bool:
+        """Position command from the policy (``names=None``: configured order).
+
+        Returns True if accepted (possibly clipped). Rejected commands (wrong length,
+        unknown/missing/duplicate joint names, NaN/Inf, non-numbers, no joint state yet) are
+        counted by reason, never forwarded, and do not feed the watchdog; the last good command
+        stays the target. Accepted commands are clipped to the position limits (with margin) and
+        scaled back to keep the end effector inside the workspace box (module docstring).
+        """
+        with self._lock:
+            try:
+                t = _time(t, "bad_time")
+                self._read_vector(names, values, "_cmd_perm_cache", True, "", self._cmd_buf)
+                if not self._have_out:
+                    raise _Reject("no_state", "no joint state received yet; command dropped")
+                limits: list[str] = []
+                np.minimum(self._cmd_buf, self._cmd_hi, out=self._tmp)
+                np.maximum(self._tmp, self._cmd_lo, out=self._tmp)
+                if not np.array_equal(self._tmp, self._cmd_buf):
+                    limits.append("position_limit")
+                    np.copyto(self._cmd_buf, self._tmp)
+                if self._kin is not None:
+                    alpha = self._workspace_alpha(self._out, self._cmd_buf)
+                    if alpha < 1.0:
+                        limits.append("workspace")
+                        self._cmd_buf -= self._out
+                        self._cmd_buf *= alpha
+                        self._cmd_buf += self._out
+            except _Reject as rej:
+                self._command_rejected(rej.reason)
+                return False
+            except Exception as exc:  # fail closed: a command we could not check is dropped
+                self.status["last_error"] = f"on_command: {exc!r}"
+                self._command_rejected("internal_error")
+                return False
+            np.copyto(self._target, self._cmd_buf)
+            self._have_target = True
+            self._t_cmd = t
+            self._target_limits = tuple(limits)
+            self._target_limits_rate = tuple(limits) + ("rate",)
+            self.counters["commands_accepted"] += 1
+            for r in limits:
+                self.counters["commands_clipped"][r] += 1
+            return True
+
+    def _command_rejected(self, reason: str) -> None:
+        self.counters["commands_rejected"][reason] += 1
+        self.status["last_reject_reason"] = reason
+
+    def estop(self, t: float, engaged: bool) -> None:
+        """E-stop input. Engaging latches the stop: every tick brakes (or holds, per
+        ``estop_action``) until :meth:`reset_estop` is called while the input is released.
+        ``engaged=False`` alone does not clear it."""
+        with self._lock:
+            try:
+                self._estop_input = bool(engaged)
+            except Exception:  # an unreadable e-stop message counts as engaged
+                self._estop_input = True
+            if self._estop_input:
+                self._estop_latched = True
+            self.status["estop_engaged"] = self._estop_input
+            self.status["estop_latched"] = self._estop_latched
+
+    def reset_estop(self) -> bool:
+        """Clear a latched e-stop. Refused (returns False) while the e-stop input is still
+        engaged. After a reset the filter holds until a new command arrives."""
+        with self._lock:
+            if self._estop_input:
+                return False
+            self._estop_latched = False
+            self.status["estop_latched"] = False
+            return True
+
+    def reset_fault(self) -> None:
+        """Clear a latched internal error (after it has been understood). The filter then holds
+        until a new command arrives."""
+        with self._lock:
+            self._internal_error = False
+
+    def set_risk(self, t: float, risk: float) -> None:
+        """Risk estimate in [0, 1] from the learned safety critic. Above ``risk_threshold`` the
+        backup behaviour takes over until risk falls below ``risk_threshold - risk_hysteresis``.
+        NaN/Inf (or a non-finite time) count as risk 1 (fail closed); values are clipped to
+        [0, 1]."""
+        with self._lock:
+            try:
+                r = float(risk)
+                t = _time(t, "bad_time")
+            except (TypeError, ValueError, _Reject):
+                r = math.nan
+                t = None
+            if not math.isfinite(r):
+                self.counters["risk_non_finite"] += 1
+                r = 1.0
+            r = min(max(r, 0.0), 1.0)
+            self._risk = r
+            if t is not None:
+                self._t_risk = t
+            cfg = self.config
+            if self._backup_active:
+                if r < cfg.risk_threshold - cfg.risk_hysteresis:
+                    self._backup_active = False
+            elif r > cfg.risk_threshold:
+                self._backup_active = True
+
+    # ------------------------------------------------------------------------------------------
+    # workspace
+
+    def _ws_violation(self, q: np.ndarray) -> np.ndarray:
+        """Distance (m) of the EE site outside the workspace box, 0 inside; q [k, n] -> [k]."""
+        ee = self._kin.fk(q)["sites"][self.config.ee_site]
+        lo, hi = self.config.ws_lower, self.config.ws_upper
+        out = np.maximum(lo - ee, 0.0) + np.maximum(ee - hi, 0.0)
+        return np.sqrt((out * out).sum(axis=-1))
+
+    def _workspace_alpha(self, start: np.ndarray, goal: np.ndarray) -> float:
+        """Largest alpha in [0, 1] such that the path start + a (goal - start), a <= alpha, keeps
+        the EE inside the box (or no farther outside than at ``start``)."""
+        delta = goal - start
+        span = float(np.abs(delta).max())
+        steps = int(min(max(math.ceil(span / self.config.workspace_resolution), 1), 512))
+        alphas = np.arange(0, steps + 1, dtype=np.float64) / steps  # alphas[0] = 0: the start
+        viol = self._ws_violation(start + alphas[:, None] * delta)
+        tol = float(viol[0]) + 1e-12  # inside: stay inside; outside: get no farther out
+        bad = np.flatnonzero(viol[1:] > tol) + 1
+        if bad.size == 0:
+            return 1.0
+        k = int(bad[0])
+        a_lo = alphas[k - 1]
+        a_hi = alphas[k]
+        for _ in range(2):  # two refinements of 16 sub-steps each: 1/256 of a sample step
+            sub = a_lo + (a_hi - a_lo) * np.arange(1, 17, dtype=np.float64) / 16
+            viol = self._ws_violation(start + sub[:, None] * delta)
+            bad = np.flatnonzero(viol > tol)
+            if bad.size == 0:  # numerically inconsistent; keep the conservative bound
+                break
+            j = int(bad[0])
+            a_lo, a_hi = (sub[j - 1] if j > 0 else a_lo), sub[j]
+        return float(a_lo)
+
+    # ------------------------------------------------------------------------------------------
+    # tick
+
+    def tick(self, t: float) -> tuple[np.ndarray | None, dict]:
+        """One safety-rate step at time ``t``.
+
+        Returns ``(command, status)``: ``command`` is a new float64 array of joint positions in
+        the configured order, or None (send nothing: fault with ``fault_action='none'``, or
+        nothing safe is known yet). ``status`` is this filter's status dict (keys in
+        ``STATUS_KEYS``), updated in place every tick: copy it to keep a snapshot.
+        """
+        with self._lock:
+            try:
+                return self._tick(t)
+            except Exception as exc:
+                return self._fail_closed(t, exc)
+
+    def _step_toward(self, goal: np.ndarray, rate_inv: np.ndarray, dt: float) -> bool:
+        """Move the output toward ``goal`` by at most rate*dt per joint, along a straight line
+        (all joints scaled together). Returns True if the rate limit was active."""
+        d = self._d
+        np.subtract(goal, self._out, out=d)
+        np.abs(d, out=self._tmp)
+        self._tmp *= rate_inv
+        need = float(self._tmp.max())  # seconds needed to reach the goal at the rate limit
+        if need <= dt:
+            np.copyto(self._out, goal)
+            return False
+        d *= dt / need
+        self._out += d
+        return True
+
+    def _tick(self, t: float) -> tuple[np.ndarray | None, dict]:
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"tick time {t!r} is not finite")
+        cfg = self.config
+        st = self.status
+        prev = self._t_tick
+        if prev is None:
+            dt = 0.0
+        else:
+            dt = t - prev
+            if dt < 0.0:
+                raise RuntimeError(f"time went backwards (t={t}, previous tick {prev})")
+            if dt > cfg.max_tick_dt_s:
+                dt = cfg.max_tick_dt_s
+        self._t_tick = t
+        self.counters["ticks"] += 1
+        state_age = t - self._t_state
+        cmd_age = math.inf if self._t_cmd is None else t - self._t_cmd
+        if cfg.risk_timeout_s is not None and self._t_risk is not None and t - self._t_risk > cfg.risk_timeout_s:
+            risk_stale = True
+            self._risk = 1.0
+            self._backup_active = True
+        else:
+            risk_stale = False
+
+        # ---- mode selection (priority order) ----
+        if self._internal_error:
+            mode, reason = BRAKE, "internal_error"
+        elif self._estop_latched:
+            mode, reason = ESTOP, "estop"
+        elif not self._have_state:
+            mode, reason = FAULT, "no_state"
+        elif self._state_fault is not None:
+            mode, reason = FAULT, self._state_fault
+        elif state_age > cfg.state_timeout_s:
+            mode, reason = FAULT, "state_stale"
+        elif t < self._trip_until:
+            mode, reason = BRAKE, self._trip_reason
+        elif self._backup_active:
+            mode, reason = BACKUP, ("risk_stale" if risk_stale else "risk")
+        elif cmd_age > cfg.brake_timeout_s:
+            mode, reason = (HOLD, "no_command") if self._t_cmd is None else (BRAKE, "cmd_timeout_brake")
+        elif cmd_age > cfg.cmd_timeout_s:
+            mode, reason = HOLD, "cmd_stale"
+        elif not self._have_target:
+            mode, reason = HOLD, "awaiting_command"
+        else:
+            mode, reason = OK, None
+
+        # ---- output ----
+        limits: tuple[str, ...] = ()
+        braking = False
+        send = True
+        if mode is OK:
+            if self._step_toward(self._target, self._rate_inv, dt):
+                limits = self._target_limits_rate
+                self.counters["rate_limited_ticks"] += 1
+            else:
+                limits = self._target_limits
+        elif mode is HOLD:
+            pass
+        elif mode is BRAKE or (mode is ESTOP and cfg.estop_action == "brake"):
+            braking = True
+            if not self._braking:
+                src = self._meas if self._have_state else self._out
+                np.minimum(src, self._hi, out=self._brake_pos)
+                np.maximum(self._brake_pos, self._lo, out=self._brake_pos)
+            np.copyto(self._out, self._brake_pos)
+        elif mode is ESTOP:  # estop_action == "hold"
+            pass
+        elif mode is BACKUP:
+            if cfg.backup == "retreat":
+                if self._step_toward(self._home, self._retreat_inv, dt):
+                    limits = ("rate",)
+        else:  # FAULT
+            send = cfg.fault_action == "hold"
+        self._braking = braking
+        if mode is not OK:
+            self._have_target = False
+            if reason != self._prev_reason:
+                self.counters["interventions"][reason] += 1
+                st["last_intervention"] = reason
+        self._prev_reason = reason
+
+        out = None
+        if send and self._have_out:
+            o = self._out
+            np.minimum(o, self._hi, out=o)
+            np.maximum(o, self._lo, out=o)
+            if not math.isfinite(float(np.dot(o, o))):
+                raise FloatingPointError("non-finite safety output")
+            out = o.copy()
+
+        st["t"] = t
+        st["mode"] = mode
+        st["reason"] = reason
+        st["active_limits"] = limits
+        st["risk"] = self._risk
+        st["backup"] = self._backup_active
+        st["estop_latched"] = self._estop_latched
+        st["estop_engaged"] = self._estop_input
+        st["state_age"] = state_age
+        st["cmd_age"] = cmd_age
+        return out, st
+
+    def _fail_closed(self, t: Any, exc: BaseException) -> tuple[np.ndarray | None, dict]:
+        """Latch an internal error and brake: the measured position (or the last output when
+        no valid state exists); nothing if neither is known or finite."""
+        try:
+            self._internal_error = True
+            st = self.status
+            st["last_error"] = f"tick: {exc!r}"
+            if self._prev_reason != "internal_error":
+                self.counters["interventions"]["internal_error"] += 1
+                st["last_intervention"] = "internal_error"
+            self._prev_reason = "internal_error"
+            self._have_target = False
+            st["mode"] = BRAKE
+            st["reason"] = "internal_error"
+            st["active_limits"] = ()
+            try:
+                st["t"] = float(t)
+            except Exception:
+                st["t"] = None
+            if not self._braking:
+                if self._have_state and np.isfinite(self._meas).all():
+                    src = self._meas
+                elif self._have_out and np.isfinite(self._out).all():
+                    src = self._out
+                else:
+                    return None, st
+                np.clip(src, self._lo, self._hi, out=self._brake_pos)
+                self._braking = True
+            if not np.isfinite(self._brake_pos).all():
+                return None, st
+            np.copyto(self._out, self._brake_pos)
+            return self._brake_pos.copy(), st
+        except Exception:
+            return None, self.status

@@ -1,0 +1,54 @@
+"""Bad input on the command line: one clear error line, exit code 2, no run directory left."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no-such-task"], "unknown task 'no-such-task'; available tasks:"),
+    (["train", "--env.backend", "gazebo"], "unknown backend 'gazebo'; available backends: mujoco"),
+    (["train", "--env.num-envs", "abc"], "--env.num-envs"),
+    (["train", "--env.num-envs", "0"], "env.num_envs must be >= 1"),
+    (["train", "--max-iterations", "1.5"], "--max-iterations"),
+    (["train", "--env.dr", "wide"], "--env.dr"),
+    (["eval", "--checkpoint", "runs/missing"], "no run directory or checkpoint at runs/missing"),
+    (["export", "--checkpoint", "runs/missing"], "no run directory or checkpoint"),
+    (["fly"], "unknown command 'fly'"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    out = cli(*args, "--log-root", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "train" else cli(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "runs").exists(), "a rejected command must not create a run directory"
+
+
+def test_tasks_lists_builtin_tasks(tmp_path):
+    out = cli("tasks", cwd=tmp_path)
+    assert out.returncode == 0
+    assert out.stdout.split() == ["cartpole-swingup", "iiwa-reach"]
+
+
+def test_train_eval_export_from_the_command_line(tmp_path):
+    run = tmp_path / "runs" / "tiny"
+    out = cli("train", "cartpole-swingup", "--env.num-envs", "16", "--max-iterations", "2", "--eval-interval", "0",
+              "--ppo.num-steps-per-env", "8", "--log-root", str(tmp_path / "runs"), "--run-name", "tiny",
+              "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (run / "summary.json").is_file() and (run / "checkpoints" / "model_2.pt").is_file()
+    out = cli("eval", "--checkpoint", str(run), "--episodes", "4", "--dr", "eval",
+              "--video", str(tmp_path / "ep.mp4"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "dr=eval" in out.stdout and (run / "eval_eval.json").is_file()
+    assert (tmp_path / "ep.mp4").stat().st_size > 1000
+    out = cli("export", "--checkpoint", str(run), "--out", str(tmp_path / "art"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "art" / "policy.onnx").is_file() and (tmp_path / "art" / "spec.json").is_file()

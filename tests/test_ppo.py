@@ -1,0 +1,80 @@
+"""PPO learns a small task; checkpoints resume exactly; bad checkpoints give clear errors."""
+
+import json
+
+import pytest
+import torch
+
+import tests.toy_task  # noqa: F401  registers toy-reach
+from robot_rl import checkpoint as ckpt
+from robot_rl.config import EnvConfig, PPOConfig, TrainConfig
+from robot_rl.evaluate import evaluate
+from robot_rl.train import train
+
+
+def toy_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        env=EnvConfig(task="toy-reach", num_envs=64, nthread=1),
+        ppo=PPOConfig(num_steps_per_env=20, init_noise_std=0.5, entropy_coef=0.0, actor_hidden=(32, 32),
+                      critic_hidden=(32, 32)),
+        max_iterations=40, save_interval=20, log_root=str(tmp_path), run_name="toy", progress=False,
+        eval_interval=0,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_ppo_learns_toy_reach(tmp_path):
+    untrained = evaluate(*_untrained_checkpoint(tmp_path), episodes=128, dr="train")
+    r = train(toy_config(tmp_path))
+    report = evaluate(r.checkpoint, episodes=128, dr="train")
+    assert report["success_rate"] >= 0.8, report["success_rate"]
+    assert report["mean_return"] > untrained["mean_return"] + 1.0
+    run = r.run_dir
+    for f in ("config.json", "command.txt", "progress.csv", "learning_curve.png", "summary.json"):
+        assert (run / f).is_file(), f
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["ppo"]["num_steps_per_env"] == 20 and saved["env"]["task"] == "toy-reach"
+
+
+def _untrained_checkpoint(tmp_path):
+    r = train(toy_config(tmp_path / "u", max_iterations=1))
+    return (r.checkpoint,)
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+    full = train(toy_config(tmp_path / "a", max_iterations=4, save_interval=2))
+    part = train(toy_config(tmp_path / "b", max_iterations=2, save_interval=2))
+    resumed = train(toy_config(tmp_path / "b", max_iterations=4, save_interval=2, resume=str(part.run_dir)))
+    assert resumed.iterations == 4 and resumed.run_dir == part.run_dir
+    a = ckpt.load(full.checkpoint)
+    b = ckpt.load(resumed.checkpoint)
+    assert b["iteration"] == 4 and b["total_steps"] == a["total_steps"]
+    # resuming restores weights, optimizer and normalizer: training goes on, not from scratch
+    first = ckpt.load(part.checkpoint)
+    w0, w1 = first["model"]["actor.0.weight"], b["model"]["actor.0.weight"]
+    assert not torch.equal(w0, w1)
+    assert b["model"]["actor_norm.count"] > first["model"]["actor_norm.count"]
+    lines = (part.run_dir / "progress.csv").read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["1", "2", "3", "4"]
+
+
+def test_checkpoint_errors(tmp_path):
+    r = train(toy_config(tmp_path, max_iterations=1))
+    with pytest.raises(ckpt.CheckpointError, match="trained on task 'toy-reach', not 'iiwa-reach'"):
+        ckpt.load(r.checkpoint, task="iiwa-reach")
+    data = torch.load(r.checkpoint, weights_only=True)
+    del data["model"]["actor.0.weight"]
+    broken = tmp_path / "broken.pt"
+    torch.save(data, broken)
+    with pytest.raises(ckpt.CheckpointError, match="missing tensors"):
+        evaluate(broken, episodes=4)
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(r.checkpoint.read_bytes()[:200])
+    with pytest.raises(ckpt.CheckpointError, match="damaged"):
+        ckpt.load(truncated)
+    with pytest.raises(ckpt.CheckpointError, match="no run directory"):
+        ckpt.load(tmp_path / "nope")
+    with pytest.raises(ValueError, match="already exists"):
+        train(toy_config(tmp_path, max_iterations=1))

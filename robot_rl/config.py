@@ -131,8 +131,10 @@ def task_defaults(task: str) -> TrainConfig:
     if task == "cartpole-swingup":
         return TrainConfig(
             env=EnvConfig(task=task, num_envs=256),
-            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.0, learning_rate=1e-3),
+            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.0, learning_rate=1e-3, init_noise_std=0.5),
             max_iterations=200,
             stop_at_success=0.0,
         )
+    if task == "iiwa-reach":
+        return TrainConfig(env=EnvConfig(task=task), ppo=PPOConfig(init_noise_std=0.5, entropy_coef=0.0))
     return TrainConfig(env=EnvConfig(task=task))

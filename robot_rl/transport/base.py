@@ -1,0 +1,243 @@
+"""The backend-neutral transport API (the contract both backends implement).
+
+A :class:`Node` owns publishers, subscriptions and timers. Callbacks (subscriptions and timers)
+only ever run inside ``spin()`` / ``spin_once()`` on whichever single thread spins the node, so
+user code is never re-entered concurrently; ``start()`` spins in a background thread owned by the
+node. Publishing is thread-safe and may happen from any thread, including inside callbacks.
+
+Names follow ROS 2: relative topics get the node namespace, ``~/x`` is private to the node,
+remap rules ``from:=to`` are applied after expansion (see :mod:`robot_rl.transport.names`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable, Sequence
+
+from . import names as _names
+from .msgs import Message, Time
+from .qos import QoSLike, QoSProfile, resolve_qos
+from .ros_args import RosArgs, parse_ros_args
+
+__all__ = ["Node", "Publisher", "Subscription", "Timer", "TransportError"]
+
+
+class TransportError(RuntimeError):
+    """A transport operation failed (entity creation, use after shutdown, ...)."""
+
+
+class Publisher:
+    """Publishes messages of one type on one topic. Create with :meth:`Node.create_publisher`."""
+
+    msg_type: type
+    topic: str          # fully qualified, after remapping
+    qos: QoSProfile
+
+    def publish(self, msg: Message) -> None:
+        """Send ``msg`` (an instance of ``msg_type``). Thread-safe."""
+        raise NotImplementedError
+
+    def get_subscription_count(self) -> int:
+        """Number of matched subscriptions (remote and local)."""
+        raise NotImplementedError
+
+    def wait_for_subscribers(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` subscriptions match; False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.get_subscription_count() < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def destroy(self) -> None:
+        """Remove the publisher from the node and the network."""
+        raise NotImplementedError
+
+
+class Subscription:
+    """Calls ``callback(msg)`` for each received message (inside spin). Create with
+    :meth:`Node.create_subscription`."""
+
+    msg_type: type
+    topic: str
+    qos: QoSProfile
+    callback: Callable[[Any], None]
+
+    def get_publisher_count(self) -> int:
+        """Number of matched publishers."""
+        raise NotImplementedError
+
+    def wait_for_publishers(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` publishers match; False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.get_publisher_count() < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def destroy(self) -> None:
+        """Remove the subscription from the node and the network."""
+        raise NotImplementedError
+
+
+class Timer:
+    """Calls ``callback()`` every ``period_s`` seconds (inside spin), on an absolute schedule:
+    the n-th call is due at ``start + n * period``; when a call is late by more than a period the
+    missed calls are skipped (counted in ``missed``), not bunched up."""
+
+    period_s: float
+    callback: Callable[[], None]
+    missed: int = 0
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Restart the schedule from now (un-cancels a cancelled timer)."""
+        raise NotImplementedError
+
+    def is_canceled(self) -> bool:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        self.cancel()
+
+
+class Node:
+    """A ROS 2 node. Create with :func:`robot_rl.transport.create_node`.
+
+    Attributes: ``name``, ``namespace``, ``fully_qualified_name``, ``backend`` ("dds"/"rclpy"),
+    ``logger`` (a ``logging.Logger``), ``exception`` (the error that stopped a background spin).
+    """
+
+    backend: str = ""
+
+    def __init__(self, name: str, namespace: str = "", *, args: Sequence[str] | RosArgs | None = None,
+                 remaps: Iterable | dict | None = None, parameters: dict[str, Any] | None = None) -> None:
+        ros_args = args if isinstance(args, RosArgs) else parse_ros_args(args)
+        _names.validate_node_name(name)
+        name = ros_args.name_for(name)
+        namespace = ros_args.namespace_for(name, namespace)
+        self.name = _names.validate_node_name(name)
+        self.namespace = _names.normalize_namespace(namespace)
+        self.fully_qualified_name = self.namespace.rstrip("/") + "/" + self.name
+        # explicit remaps first (they win), then command-line ones
+        self._remaps = _names._as_rules(remaps) + ros_args.remaps_for(self.name)
+        self._param_overrides: dict[str, Any] = ros_args.params_for(self.name, self.fully_qualified_name)
+        self._param_overrides.update(parameters or {})
+        self._parameters: dict[str, Any] = {}
+        self.ros_args = ros_args
+        self.logger = logging.getLogger("robot_rl.transport" + self.fully_qualified_name.replace("/", "."))
+        self.exception: BaseException | None = None
+        self._shutdown = False
+        self._bg_thread: threading.Thread | None = None
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def resolve_topic_name(self, topic: str, *, only_expand: bool = False) -> str:
+        """Fully qualified name of ``topic`` for this node (expanded, then remapped)."""
+        return _names.resolve_topic_name(topic, self.name, self.namespace, self._remaps, only_expand)
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def declare_parameter(self, name: str, default: Any = None) -> Any:
+        """Declare a parameter and return its value: the override given on the command line
+        (``-p name:=value``, params file) or in ``parameters=``, else ``default``."""
+        value = self._param_overrides.get(name, default)
+        self._parameters[name] = value
+        return value
+
+    def get_parameter(self, name: str, default: Any = None) -> Any:
+        """Value of a declared (or overridden) parameter, else ``default``."""
+        if name in self._parameters:
+            return self._parameters[name]
+        return self._param_overrides.get(name, default)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Declared parameters and command-line overrides (a copy)."""
+        return {**self._param_overrides, **self._parameters}
+
+    # -- entities (backend specific) ------------------------------------------------------------
+
+    def create_publisher(self, msg_type: type, topic: str, qos: QoSLike = "default") -> Publisher:
+        """Publisher of ``msg_type`` on ``topic`` with ``qos`` (profile, preset name or depth)."""
+        raise NotImplementedError
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: QoSLike = "default") -> Subscription:
+        """Subscription calling ``callback(msg)`` inside spin for each message on ``topic``."""
+        raise NotImplementedError
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        """Timer calling ``callback()`` every ``period_s`` seconds inside spin."""
+        raise NotImplementedError
+
+    def now(self) -> Time:
+        """Current time as a ``builtin_interfaces/Time`` message (for header stamps)."""
+        raise NotImplementedError
+
+    def get_node_names_and_namespaces(self) -> list[tuple[str, str]]:
+        """(name, namespace) of every node visible in the ROS graph, this one included."""
+        raise NotImplementedError
+
+    # -- executor --------------------------------------------------------------------------------
+
+    def spin_once(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: forever) for work, run every ready callback and
+        due timer, and return whether anything ran."""
+        raise NotImplementedError
+
+    def spin(self) -> None:
+        """Run callbacks until :meth:`shutdown` (or Ctrl-C). Exceptions from callbacks propagate."""
+        raise NotImplementedError
+
+    def start(self) -> "Node":
+        """Spin in a background thread owned by the node (one executor thread per node).
+
+        An exception escaping a callback stops that thread (fail closed): it is logged and kept
+        in ``node.exception`` and :meth:`ok` turns False.
+        """
+        if self._bg_thread is not None:
+            raise TransportError(f"node {self.fully_qualified_name} is already spinning in the background")
+        self._check_alive()
+
+        def run() -> None:
+            try:
+                self.spin()
+            except BaseException as e:  # noqa: BLE001 - recorded and logged, thread ends
+                self.exception = e
+                self.logger.exception("executor of %s stopped by an exception in a callback",
+                                      self.fully_qualified_name)
+
+        self._bg_thread = threading.Thread(target=run, name=f"executor{self.fully_qualified_name}", daemon=True)
+        self._bg_thread.start()
+        return self
+
+    def ok(self) -> bool:
+        """True until shutdown or until a background spin died on an exception."""
+        return not self._shutdown and self.exception is None
+
+    def shutdown(self) -> None:
+        """Stop spinning and destroy every entity of the node. Idempotent."""
+        raise NotImplementedError
+
+    def _check_alive(self) -> None:
+        if self._shutdown:
+            raise TransportError(f"node {self.fully_qualified_name} has been shut down")
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.fully_qualified_name} backend={self.backend}>"

@@ -129,6 +129,8 @@ def _delete(entity: Any) -> None:
         pass
 
 
+_MAIN_THREAD_WAIT_S = 0.1  # longest uninterruptible wait on the main thread (Ctrl-C latency)
+
 TIMER_SPIN_S = 50e-6
 """Timers sleep until this long before their deadline and busy-wait the rest (jitter ~ a few us)."""
 
@@ -586,7 +588,14 @@ class DdsNode(Node):
         self._check_alive()
         self._enter_spin()
         try:
-            return self._spin_once(timeout)
+            if timeout is not None:
+                return self._spin_once(timeout)
+            # Block until something ran; on the main thread in short waits so Ctrl-C gets through.
+            chunk = _MAIN_THREAD_WAIT_S if threading.current_thread() is threading.main_thread() else None
+            while not self._shutdown:
+                if self._spin_once(chunk):
+                    return True
+            return False
         finally:
             self._exit_spin()
 
@@ -594,12 +603,18 @@ class DdsNode(Node):
         self._check_alive()
         self._enter_spin()
         try:
+            chunk = _MAIN_THREAD_WAIT_S if threading.current_thread() is threading.main_thread() else None
             while not self._shutdown:
-                self._spin_once(None)
+                self._spin_once(chunk)
         finally:
             self._exit_spin()
 
     def _spin_once(self, timeout: float | None) -> bool:
+        if self._pending_delete:  # subscriptions destroyed while we were spinning
+            with self._lock:
+                pending, self._pending_delete = self._pending_delete, []
+            for sub in pending:
+                self._delete_sub(sub)
         with self._lock:
             subs = list(self._subscriptions)
             timers = [t for t in self._timers if not t._canceled]

@@ -1,0 +1,73 @@
+"""One small node written against robot_rl.transport, run on either backend by the interop tests.
+
+Subscribes JointState on ~/ping... (remapped to /interop/ping by --ros-args), answers each with a
+Float64MultiArray of 2 * position on /interop/pong, counts timer ticks, and reports (JSON on stdout)
+when told to stop on stdin. Also compares our topic resolution with rclpy's when rclpy is here.
+
+usage: python _backend_peer.py <backend> [--ros-args ...]
+"""
+
+import json
+import sys
+import time
+
+from robot_rl.transport import create_node, msgs
+
+
+def main() -> None:
+    backend = sys.argv[1]
+    node = create_node("backend_peer", "/peer_ns", backend=backend, args=sys.argv[2:])
+    gain = node.declare_parameter("gain", 1.0)
+    pong = node.create_publisher(msgs.Float64MultiArray, "/interop/pong")
+    received = []
+
+    def on_ping(msg: msgs.JointState) -> None:
+        received.append(msg)
+        q, _, _ = msg.to_numpy()
+        pong.publish(msgs.float64_multi_array(gain * q))
+
+    sub = node.create_subscription(msgs.JointState, "ping", on_ping)
+    ticks = []
+    node.create_timer(0.01, lambda: ticks.append(1))
+    node.start()
+    print("ready", flush=True)
+    sys.stdin.readline()  # "stop" or EOF
+    deadline = time.monotonic() + 5.0
+    while len(ticks) < 3 and time.monotonic() < deadline:  # let the 100 Hz timer show it runs
+        time.sleep(0.01)
+    node.shutdown()
+    report = {
+        "backend": node.backend, "gain": gain, "ping_topic": sub.topic, "ticks": len(ticks),
+        "pings": len(received),
+        "first_ping": None if not received else {
+            "name": list(received[0].name), "position": received[0].position.tolist(),
+            "frame_id": received[0].header.frame_id},
+        "exception": repr(node.exception) if node.exception else None,
+    }
+    if backend == "rclpy":
+        report["resolution"] = compare_with_rclpy()
+    print(json.dumps(report), flush=True)
+
+
+def compare_with_rclpy() -> list:
+    """(topic, ours, rclpy's) for a few names on a node with remaps, both resolvers."""
+    import rclpy
+    from rclpy.node import Node
+
+    from robot_rl.transport.names import resolve_topic_name
+
+    remaps = ["chatter:=/remapped", "~/private:=other", "/abs/x:=rel/y", "resolve_cmp:foo:=bar"]
+    ctx = rclpy.Context()
+    rclpy.init(args=[], context=ctx)
+    cli = ["--ros-args"] + [a for r in remaps for a in ("-r", r)]
+    rnode = Node("resolve_cmp", namespace="/a/b", context=ctx, cli_args=cli, use_global_arguments=False)
+    out = []
+    for topic in ["chatter", "/chatter", "~/private", "~", "/abs/x", "foo", "x/y", "{node}/z", "/a/b/chatter"]:
+        out.append([topic, resolve_topic_name(topic, "resolve_cmp", "/a/b", remaps), rnode.resolve_topic_name(topic)])
+    rnode.destroy_node()
+    rclpy.shutdown(context=ctx)
+    return out
+
+
+if __name__ == "__main__":
+    main()

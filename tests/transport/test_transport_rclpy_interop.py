@@ -1,0 +1,132 @@
+"""Interop with REAL rclpy (ROS 2 Kilted, Fast DDS) running in the separate ROS environment.
+
+The ROS environment is made by scripts/setup_ros.sh (default <repo>/.ros-venv, or $ROS_VENV);
+these tests fail, rather than skip, when it is missing. Everything stays on loopback
+(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) on a test-unique ROS_DOMAIN_ID.
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from _transport_helpers import HERE, MAIN_PYTHON, LineProcess, next_domain_id, ros_python, subprocess_env
+from robot_rl.transport import create_node, msgs
+
+TIMEOUT = 20.0
+
+
+def _events(proc: LineProcess, wanted: set, timeout: float) -> dict:
+    """Read JSON lines until every event in ``wanted`` has been seen; return them by name."""
+    seen = {}
+    deadline = time.monotonic() + timeout
+    while not wanted <= set(seen):
+        line = proc.read_line(max(0.1, deadline - time.monotonic()))
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        seen[event.get("event")] = event
+    return seen
+
+
+@pytest.fixture(scope="module")
+def rclpy_exchange():
+    """One run of a plain rclpy node against one of our DDS nodes; returns what each side saw."""
+    python = ros_python()
+    domain = next_domain_id()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        mp.delenv("CYCLONEDDS_URI", raising=False)
+        mp.setenv("ROS_DOMAIN_ID", str(domain))
+        node = create_node("dds_peer", "/interop_ns", backend="dds", domain_id=domain)
+        received = []
+        node.create_subscription(msgs.JointState, "/interop/joint_states", received.append)
+        cmd = node.create_publisher(msgs.Float64MultiArray, "/interop/commands")
+        node.create_timer(0.02, lambda: cmd.publish(msgs.float64_multi_array([1.5, -2.5, 3.5])))
+        node.start()
+        peer = LineProcess([python, str(HERE / "_rclpy_peer.py"), "dds_peer", "/interop_ns", str(TIMEOUT)],
+                           env=subprocess_env(ROS_DOMAIN_ID=domain))
+        try:
+            assert peer.read_line(TIMEOUT) == "ready", peer.stderr()
+            _events(peer, {"seen", "command"}, TIMEOUT)
+            deadline = time.monotonic() + TIMEOUT
+            our_graph = []
+            while time.monotonic() < deadline:
+                our_graph = node.get_node_names_and_namespaces()
+                if received and ("rclpy_peer", "/") in our_graph:
+                    break
+                time.sleep(0.02)
+            peer.send("stop\n")
+            report = _events(peer, {"report"}, TIMEOUT)["report"]
+        finally:
+            peer.close()
+            node.shutdown()
+    return {"received": received, "our_graph": our_graph, "report": report, "exception": node.exception}
+
+
+def test_rclpy_joint_state_reaches_dds_subscriber(rclpy_exchange):
+    received = rclpy_exchange["received"]
+    assert received, "no JointState from the rclpy publisher arrived"
+    m = received[0]
+    assert m.name == ["shoulder", "elbow", "wrist"]
+    np.testing.assert_array_equal(m.position, [0.1, -0.2, 0.3])
+    np.testing.assert_array_equal(m.velocity, [1.0, 2.0, 3.0])
+    assert m.effort.shape == (0,)
+    assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (1234, 5678, "base_link")
+    assert rclpy_exchange["exception"] is None
+
+
+def test_dds_float64_multi_array_reaches_rclpy_subscriber(rclpy_exchange):
+    report = rclpy_exchange["report"]
+    assert report["n_commands"] > 0 and report["commands"][0] == [1.5, -2.5, 3.5]
+
+
+def test_dds_node_in_rclpy_graph_and_back(rclpy_exchange):
+    report = rclpy_exchange["report"]
+    assert report["seen_after_s"] is not None
+    assert ["dds_peer", "/interop_ns"] in report["names"]
+    assert ("rclpy_peer", "/") in rclpy_exchange["our_graph"]
+
+
+@pytest.mark.parametrize("backend", ["dds", "rclpy"])
+def test_same_node_code_on_both_backends(backend):
+    """tests/transport/_backend_peer.py, written once against robot_rl.transport, runs on our DDS
+    backend (project environment) and on our rclpy backend (ROS environment) and talks to a DDS node."""
+    python = ros_python() if backend == "rclpy" else MAIN_PYTHON
+    domain = next_domain_id()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        mp.delenv("CYCLONEDDS_URI", raising=False)
+        peer = LineProcess([python, str(HERE / "_backend_peer.py"), backend, "--ros-args",
+                            "-r", "ping:=/interop/ping", "-p", "gain:=2.0"],
+                           env=subprocess_env(ROS_DOMAIN_ID=domain))
+        node = create_node("pinger", backend="dds", domain_id=domain)
+        try:
+            pongs = []
+            node.create_subscription(msgs.Float64MultiArray, "/interop/pong", pongs.append)
+            ping = node.create_publisher(msgs.JointState, "/interop/ping")
+            assert peer.read_line(TIMEOUT) == "ready", peer.stderr()
+            assert ping.wait_for_subscribers(1, TIMEOUT), peer.stderr()
+            deadline = time.monotonic() + TIMEOUT
+            k = 0
+            while len(pongs) < 3 and time.monotonic() < deadline:
+                k += 1
+                ping.publish(msgs.joint_state_from_numpy(["a", "b"], [k, -k], frame_id="f"))
+                node.spin_once(0.05)
+            peer.send("stop\n")
+            report = json.loads(peer.read_line(TIMEOUT))
+        finally:
+            peer.close()
+            node.shutdown()
+    assert len(pongs) >= 3, peer.stderr()
+    for pong in pongs:
+        assert pong.data.shape == (2,) and pong.data[0] == -pong.data[1] and pong.data[0] % 2 == 0
+    assert report["backend"] == backend and report["exception"] is None
+    assert report["gain"] == 2.0 and report["ping_topic"] == "/interop/ping"
+    assert report["pings"] >= 3 and report["ticks"] > 0
+    assert report["first_ping"]["name"] == ["a", "b"] and report["first_ping"]["frame_id"] == "f"
+    if backend == "rclpy":
+        for topic, ours, theirs in report["resolution"]:
+            assert ours == theirs, f"{topic!r}: we resolve {ours!r}, rclpy resolves {theirs!r}"

@@ -18,12 +18,13 @@ from typing import Literal
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,eval,export,main,tasks} ...
+USAGE = """usage: robot-rl {train,eval,export,main,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (TASK: iiwa-reach, cartpole-swingup)
   eval           evaluate a checkpoint: JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
+  launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
   tasks          list the available tasks
 
 `robot-rl <command> --help` lists every option."""
@@ -138,13 +139,20 @@ def _main_job(args: list[str]) -> None:
     run(_parse(MainConfig, args, "robot-rl main"))
 
 
+def _launch(args: list[str]) -> int:
+    from robot_rl.launch_runner import main as launch_main
+
+    return launch_main(args)
+
+
 def _tasks(args: list[str]) -> None:
     from robot_rl.sim import task_names
 
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "tasks": _tasks}
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "launch": _launch,
+            "tasks": _tasks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,14 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     from robot_rl.checkpoint import CheckpointError
 
     try:
-        COMMANDS[cmd](args)
+        rc = COMMANDS[cmd](args)
     except (UsageError, CheckpointError, ArtifactError, ValueError, FileNotFoundError) as e:
         print(f"robot-rl {cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robot-rl {cmd}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -154,7 +154,10 @@ _PACKAGE_XML_FALLBACK = """<?xml version="1.0"?>
 <package format="3">
   <name>robot_rl</name>
   <version>{version}</version>
-  <description>Sim-to-real robot learning stack: policy, safety and teleoperation nodes with their launch files.</description>
+  <description>
+    Sim-to-real robot learning stack: the deployed policy, safety and teleoperation nodes and their
+    launch files.
+  </description>
   <maintainer email="robot-rl@users.noreply.github.com">robot-rl maintainers</maintainer>
   <license>UNKNOWN</license>
   <exec_depend>launch_ros</exec_depend>
@@ -279,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"installed robot_rl into {info['prefix']}")
     print(f"  share: {info['share']} ({len(info['launch_files'])} launch file(s))")
-    execs = info["executables"]
-    print(f"  executables: {', '.join(os.path.basename(e) for e in execs) if execs else '(none: no robot_rl.nodes modules)'}")
+    names = [os.path.basename(e) for e in info["executables"]]  # type: ignore[union-attr]
+    print(f"  executables: {', '.join(names) if names else '(none: no robot_rl.nodes modules)'}")
     print(f"use it with: source {info['share']}/local_setup.sh  (or add the prefix to AMENT_PREFIX_PATH)")
     return 0
 

@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except LaunchError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before anything was started
+        return 130
     for w in plan.warnings:
         print(f"[WARNING] [launch]: {w}", file=sys.stderr)
     if args.dry_run:

@@ -61,6 +61,7 @@ class _Context:
         self.configs = configs
         self.env = env
         self.current_file = current_file
+        self._initial_env = dict(env)
         self._stack: list[tuple[dict[str, str], dict[str, str]]] = []
 
     def find_pkg_share(self, package: str) -> str:
@@ -71,8 +72,10 @@ class _Context:
 
     def push(self, *, forwarding: bool) -> None:
         self._stack.append((self.configs, self.env))
+        # forwarding=False: launch configurations are cleared and the environment is reset to what
+        # it was when the launch started (launch's ResetLaunchConfigurations / ResetEnvironment)
         self.configs = dict(self.configs) if forwarding else {}
-        self.env = dict(self.env) if forwarding else {}
+        self.env = dict(self.env) if forwarding else dict(self._initial_env)
 
     def pop(self) -> None:
         self.configs, self.env = self._stack.pop()

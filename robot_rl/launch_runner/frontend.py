@@ -428,7 +428,9 @@ def load_launch_file(path: str) -> LaunchFile:
         raise LaunchError(f"the root element must be <launch>, got <{root.tag}>",
                           fix="wrap the actions in <launch>...</launch> (YAML: `launch:`)",
                           where=root.where)
-    root.check(("deprecated",), (), children=True)
+    # ros2 launch ignores attributes of the root; accept the ones in use (and XML namespaces)
+    extra = tuple(k for k in root.keys() if ":" in k or k.startswith("xmlns"))
+    root.check(("deprecated", "version", *extra), (), children=True)
     return LaunchFile(path=path, actions=[_parse_action(c) for c in root.action_children()])
 
 

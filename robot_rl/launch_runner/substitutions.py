@@ -381,7 +381,7 @@ def _eval(p: Sub, ctx: SubstitutionContext) -> str:
             mod = importlib.import_module(name)
         except ImportError as e:
             raise LaunchError(f"$(eval ...) cannot import module '{name}': {e}",
-                              fix="list importable modules, comma-separated, as the second argument")
+                              fix="list importable modules, comma-separated, as the second argument") from None
         if mod.__name__ == "math":
             local_vars.update(vars(mod))
         local_vars[mod.__name__] = mod
@@ -389,4 +389,4 @@ def _eval(p: Sub, ctx: SubstitutionContext) -> str:
         return str(eval(expression, {}, local_vars))  # noqa: S307 - same semantics as ros2 launch
     except Exception as e:  # noqa: BLE001
         raise LaunchError(f"$(eval {expression!r}) failed: {type(e).__name__}: {e}",
-                          fix="fix the Python expression (strings must be quoted inside it)")
+                          fix="fix the Python expression (strings must be quoted inside it)") from None

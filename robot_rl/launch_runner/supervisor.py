@@ -230,22 +230,23 @@ class Supervisor:
                 assert f is not None
                 os.set_blocking(f.fileno(), False)
                 sel.register(f, selectors.EVENT_READ, (p, f is p.popen.stderr))
-        if self._signals and self._shutdown_reason is None:
-            self._begin_shutdown(f"{signal.Signals(self._signals[-1]).name} received")
-            self._signals.clear()
+            self._reap()  # a node that already died ends the start-up when that ends the launch
+            if self._shutdown_reason is not None:
+                break
         if not self.procs:
             return 1 if self._failed else 0
 
         while True:
             self._pump(sel, _POLL)
             self._reap()
-            if self._signals:
-                sig = self._signals[-1]
-                self._signals.clear()
+            signals = []
+            while self._signals:
+                signals.append(self._signals.pop(0))
+            for sig in signals:
                 if self._shutdown_reason is None:
                     self._begin_shutdown(f"{signal.Signals(sig).name} received")
                 else:
-                    self._info(f"{signal.Signals(sig).name} received again, escalating")
+                    self._info(f"{signal.Signals(sig).name} received during shutdown, escalating to the next signal")
                     for p in self.procs:
                         if p.stage in (1, 2):
                             p.deadline = 0.0

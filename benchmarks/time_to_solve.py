@@ -1,0 +1,272 @@
+"""Wall-clock time to solve a task: our trainer against Stable-Baselines3 PPO, same env and budget.
+
+"Solved" = the deterministic policy (action mean), run for one episode in each of `eval_episodes`
+envs of the training DR range by `robot_rl.evaluate.run_episodes`, reaches the task's
+`success_rate_to_solve` (iiwa-reach 0.95, cartpole-swingup 0.9). Both contenders are evaluated
+this way every `--eval-interval` PPO iterations (rollout + update), the evaluation time counts as
+training time for both, and both stop at the first evaluation that meets the threshold or at the
+first iteration that ends past `--budget-s`.
+
+* ours: `robot_rl.train.train(cfg)` with `cfg = task_defaults(task)`, `stop_at_success` = the
+  threshold, `time_budget_s` = budget; `TrainResult.solved_at_s` is the time of the first
+  evaluation that met it.
+* SB3: `stable_baselines3.PPO("MlpPolicy")` on the same `BatchedEnv` (same task, DR mode, seed,
+  `num_envs`, physics threads) through `benchmarks/sb3_vecenv.py` (policy observation group;
+  exact terminal observations for time-out bootstrapping), wrapped in `VecNormalize` (observation
+  and reward normalization, as SB3 users do for continuous control; ours normalizes observations
+  too). Hyperparameters follow ours where SB3 has the same knob: rollout length, epochs,
+  minibatch count, gamma, lambda, clip range, entropy and value coefficients, grad-norm clip,
+  [128, 128] ELU actor and critic, initial action std. SB3 has no KL-adaptive learning rate, so
+  it is run with each of `--sb3-lr` (fixed) and its best run is the reference.
+* Same seed, same torch thread count and physics threads (`--threads`, default 2), the process
+  pinned to that many CPUs. The clock starts when the training loop starts (after env
+  construction) for both.
+
+Full run (quiet machine):  python benchmarks/time_to_solve.py
+Smoke run:                 python benchmarks/time_to_solve.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from robot_rl.sim import make_env
+from robot_rl.sim.tasks import make_task
+from sb3_vecenv import SB3VecEnv, check_terminal_obs
+
+from robot_rl.config import task_defaults
+from robot_rl.evaluate import run_episodes
+
+TASKS = ("iiwa-reach", "cartpole-swingup")
+DEFAULT_EVAL_INTERVAL = {"iiwa-reach": 5, "cartpole-swingup": 10}
+
+
+def _configure(task: str, args, eval_interval: int):
+    cfg = task_defaults(task)
+    cfg.env.seed = args.seed
+    cfg.env.nthread = args.threads
+    if args.num_envs:
+        cfg.env.num_envs = args.num_envs
+    cfg.torch_threads = args.torch_threads or args.threads
+    cfg.eval_interval = eval_interval
+    cfg.eval_episodes = args.eval_episodes
+    cfg.stop_at_success = make_task(task).success_rate_to_solve
+    cfg.time_budget_s = args.budget_s
+    cfg.max_iterations = 10**9
+    cfg.progress = False
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+def run_ours(task: str, args, eval_interval: int, log_root: str) -> dict:
+    from robot_rl.train import train
+
+    cfg = _configure(task, args, eval_interval)
+    cfg.log_root = log_root
+    cfg.run_name = f"ours-{task}"
+    res = train(cfg)
+    evals = []
+    with open(res.run_dir / "progress.csv") as f:
+        for row in csv.DictReader(f):
+            if row["eval_success"]:
+                evals.append((float(row["wall_s"]), int(row["steps"]), float(row["eval_success"])))
+    for wall, steps, succ in evals:
+        print(f"    ours  {task}: eval at {wall:7.1f} s, {steps:>11,} steps: success {succ:.3f}", flush=True)
+    return {
+        "name": "ours (robot_rl.train)",
+        "solved_at_s": res.solved_at_s,
+        "steps": res.total_steps,
+        "wall_s": res.wall_s,
+        "best_eval": max((e[2] for e in evals), default=float("nan")),
+        "num_envs": cfg.env.num_envs,
+        "iterations": res.iterations,
+    }
+
+
+def run_sb3(task: str, args, eval_interval: int, lr: float) -> dict:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    cfg = _configure(task, args, eval_interval)
+    p = cfg.ppo
+    threshold = cfg.stop_at_success
+    torch.set_num_threads(args.torch_threads or args.threads)
+    n, T = cfg.env.num_envs, p.num_steps_per_env
+    venv = SB3VecEnv(task, n, dr=cfg.env.dr, seed=cfg.env.seed, nthread=args.threads)
+    norm = None
+    if not args.sb3_no_vecnormalize:
+        venv = norm = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=p.gamma)
+    eval_env = make_env(task, cfg.eval_episodes, dr=cfg.env.dr, seed=cfg.env.seed + 1000,
+                        nthread=args.threads)
+    act = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU}[p.activation]
+    model = PPO(
+        "MlpPolicy", venv, learning_rate=lr, n_steps=T, batch_size=n * T // p.num_mini_batches,
+        n_epochs=p.num_learning_epochs, gamma=p.gamma, gae_lambda=p.lam, clip_range=p.clip_param,
+        ent_coef=p.entropy_coef, vf_coef=p.value_loss_coef, max_grad_norm=p.max_grad_norm,
+        policy_kwargs={"net_arch": {"pi": list(p.actor_hidden), "vf": list(p.critic_hidden)},
+                       "activation_fn": act, "log_std_init": math.log(p.init_noise_std)},
+        seed=cfg.env.seed, device="cpu", verbose=0,
+    )
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        o = obs.cpu().numpy()
+        if norm is not None:
+            o = norm.normalize_obs(o)
+        a, _ = model.predict(o, deterministic=True)
+        return torch.as_tensor(a, dtype=torch.float32)
+
+    out = {"solved_at_s": None, "steps": 0, "best_eval": float("nan")}
+
+    class Solve(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0 = time.perf_counter()
+            self.updates = 0
+            self.stop = False
+
+        def _on_rollout_start(self) -> None:
+            # called before every rollout, i.e. after `self.updates` rollout+update iterations
+            if self.updates > 0:
+                wall = time.perf_counter() - self.t0
+                if self.updates % eval_interval == 0:
+                    _, _, succ, _ = run_episodes(eval_env, policy)
+                    s = float(succ.mean())
+                    now = time.perf_counter() - self.t0
+                    out["best_eval"] = s if math.isnan(out["best_eval"]) else max(out["best_eval"], s)
+                    print(f"    sb3   {task} lr={lr:g}: eval at {now:7.1f} s, "
+                          f"{self.model.num_timesteps:>11,} steps: success {s:.3f}", flush=True)
+                    if s >= threshold:
+                        out["solved_at_s"] = now
+                        self.stop = True
+                if wall >= cfg.time_budget_s:
+                    self.stop = True
+                if self.stop:
+                    out["steps"] = self.model.num_timesteps
+            self.updates += 1
+
+        def _on_step(self) -> bool:
+            return not self.stop
+
+    cb = Solve()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=10**13, callback=cb)
+    out.update(name=f"SB3 PPO lr={lr:g}" + ("" if norm is not None else " (no VecNormalize)"),
+               wall_s=time.perf_counter() - t0, num_envs=n, iterations=cb.updates - 1)
+    if not out["steps"]:
+        out["steps"] = model.num_timesteps
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+def _pin(threads: int) -> list[int]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads > len(cpus):
+        raise SystemExit(f"--threads {threads} but only {len(cpus)} CPUs are available to this process "
+                         f"({cpus}); pass --threads {len(cpus)} or fewer")
+    os.sched_setaffinity(0, cpus[:threads])
+    return cpus[:threads]
+
+
+def _t(r: dict, budget: float) -> str:
+    return f"{r['solved_at_s']:.1f}" if r["solved_at_s"] is not None else f"> {budget:g}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--budget-s", type=float, default=300.0, help="wall-clock budget per contender and task")
+    p.add_argument("--threads", type=int, default=2, help="torch and physics threads (process pinned to as many CPUs)")
+    p.add_argument("--torch-threads", type=int, default=0, help="torch threads for both contenders (default: --threads)")
+    p.add_argument("--eval-interval", type=int, default=0,
+                   help="iterations between evaluations (default: iiwa-reach 5, cartpole-swingup 10)")
+    p.add_argument("--eval-episodes", type=int, default=256)
+    p.add_argument("--num-envs", type=int, default=0, help="override the task default num_envs (both contenders)")
+    p.add_argument("--sb3-lr", type=float, nargs="+", default=[1e-3, 3e-4],
+                   help="fixed learning rates to run SB3 with; the fastest run is the reference")
+    p.add_argument("--sb3-no-vecnormalize", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-root", default="", help="keep our run directories here (default: a temp dir)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 15 s budgets, small evals, one SB3 lr")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.budget_s = 15.0
+        args.eval_episodes = 32
+        args.eval_interval = args.eval_interval or 2
+        args.sb3_lr = args.sb3_lr[:1]
+
+    cpus = _pin(args.threads)
+    import stable_baselines3
+
+    print(f"# time to solve: {args.threads} thread(s) on CPUs {cpus} (torch threads {args.torch_threads or args.threads}), budget {args.budget_s:g} s per contender "
+          f"and task, {args.eval_episodes} deterministic eval episodes (DR train), seed {args.seed}")
+    print(f"# torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}, "
+          f"python {sys.version.split()[0]}")
+    for t in args.tasks:
+        check_terminal_obs(t)
+    print("# SB3 adapter: terminal observations checked against a non-resetting twin env", flush=True)
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="time_to_solve-") as tmp:
+        log_root = args.log_root or tmp
+        for task in args.tasks:
+            ei = args.eval_interval or DEFAULT_EVAL_INTERVAL[task]
+            print(f"## {task}: threshold {make_task(task).success_rate_to_solve:g}, eval every {ei} iterations",
+                  flush=True)
+            rows = [run_ours(task, args, ei, log_root)]
+            for lr in args.sb3_lr:
+                rows.append(run_sb3(task, args, ei, lr))
+            results[task] = rows
+
+    b = args.budget_s
+    print()
+    print(f"## Time to solve (wall-clock s until the deterministic policy meets the threshold; budget {b:g} s)")
+    hdr = ["task", "contender", "num_envs", "solved at (s)", "env steps", "iterations", "best eval success"]
+    lines = []
+    for task, rows in results.items():
+        for r in rows:
+            lines.append([task, r["name"], str(r["num_envs"]), _t(r, b), f"{r['steps']:,}", str(r["iterations"]),
+                          "no eval yet" if math.isnan(r["best_eval"]) else f"{r['best_eval']:.3f}"])
+    w = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(hdr)]
+    print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for l in lines:
+        print("| " + " | ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(l)) + " |")
+
+    print()
+    print("## SB3 (best run) / ours, target >= 5x")
+    for task, rows in results.items():
+        ours, sb3 = rows[0], rows[1:]
+        solved = [r for r in sb3 if r["solved_at_s"] is not None]
+        best = min(solved, key=lambda r: r["solved_at_s"]) if solved else None
+        if ours["solved_at_s"] is None:
+            verdict = f"ours did not solve within {b:g} s: no ratio"
+            if best is not None:
+                verdict += f" (SB3 solved in {best['solved_at_s']:.1f} s with {best['name']})"
+        elif best is None:
+            lb = b / ours["solved_at_s"]
+            verdict = (f"> {lb:.1f}x (no SB3 run solved within {b:g} s; ours {ours['solved_at_s']:.1f} s); "
+                       + ("target met" if lb >= 5 else "lower bound below target: raise --budget-s to decide"))
+        else:
+            r = best["solved_at_s"] / ours["solved_at_s"]
+            verdict = (f"{r:.1f}x ({best['name']} {best['solved_at_s']:.1f} s / ours {ours['solved_at_s']:.1f} s; "
+                       f"env steps {best['steps']:,} vs {ours['steps']:,}); "
+                       + ("target met" if r >= 5 else "target NOT met"))
+        print(f"- {task}: {verdict}")
+    if args.quick:
+        print("(--quick: smoke-run budgets; not a measurement to report)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

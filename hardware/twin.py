@@ -1,0 +1,139 @@
+"""Robot twin: a MuJoCo simulation of the robot with held-out dynamics, run in real time.
+
+The twin stands in for hardware: a separate process (``python -m robot_rl.nodes.twin``) that
+simulates the robot with physics parameters drawn from the task's *held-out* domain-randomization
+range (``dr="eval"``: masses, payload, friction, damping, armature, PD gains, motor strength; the
+sample is reproducible from ``seed``), and speaks the ros2_control topics a real arm does:
+``/joint_states`` out, ``/<controller>/commands`` and ``/<controller>/joint_trajectory`` in.
+
+:class:`RobotTwin` is the transport-free part:
+
+    twin = RobotTwin("iiwa-reach", seed=3, physics_rate_hz=1000)
+    twin.set_command(q)                   # joint position targets (joint_names order); held
+    twin.advance_to(sim_time)             # step physics until sim time reaches sim_time
+    q, dq, tau = twin.read(noisy=True)    # measured state with sensor noise
+
+Physics runs at ``physics_rate_hz`` (the model's time step is set to ``1 / physics_rate_hz``);
+the PD position actuators of the model track the held command. Until a command arrives the
+twin holds its initial pose (the task's default pose unless ``initial_pose`` is given).
+Sensor noise: Gaussian with ``position_noise`` (rad) and ``velocity_noise`` (rad/s) standard
+deviations, defaults from the task's declared observation noise times the held-out noise scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["RobotTwin", "TwinError"]
+
+
+class TwinError(ValueError):
+    pass
+
+
+class RobotTwin:
+    def __init__(self, task: str = "iiwa-reach", seed: int = 0, dr: str = "eval", physics_rate_hz: float = 1000.0,
+                 position_noise: float | None = None, velocity_noise: float | None = None,
+                 initial_pose: Sequence[float] | None = None):
+        import mujoco
+
+        from robot_rl.sim import make_env
+
+        if not (100.0 <= physics_rate_hz <= 10000.0):
+            raise TwinError(f"physics_rate_hz={physics_rate_hz} is outside 100..10000 Hz")
+        env = make_env(task, 1, dr=dr, seed=int(seed), nthread=1)
+        env.reset()  # samples the DR parameters and writes them into env.sim.models[0]
+        self.dr_params = {k: float(v[0]) for k, v in env.dr_params.items()}
+        self.task = task
+        self.dr = dr
+        self.seed = int(seed)
+        self.model = model = env.sim.models[0]
+        model.opt.timestep = 1.0 / float(physics_rate_hz)
+        self.physics_dt = model.opt.timestep
+        self.data = mujoco.MjData(model)
+        self._mj = mujoco
+        self.joint_names: list[str] = list(env.task.joint_names)
+        jids = [model.joint(n).id for n in self.joint_names]
+        self._qadr = np.array([model.jnt_qposadr[j] for j in jids])
+        self._vadr = np.array([model.jnt_dofadr[j] for j in jids])
+        self._act = np.array([int(np.flatnonzero(model.actuator_trnid[:, 0] == j)[0]) for j in jids])
+        self.lower = model.jnt_range[jids, 0].copy()
+        self.upper = model.jnt_range[jids, 1].copy()
+        n = len(self.joint_names)
+        q0 = np.asarray(env.task.default_pose if initial_pose is None else initial_pose, dtype=np.float64)
+        if q0.shape != (n,) or not np.isfinite(q0).all():
+            raise TwinError(f"initial_pose needs {n} finite values, got {list(np.atleast_1d(q0))}")
+        self.data.qpos[self._qadr] = np.clip(q0, self.lower, self.upper)
+        mujoco.mj_forward(model, self.data)
+        self.command = self.data.qpos[self._qadr].copy()
+        self.data.ctrl[self._act] = self.command
+        # default sensor noise: the task's declared noise of joint_pos / joint_vel x held-out scale
+        terms = {t["name"]: t for t in env.observation_spec()}
+        scale = env.dr.obs_noise_scale
+        self.position_noise = float(terms.get("joint_pos", {}).get("noise_std", 0.0) * scale
+                                    if position_noise is None else position_noise)
+        self.velocity_noise = float(terms.get("joint_vel", {}).get("noise_std", 0.0) * scale
+                                    if velocity_noise is None else velocity_noise)
+        if self.position_noise < 0 or self.velocity_noise < 0:
+            raise TwinError("sensor noise standard deviations must be >= 0")
+        self._rng = np.random.default_rng(self.seed + 1)
+        self.steps = 0
+        self.commands_received = 0
+
+    @property
+    def sim_time(self) -> float:
+        return self.steps * self.physics_dt
+
+    def set_command(self, q, names: Sequence[str] | None = None) -> None:
+        """Hold joint position targets ``q`` (in ``joint_names`` order, or by ``names``).
+
+        Raises :class:`TwinError` for a wrong length, unknown or missing names, or NaN/Inf (the
+        previous command stays). Targets are clipped to the joint ranges."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if names is not None:
+            names = list(names)
+            if len(names) != q.shape[0]:
+                raise TwinError(f"{len(names)} joint names but {q.shape[0]} positions")
+            index = {nm: i for i, nm in enumerate(names)}
+            missing = [nm for nm in self.joint_names if nm not in index]
+            if missing:
+                raise TwinError(f"command lacks joints {missing}")
+            q = q[[index[nm] for nm in self.joint_names]]
+        if q.shape[0] != len(self.joint_names):
+            raise TwinError(f"command has {q.shape[0]} values for {len(self.joint_names)} joints")
+        if not np.isfinite(q).all():
+            raise TwinError("command contains NaN/Inf")
+        self.command = np.clip(q, self.lower, self.upper)
+        self.data.ctrl[self._act] = self.command
+        self.commands_received += 1
+
+    def step(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._mj.mj_step(self.model, self.data)
+        self.steps += n
+
+    def advance_to(self, sim_time: float, max_steps: int = 50) -> int:
+        """Step until the simulation clock reaches ``sim_time`` (at most ``max_steps`` steps)."""
+        due = int(math.floor(sim_time / self.physics_dt + 1e-9)) - self.steps
+        n = max(0, min(due, max_steps))
+        if n:
+            self.step(n)
+        return n
+
+    def read(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(position, velocity, effort) in ``joint_names`` order; effort = actuator torque."""
+        q = self.data.qpos[self._qadr].copy()
+        dq = self.data.qvel[self._vadr].copy()
+        tau = self.data.qfrc_actuator[self._vadr].copy()
+        if noisy:
+            if self.position_noise > 0:
+                q += self._rng.normal(0.0, self.position_noise, q.shape)
+            if self.velocity_noise > 0:
+                dq += self._rng.normal(0.0, self.velocity_noise, dq.shape)
+        return q, dq, tau
+
+    def site_pos(self, site: str = "ee") -> np.ndarray:
+        return self.data.site_xpos[self.model.site(site).id].copy()

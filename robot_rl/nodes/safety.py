@@ -1,0 +1,248 @@
+"""Safety node: the 1 kHz layer between the policy and the robot driver.
+
+    python -m robot_rl.nodes.safety --ros-args -p artifact:=models/policies/iiwa-reach
+
+Subscribes
+    ``joint_states`` (sensor_msgs/JointState; matched by joint name),
+    ``/policy/joint_command`` (sensor_msgs/JointState with ``name`` + ``position``: names are
+    checked, a command without the right names is rejected),
+    ``/safety/estop`` (std_msgs/Bool; ``true`` engages and *latches* the e-stop; both volatile and
+    transient-local (latched) publishers are heard),
+    ``/safety/reset`` (std_msgs/Bool; ``true`` clears a latched e-stop once ``/safety/estop`` has
+    been released with ``false``; nothing else clears it).
+Publishes
+    the filtered command through :class:`robot_rl.hardware.ros2_control.Ros2ControlDriver`:
+    ``/<controller>/commands`` (Float64MultiArray in ``controller_joints`` order; default) or
+    ``/<controller>/joint_trajectory`` (``interface:=trajectory``), every tick at ``rate_hz``
+    unless the filter says send nothing (fault with ``fault_action:=none``);
+    ``/safety/diagnostics`` (std_msgs/String, JSON: the filter status, its counters, the loop
+    period and compute-time percentiles) at ``diagnostics_rate_hz``.
+
+Every tick runs :meth:`robot_rl.safety.SafetyFilter.tick` (see that module for modes: ok, hold,
+brake, estop, backup, fault). A raw policy command is never forwarded: the output only comes from
+validated, clipped, rate-limited targets. NaN/Inf, wrong-length and wrong-name commands are
+rejected and counted by reason. A stale policy (no command for ``cmd_timeout_s``) is held, then
+braked after ``brake_timeout_s``; stale joint states (``state_timeout_s``) stop commanding.
+
+Parameters (defaults): ``artifact`` (required: joint names, position limits, effort limits,
+control period and kinematics come from its spec), ``rate_hz`` (1000), ``diagnostics_rate_hz``
+(20), ``command_topic`` (/policy/joint_command), ``controller`` (forward_position_controller),
+``interface`` (forward | trajectory), ``controller_joints`` (spec joint order),
+``time_from_start`` (0.0), ``velocity_limit`` (rad/s, scalar or list; default: the largest
+command rate the policy can ask for, action scale / control period), ``max_command_rate``
+(inf), ``position_margin`` (0.02 rad), ``velocity_trip_factor`` (1.5), ``effort_limit`` (spec
+effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
+``state_timeout_s`` (0.05), ``fault_action`` (none | hold), ``estop_action`` (brake | hold),
+``workspace_lower`` / ``workspace_upper`` ([x, y, z] box for site ``ee_site``; off by default),
+``ee_site`` (ee), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
+(100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (true).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
+
+
+def _vec(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    if isinstance(value, str):
+        parts = [p for p in value.strip("[] ").split(",") if p.strip()]
+        return [float(p) for p in parts] if len(parts) != 1 else float(parts[0])
+    return float(value)
+
+
+def build_filter(node, spec: dict):
+    """SafetyConfig + SafetyFilter (+ optional critic) from the artifact spec and node params."""
+    from robot_rl.safety import SafetyConfig, SafetyFilter
+
+    names = list(spec["joints"]["names"])
+    lim = np.asarray(spec["joints"]["position_limits"], dtype=np.float64)
+    default_vel = float(spec["action"].get("scale", 0.05)) / float(spec["control"]["period_s"])
+    if spec["action"].get("mode") not in ("joint_position", "joint_position_delta"):
+        raise NodeStartError(f"the artifact's action mode {spec['action'].get('mode')!r} is not a joint position "
+                             "mode; the safety node filters joint position commands only")
+    eff = spec["joints"].get("effort_limits")
+    eff_default = None if eff is None else [float(max(abs(a), abs(b))) for a, b in eff]
+    effort = param(node, "effort_limit", eff_default)
+    effort = _vec(effort)
+    if effort == 0 or effort == [] or effort is None:
+        effort = None
+    kw = dict(
+        joint_names=names,
+        position_lower=lim[:, 0],
+        position_upper=lim[:, 1],
+        velocity_limit=_vec(param(node, "velocity_limit", default_vel)),
+        max_command_rate=_vec(param(node, "max_command_rate", math.inf)),
+        position_margin=_vec(param(node, "position_margin", 0.02)),
+        velocity_trip_factor=param(node, "velocity_trip_factor", 1.5, float),
+        effort_limit=effort,
+        cmd_timeout_s=param(node, "cmd_timeout_s", 0.1, float),
+        brake_timeout_s=param(node, "brake_timeout_s", 0.5, float),
+        state_timeout_s=param(node, "state_timeout_s", 0.05, float),
+        fault_action=param(node, "fault_action", "none", str),
+        estop_action=param(node, "estop_action", "brake", str),
+        risk_threshold=param(node, "risk_threshold", 0.8, float),
+        backup=param(node, "backup", "hold", str),
+        strict_state_names=param(node, "strict_state_names", True, bool),
+        ee_site=param(node, "ee_site", "ee", str),
+    )
+    ws_lo = _vec(param(node, "workspace_lower", None))
+    ws_hi = _vec(param(node, "workspace_upper", None))
+    chain = spec.get("kinematics")
+    if ws_lo is not None or ws_hi is not None:
+        if chain is None:
+            raise NodeStartError("a workspace box needs the robot kinematics, but the artifact's spec has none; "
+                                 "re-export the artifact")
+        kw.update(workspace_lower=ws_lo, workspace_upper=ws_hi, chain=chain)
+    if kw["backup"] == "retreat":
+        kw["home"] = spec["joints"]["default_pose"]
+    try:
+        cfg = SafetyConfig(**kw)
+        filt = SafetyFilter(cfg)
+    except (ValueError, TypeError) as e:
+        raise NodeStartError(f"invalid safety configuration: {e}") from None
+    critic = None
+    critic_path = param(node, "critic", "", str)
+    if critic_path:
+        if chain is None:
+            raise NodeStartError("the critic needs the robot kinematics, but the artifact's spec has none")
+        from robot_rl.kinematics import Kinematics
+        from robot_rl.safety import RiskLimits, SafetyCritic
+
+        try:
+            kin = Kinematics(chain, joint_names=names)
+            critic = SafetyCritic(critic_path, kin=kin, limits=RiskLimits.from_config(cfg))
+        except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
+            raise NodeStartError(f"cannot load the safety critic {critic_path}: {e}") from None
+    return cfg, filt, critic
+
+
+def main(argv=None) -> int:
+    from robot_rl.transport import RosArgsError
+
+    try:
+        node = make_node("safety", argv)
+    except (RosArgsError, ValueError) as e:
+        return fail("safety", str(e))
+    try:
+        return _run(node)
+    except NodeStartError as e:
+        node.shutdown()
+        return fail(node.name, str(e))
+
+
+def _run(node) -> int:
+    from robot_rl.artifact import ArtifactError, PolicyArtifact
+    from robot_rl.hardware.ros2_control import DriverError, Ros2ControlDriver
+    from robot_rl.transport import msgs
+
+    art_path = param(node, "artifact", "", str)
+    if not art_path:
+        raise NodeStartError("parameter 'artifact' is required (-p artifact:=path/to/exported/policy)")
+    try:
+        spec = PolicyArtifact.load(art_path).spec
+    except (ArtifactError, OSError) as e:
+        raise NodeStartError(str(e)) from None
+    rate_hz = param(node, "rate_hz", 1000.0, float, check=lambda v: 10 <= v <= 10000, expect="10..10000 Hz")
+    diag_hz = param(node, "diagnostics_rate_hz", 20.0, float, check=lambda v: 0 < v <= rate_hz, expect="0 < value <= rate_hz")
+    critic_hz = param(node, "critic_rate_hz", 100.0, float, check=lambda v: 0 < v <= rate_hz, expect="0 < value <= rate_hz")
+    cmd_topic = param(node, "command_topic", "/policy/joint_command", str)
+    controller = param(node, "controller", "forward_position_controller", str)
+    interface = param(node, "interface", "forward", str)
+    ctrl_joints = param(node, "controller_joints", None, list)
+    tfs = param(node, "time_from_start", 0.0, float)
+    cfg, filt, critic = build_filter(node, spec)
+    names = list(cfg.joint_names)
+    try:
+        driver = Ros2ControlDriver(node, names, controller=controller, interface=interface,
+                                   controller_joints=ctrl_joints, time_from_start=tfs)
+    except DriverError as e:
+        raise NodeStartError(str(e)) from None
+
+    state = {"checked": False, "error": None, "q": np.zeros(len(names)), "dq": np.zeros(len(names))}
+
+    def on_state(msg):
+        t = time.monotonic()
+        if not state["checked"]:
+            try:
+                driver.check_joint_names(list(msg.name))
+            except DriverError as e:
+                state["error"] = str(e)
+                node.shutdown()
+                return
+            state["checked"] = True
+        if filt.on_state(t, list(msg.name), msg.position, msg.velocity, msg.effort) and critic is not None:
+            state["q"], state["dq"], _ = msgs.joint_state_to_numpy(msg, names)
+
+    def on_command(msg):
+        filt.on_command(time.monotonic(), list(msg.name), msg.position)
+
+    def on_estop(msg):
+        filt.estop(time.monotonic(), bool(msg.data))
+        node.logger.warning("e-stop %s", "ENGAGED (latched until /safety/reset)" if msg.data else "released")
+
+    def on_reset(msg):
+        if msg.data:
+            ok = filt.reset_estop()
+            node.logger.warning("e-stop reset %s", "accepted" if ok else "refused: /safety/estop is still engaged")
+
+    node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
+    node.create_subscription(msgs.JointState, cmd_topic, on_command)
+    node.create_subscription(msgs.Bool, "/safety/estop", on_estop)             # volatile publishers
+    node.create_subscription(msgs.Bool, "/safety/estop", on_estop, qos="latched")  # latched ones
+    node.create_subscription(msgs.Bool, "/safety/reset", on_reset)
+    diag_pub = node.create_publisher(msgs.String, "/safety/diagnostics")
+
+    period = LatencyStats()
+    compute = LatencyStats()
+    diag_every = max(1, int(round(rate_hz / diag_hz)))
+    critic_every = max(1, int(round(rate_hz / critic_hz)))
+    loop = {"k": 0, "last": None, "sent": 0, "timer": None}
+
+    def on_tick():
+        a = time.perf_counter()
+        if loop["last"] is not None:
+            period.add(a - loop["last"])
+        loop["last"] = a
+        t = time.monotonic()
+        k = loop["k"] = loop["k"] + 1
+        if critic is not None and k % critic_every == 0 and filt.mode != "fault":
+            try:
+                filt.set_risk(t, critic(state["q"], state["dq"], filt._out))
+            except Exception as e:  # noqa: BLE001 - a failing critic counts as maximal risk
+                filt.set_risk(t, math.nan)
+                node.logger.error("safety critic failed: %s", e)
+        cmd, st = filt.tick(t)
+        if cmd is not None:
+            driver.write(cmd)
+            loop["sent"] += 1
+        compute.add(time.perf_counter() - a)
+        if k % diag_every == 0:
+            diag_pub.publish(msgs.String(data=dumps({
+                **st, "joint_names": names, "command": None if cmd is None else cmd,
+                "driver_topic": driver.resolved_topic, "commands_sent": loop["sent"],
+                "loop": {"rate_hz": rate_hz, "period": period.summary(), "compute": compute.summary(),
+                         "missed": loop["timer"].missed},
+            })))
+
+    loop["timer"] = node.create_timer(1.0 / rate_hz, on_tick)
+    node.logger.info("safety filter on %s at %.0f Hz -> %s (%s); joints %s", cmd_topic, rate_hz,
+                     driver.resolved_topic, interface, names)
+    code = run_node(node)
+    node.logger.info("loop period %s, compute %s", dumps(period.summary()), dumps(compute.summary()))
+    if state["error"]:
+        return fail(node.name, state["error"])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

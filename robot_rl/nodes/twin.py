@@ -1,0 +1,137 @@
+"""Robot twin node: a real-time MuJoCo iiwa with held-out dynamics behind ros2_control topics.
+
+    python -m robot_rl.nodes.twin --ros-args -p seed:=3 -p physics_rate_hz:=1000.0
+
+Publishes
+    ``joint_states`` (sensor_msgs/JointState: name, position, velocity, effort) at
+    ``publish_rate_hz``, with sensor noise, each sample delayed by ``latency_ms``;
+    ``twin/ee_pose`` (geometry_msgs/PoseStamped, ground-truth end-effector site position, noise
+    free) at ``ee_rate_hz``, for tests and monitoring.
+Subscribes
+    ``<controller>/commands`` (std_msgs/Float64MultiArray, one value per joint in
+    ``joint_names`` order) and ``<controller>/joint_trajectory`` (trajectory_msgs/JointTrajectory:
+    the first point's positions, mapped by ``joint_names``). The last valid command is held; until
+    the first one the twin holds its initial pose. Invalid commands are dropped and counted.
+
+Parameters (defaults): ``task`` (iiwa-reach), ``seed`` (0), ``dr`` (eval: the held-out range;
+train / off), ``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``latency_ms`` (1.0),
+``position_noise`` / ``velocity_noise`` (task noise x held-out scale; 0 disables),
+``controller`` (forward_position_controller), ``initial_pose`` (task default pose),
+``ee_site`` (ee), ``ee_rate_hz`` (50), ``frame_id`` (world).
+
+Physics is stepped on an absolute schedule: each timer call advances the simulation until sim
+time equals wall time since start, so late wake-ups never slow the simulated robot down.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+
+import numpy as np
+
+from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
+
+
+def main(argv=None) -> int:
+    from robot_rl.transport import RosArgsError, msgs
+
+    try:
+        node = make_node("twin", argv)
+    except (RosArgsError, ValueError) as e:
+        return fail("twin", str(e))
+    try:
+        return _run(node, msgs)
+    except NodeStartError as e:
+        node.shutdown()
+        return fail(node.name, str(e))
+
+
+def _run(node, msgs) -> int:
+    from robot_rl.hardware.twin import RobotTwin, TwinError
+
+    task = param(node, "task", "iiwa-reach", str)
+    seed = param(node, "seed", 0, int)
+    dr = param(node, "dr", "eval", str, check=lambda v: v in ("eval", "train", "off"), expect="eval, train or off")
+    physics_hz = param(node, "physics_rate_hz", 1000.0, float, check=lambda v: 100 <= v <= 10000, expect="100..10000")
+    pub_hz = param(node, "publish_rate_hz", 1000.0, float, check=lambda v: 1 <= v <= 10000, expect="1..10000")
+    latency = param(node, "latency_ms", 1.0, float, check=lambda v: 0 <= v <= 1000, expect="0..1000 ms") / 1e3
+    pos_noise = param(node, "position_noise", None, float)
+    vel_noise = param(node, "velocity_noise", None, float)
+    controller = param(node, "controller", "forward_position_controller", str)
+    initial = param(node, "initial_pose", None, list)
+    ee_site = param(node, "ee_site", "ee", str)
+    ee_hz = param(node, "ee_rate_hz", 50.0, float, check=lambda v: v > 0, expect="> 0")
+    frame_id = param(node, "frame_id", "world", str)
+    try:
+        twin = RobotTwin(task, seed=seed, dr=dr, physics_rate_hz=physics_hz, position_noise=pos_noise,
+                         velocity_noise=vel_noise,
+                         initial_pose=None if initial is None else [float(v) for v in initial])
+        twin.site_pos(ee_site)
+    except (TwinError, KeyError, ValueError) as e:
+        raise NodeStartError(f"cannot build the twin: {e}") from None
+    names = twin.joint_names
+    node.logger.info("twin %s seed=%d dr=%s physics %.0f Hz, joint_states %.0f Hz, latency %.1f ms; dynamics %s",
+                     task, seed, dr, physics_hz, pub_hz, latency * 1e3, dumps(twin.dr_params))
+
+    js_pub = node.create_publisher(msgs.JointState, "joint_states")
+    ee_pub = node.create_publisher(msgs.PoseStamped, "twin/ee_pose")
+    rejected = {"count": 0}
+
+    def on_forward(msg):
+        try:
+            twin.set_command(msg.data)
+        except TwinError as e:
+            rejected["count"] += 1
+            node.logger.warning("dropped command on %s/commands: %s", controller, e)
+
+    def on_trajectory(msg):
+        try:
+            if not len(msg.points):
+                raise TwinError("trajectory has no points")
+            twin.set_command(msg.points[0].positions, names=list(msg.joint_names))
+        except TwinError as e:
+            rejected["count"] += 1
+            node.logger.warning("dropped trajectory on %s/joint_trajectory: %s", controller, e)
+
+    node.create_subscription(msgs.Float64MultiArray, f"{controller}/commands", on_forward)
+    node.create_subscription(msgs.JointTrajectory, f"{controller}/joint_trajectory", on_trajectory)
+
+    queue: collections.deque = collections.deque()
+    pub_period = 1.0 / pub_hz
+    ee_period = 1.0 / ee_hz
+    t0 = time.perf_counter()
+    sched = {"next_pub": 0.0, "next_ee": 0.0, "next_log": 10.0}
+    step_cost = LatencyStats()
+
+    def on_timer():
+        now = time.perf_counter() - t0
+        a = time.perf_counter()
+        twin.advance_to(now)
+        step_cost.add(time.perf_counter() - a)
+        if now >= sched["next_pub"]:
+            sched["next_pub"] += pub_period * max(1, int((now - sched["next_pub"]) // pub_period) + 1)
+            q, dq, tau = twin.read(noisy=True)
+            queue.append((now + latency, q, dq, tau))
+        while queue and queue[0][0] <= now:
+            _, q, dq, tau = queue.popleft()
+            js_pub.publish(msgs.joint_state_from_numpy(names, q, dq, tau, stamp=node.now(), frame_id=""))
+        if now >= sched["next_ee"]:
+            sched["next_ee"] = now + ee_period
+            p = twin.site_pos(ee_site)
+            ee_pub.publish(msgs.PoseStamped(
+                header=msgs.Header(stamp=node.now(), frame_id=frame_id),
+                pose=msgs.Pose(position=msgs.Point(x=float(p[0]), y=float(p[1]), z=float(p[2])))))
+        if now >= sched["next_log"]:
+            sched["next_log"] = now + 10.0
+            node.logger.info("sim %.2f s / wall %.2f s, commands %d (rejected %d), physics call %s",
+                             twin.sim_time, now, twin.commands_received, rejected["count"],
+                             dumps(step_cost.summary()))
+
+    node.create_timer(min(twin.physics_dt, pub_period), on_timer)
+    return run_node(node)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

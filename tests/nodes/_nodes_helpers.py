@@ -1,0 +1,215 @@
+"""Helpers for the deployment-node tests: artifacts, node subprocesses, topic recorders."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+_counter = itertools.count()
+
+
+def next_domain_id() -> int:
+    """A ROS domain id per test (spread by pid so parallel runs do not meet)."""
+    return 1 + (os.getpid() * 41 + next(_counter) * 11 + 5) % 230
+
+
+def linear_reach_artifact(trained: Path, out: Path, gain: float = 0.15) -> Path:
+    """Copy of ``trained`` whose policy.onnx is a hand-made resolved-rate controller.
+
+    action = gain / action_scale * J^+ (e - J (q_cmd - q)), with e = target - ee and J the
+    end-effector Jacobian at the default pose, read from the observation terms ee_to_target and
+    joint_target_offset. It is a small, deterministic policy that moves the arm toward a target
+    near the default pose, so an end-to-end test can check the whole data path.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from robot_rl.artifact import sha256_file, spec_checksum
+    from robot_rl.kinematics import Kinematics
+
+    spec = json.loads((trained / "spec.json").read_text())
+    kin = Kinematics(spec["kinematics"], joint_names=spec["joints"]["names"])
+    q0 = np.asarray(spec["joints"]["default_pose"])
+    n = len(q0)
+    eps = 1e-6
+    J = np.stack([(kin.site_pos(q0 + eps * np.eye(n)[i], "ee") - kin.site_pos(q0 - eps * np.eye(n)[i], "ee")) / (2 * eps)
+                  for i in range(n)], axis=1)  # [3, n]
+    Jp = np.linalg.pinv(J)  # [n, 3]
+    k = gain / float(spec["action"]["scale"])
+    W = np.zeros((int(spec["observation"]["dim"]), n))
+    i = 0
+    for term in spec["observation"]["terms"]:
+        d, s = term["dim"], term["scale"]
+        if term["name"] == "ee_to_target":
+            W[i:i + d] = (k * Jp / s).T
+        elif term["name"] == "joint_target_offset":
+            W[i:i + d] = (-k * (Jp @ J) / s).T
+        i += d
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "W"], ["actions"])], "linear_reach",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", W.shape[0]])],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", n])],
+        [helper.make_tensor("W", TensorProto.FLOAT, W.shape, W.astype(np.float32).ravel().tolist())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    onnx.save(model, str(out / "policy.onnx"))
+    spec["files"] = {"policy.onnx": sha256_file(out / "policy.onnx")}
+    spec["checksum"] = spec_checksum(spec)
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    return out
+
+
+def renamed_artifact(src: Path, out: Path, names: list[str]) -> Path:
+    """Copy of ``src`` whose spec names other joints (as if trained for another robot)."""
+    from robot_rl.artifact import spec_checksum
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(src, out)
+    spec = json.loads((out / "spec.json").read_text())
+    old = spec["joints"]["names"]
+    rename = dict(zip(old, names))
+    spec["joints"]["names"] = list(names)
+    chain = spec["kinematics"]
+    for body in chain["bodies"]:
+        if body.get("joint"):
+            body["joint"] = rename[body["joint"]]
+    chain["joint_names"] = [rename[j] for j in chain["joint_names"]]
+    chain["joint_ranges"] = {rename[j]: r for j, r in chain["joint_ranges"].items()}
+    spec["action"]["names"] = list(names)
+    spec["checksum"] = spec_checksum(spec)
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    return out
+
+
+def node_env(domain: int) -> dict:
+    env = dict(os.environ)
+    for var in ("CYCLONEDDS_URI", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION"):
+        env.pop(var, None)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain), ROBOT_RL_TRANSPORT="dds",
+               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MUJOCO_GL="egl")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class NodeProcess:
+    """``python -m robot_rl.nodes.<name> --ros-args -p k:=v ...`` with its output in a log file."""
+
+    def __init__(self, name: str, params: dict, domain: int, log_dir: Path):
+        argv = [sys.executable, "-m", f"robot_rl.nodes.{name}", "--ros-args"]
+        for k, v in params.items():
+            argv += ["-p", f"{k}:={v}"]
+        self.name = name
+        self.log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(argv, env=node_env(domain), stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=str(REPO))
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any chance to clean up (a crash)."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        if self._log.closed:
+            return self.proc.returncode
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class Recorder:
+    """Records (receive time, message) of one topic (callbacks run on the node's spin thread)."""
+
+    def __init__(self, node, msg_type, topic: str, qos="default"):
+        self.items: list[tuple[float, object]] = []
+        self._lock = threading.Lock()
+        self.sub = node.create_subscription(msg_type, topic, self._cb, qos=qos)
+
+    def _cb(self, msg) -> None:
+        with self._lock:
+            self.items.append((time.monotonic(), msg))
+
+    def since(self, t0: float) -> list:
+        with self._lock:
+            return [m for t, m in self.items if t >= t0]
+
+    def times(self) -> np.ndarray:
+        with self._lock:
+            return np.array([t for t, _ in self.items])
+
+    def last(self):
+        with self._lock:
+            return self.items[-1][1] if self.items else None
+
+    def wait_for(self, pred, timeout: float, what: str = "a message"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for _, m in reversed(self.items):
+                    if pred(m):
+                        return m
+            time.sleep(0.01)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} on {self.sub.topic}")
+
+
+class StatePublisher:
+    """Publishes a constant JointState at ``rate_hz`` from a thread (a stand-in robot)."""
+
+    def __init__(self, node, names, q, rate_hz: float = 500.0):
+        from robot_rl.transport import msgs
+
+        self.msgs, self.names, self.q = msgs, list(names), np.asarray(q, dtype=np.float64)
+        self.pub = node.create_publisher(msgs.JointState, "/joint_states")
+        self.period = 1.0 / rate_hz
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        nxt = time.perf_counter()
+        zeros = np.zeros(len(self.names))
+        while not self._stop.is_set():
+            self.pub.publish(self.msgs.joint_state_from_numpy(self.names, self.q, zeros, zeros))
+            nxt += self.period
+            time.sleep(max(0.0, nxt - time.perf_counter()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+
+
+def diag(msg) -> dict:
+    return json.loads(msg.data)

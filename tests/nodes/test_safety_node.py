@@ -1,0 +1,89 @@
+"""Safety node: bad commands are rejected, counted and never forwarded; the e-stop latches."""
+
+import time
+
+import numpy as np
+
+from _nodes_helpers import Recorder, StatePublisher, diag
+
+JOINTS = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
+Q0 = np.array([0.0, 0.5, 0.0, -1.5, 0.0, 0.6, 0.0])
+MARKER = 0.777  # offset carried by every bad command; must never reach the driver
+
+
+def _cmd(msgs, names, q):
+    return msgs.JointState(name=list(names), position=np.asarray(q, dtype=np.float64))
+
+
+def test_bad_commands_rejected_and_estop_latches(graph, trained_artifact):
+    from robot_rl.transport import msgs
+
+    node = graph.node
+    out = Recorder(node, msgs.Float64MultiArray, "/forward_position_controller/commands")
+    dg = Recorder(node, msgs.String, "/safety/diagnostics")
+    pol = node.create_publisher(msgs.JointState, "/policy/joint_command")
+    estop = node.create_publisher(msgs.Bool, "/safety/estop", qos="latched")
+    reset = node.create_publisher(msgs.Bool, "/safety/reset")
+    node.start()
+    robot = StatePublisher(node, JOINTS, Q0, rate_hz=500)
+    try:
+        safety = graph.start("safety", artifact=trained_artifact)
+        dg.wait_for(lambda m: diag(m)["mode"] == "hold", 30, "safety running (hold, no command)")
+        pol.wait_for_subscribers(1, 5)
+
+        good = Q0 + np.array([0.05, 0, 0, 0, 0, 0, 0])
+        for _ in range(10):
+            pol.publish(_cmd(msgs, JOINTS, good))
+            time.sleep(0.01)
+        dg.wait_for(lambda m: diag(m)["mode"] == "ok", 5, "mode ok after valid commands")
+
+        bad = Q0 + MARKER
+        nan, inf = bad.copy(), bad.copy()
+        nan[3], inf[5] = np.nan, np.inf
+        renamed = list(JOINTS)
+        renamed[2] = "wrist_99"
+        for _ in range(5):
+            pol.publish(_cmd(msgs, JOINTS, nan))
+            pol.publish(_cmd(msgs, JOINTS, inf))
+            pol.publish(_cmd(msgs, JOINTS[:6], bad[:6]))     # 6 joints: one missing
+            pol.publish(_cmd(msgs, JOINTS, bad[:6]))          # 7 names, 6 values
+            pol.publish(_cmd(msgs, renamed, bad))             # unknown joint name
+            pol.publish(_cmd(msgs, [], bad))                  # no names at all
+            pol.publish(_cmd(msgs, JOINTS, good))             # keeps the watchdog fed
+            time.sleep(0.02)
+
+        def counted(m):
+            r = diag(m)["counters"]["commands_rejected"]
+            return (r["non_finite"] >= 10 and r["wrong_length"] >= 10 and r["missing_joint"] >= 5
+                    and r["unknown_joint"] >= 5)
+        d = diag(dg.wait_for(counted, 5, "rejections counted by reason"))
+        assert d["counters"]["commands_accepted"] >= 10
+        sent = np.array([np.asarray(m.data) for _, m in out.items])
+        assert sent.ndim == 2 and sent.shape[1] == 7 and np.isfinite(sent).all()
+        assert np.abs(sent - Q0).max() < 0.06, "a rejected command reached the driver"
+
+        # e-stop: brake at the measured pose, latched through release and new commands
+        estop.publish(msgs.Bool(data=True))
+        dg.wait_for(lambda m: diag(m)["mode"] == "estop", 5, "estop mode")
+        time.sleep(0.1)
+        estop.publish(msgs.Bool(data=False))
+        t_rel = time.monotonic()
+        for _ in range(20):
+            pol.publish(_cmd(msgs, JOINTS, good))
+            time.sleep(0.01)
+        time.sleep(0.1)
+        after = [diag(m) for m in dg.since(t_rel)]
+        assert after and all(d["mode"] == "estop" and d["estop_latched"] for d in after), \
+            "e-stop did not stay latched after release + commands"
+        braked = np.array([np.asarray(m.data) for m in out.since(t_rel)])
+        np.testing.assert_allclose(braked, np.broadcast_to(Q0, braked.shape), atol=1e-12)
+
+        reset.publish(msgs.Bool(data=True))
+        dg.wait_for(lambda m: not diag(m)["estop_latched"], 5, "e-stop cleared by /safety/reset")
+        for _ in range(10):
+            pol.publish(_cmd(msgs, JOINTS, good))
+            time.sleep(0.01)
+        dg.wait_for(lambda m: diag(m)["mode"] == "ok", 5, "ok again after reset + new command")
+        assert safety.alive(), safety.log()
+    finally:
+        robot.stop()

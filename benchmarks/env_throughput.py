@@ -153,15 +153,21 @@ def bench_ours(n: int, threads: int, seconds: float, min_steps: int, seed: int) 
     return calls * n / el
 
 
-def bench_rollout(model: mujoco.MjModel, init_state: np.ndarray, q_lo: np.ndarray, q_hi: np.ndarray,
-                  decimation: int, threads: int, nstep: int, seconds: float, seed: int) -> float:
-    """Raw physics limit: env-steps/s equivalent (mj_steps/s / decimation)."""
+def bench_rollout(models: list, init_state: np.ndarray, q_lo: np.ndarray, q_hi: np.ndarray,
+                  decimation: int, threads: int, nstep: int, seconds: float, seed: int,
+                  default_pose: np.ndarray, action_scale: float) -> float:
+    """Raw physics limit: env-steps/s equivalent (mj_steps/s / decimation).
+
+    Same per-env models as ours (the DR-sampled copies of the env), same kind of control (joint
+    targets moved by up to `action_scale` per control step, as the task's actions do), but many
+    physics steps per call and no Python in between."""
     n = init_state.shape[0]
-    models = [copy.copy(model) for _ in range(n)]
+    model = models[0]
     datas = [mujoco.MjData(model) for _ in range(threads)]
     rng = np.random.default_rng(seed)
     nctrl = -(-nstep // decimation)
-    targets = rng.uniform(q_lo, q_hi, (n, nctrl, model.nu))
+    steps = rng.uniform(-action_scale, action_scale, (n, nctrl, model.nu))
+    targets = np.clip(default_pose + np.cumsum(steps, axis=1), q_lo, q_hi)
     control = np.repeat(targets, decimation, axis=1)[:, :nstep].copy()
     state = init_state.copy()
     out_state = np.empty((n, nstep, state.shape[1]))
@@ -234,9 +240,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--num-envs", type=int, nargs="+", default=[256, 1024, 4096])
     p.add_argument("--threads", type=int, default=2, help="threads/CPUs for every contender (default 2)")
-    p.add_argument("--torch-threads", type=int, default=0,
-                   help="torch intra-op threads for ours (default: --threads, what an unconfigured torch uses "
-                        "on that many cores)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads for ours (default 1, as `robot-rl train` collects rollouts: "
+                        "the per-step tensors are small and OpenMP workers would compete with physics threads)")
     p.add_argument("--seconds", type=float, default=5.0, help="timing window per measurement")
     p.add_argument("--nstep", type=int, default=100, help="physics steps per rollout call (raw limit)")
     p.add_argument("--gym-sync", type=int, nargs="*", default=[16, 256], help="SyncVectorEnv sizes")
@@ -295,10 +301,10 @@ def main(argv=None) -> int:
     rows = []
     for n in args.num_envs:
         ours = bench_ours(n, args.threads, args.seconds, min_steps, args.seed)
-        env = make_env(TASK, n, dr="off", seed=args.seed, nthread=1)
+        env = make_env(TASK, n, dr="train", seed=args.seed, nthread=1)
         env.reset()
-        raw = bench_rollout(model, env.sim.state, q_lo, q_hi, decimation, args.threads, args.nstep,
-                            args.seconds, args.seed)
+        raw = bench_rollout(env.sim.models, env.sim.state, q_lo, q_hi, decimation, args.threads, args.nstep,
+                            args.seconds, args.seed, np.asarray(task.default_pose), task.action_scale)
         del env
         rows.append((n, ours, raw))
         print(f"#   measured num_envs={n}: ours {_fmt(ours)}, raw {_fmt(raw)}", flush=True)

@@ -110,6 +110,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     last_ckpt = None
     while it < cfg.max_iterations:
         it_start = time.perf_counter()
+        # small per-step tensors: one torch thread, leaving the cores to the physics threads
+        torch.set_num_threads(1)
         with torch.inference_mode():
             for _ in range(T):
                 ac.update_normalization(obs["policy"], obs["critic"])
@@ -128,6 +130,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             last_values = ac.value(obs["critic"])
             ppo.storage.compute_returns(last_values, cfg.ppo.gamma, cfg.ppo.lam)
         collect_s = time.perf_counter() - it_start
+        torch.set_num_threads(threads)
         stats = ppo.update()
         it += 1
         steps = T * env.num_envs

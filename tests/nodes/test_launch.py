@@ -21,7 +21,7 @@ def test_plan_twin_and_ros2_control(reach_artifact):
                                     "controller": "arm_controller", "interface": "trajectory"})
     assert [n.label for n in real.nodes] == ["safety", "policy"]
     safety = " ".join(real.nodes[0].argv)
-    assert "robot_rl.nodes.safety" in safety and "controller:=arm_controller" in safety
+    assert ("robot_rl.nodes.safety" in safety or "robot-rl-safety" in safety) and "controller:=arm_controller" in safety
     assert "interface:=trajectory" in safety
 
 

@@ -104,11 +104,15 @@ class BatchedEnv:
         task.setup(self)
         self._policy_terms = task.policy_terms()
         self._critic_terms = task.critic_terms()
+        self._critic_is_policy = [t.name for t in self._critic_terms] == [t.name for t in self._policy_terms]
         self.num_obs = {
             "policy": sum(self._term_dim(t) for t in self._policy_terms),
             "critic": sum(self._term_dim(t) for t in self._critic_terms) + len(R.PARAM_NAMES),
         }
         self._obs_bias = torch.zeros(n, self.num_obs["policy"], device=self.device)
+        self._noise_std = torch.cat([
+            torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms
+        ])
         self._obs_buf = torch.zeros(
             self.dr.max_obs_delay + 1, n, self.num_obs["policy"], device=self.device
         )
@@ -159,10 +163,9 @@ class BatchedEnv:
         applied = self._action_buf[delay, torch.arange(self.num_envs, device=self.device)]
         ctrl = self.task.action_to_ctrl(self, applied)
         self.sim.step(ctrl.detach().to("cpu", torch.float64).numpy(), self.task.decimation)
-        self._refresh_state()
         self.episode_length += 1
-
         self._apply_pushes()
+        self._refresh_state()
         if self.dr.resample_interval_s > 0:
             every = max(1, int(round(self.dr.resample_interval_s / self.control_dt)))
             due = (self.episode_length % every == 0).nonzero().flatten()
@@ -260,34 +263,25 @@ class BatchedEnv:
         v = self.dr.push_joint_velocity
         kick = R.uniform(self.gen, -v, v, (len(due), self.model.nv), self.device)
         self.sim.add_joint_velocity(due.cpu().numpy(), kick.cpu().double().numpy())
-        self._refresh_state()
         lo, hi = self.dr.push_interval_s
         self._next_push[due] = self.episode_time[due] + R.uniform(self.gen, lo, hi, (len(due),), self.device)
 
     # -- observations --------------------------------------------------------------------------
-    def _concat(self, terms: list[ObsTerm], noisy: bool) -> torch.Tensor:
-        parts = []
-        for t in terms:
-            x = t.fn(self)
-            if noisy and t.noise > 0 and self.dr.obs_noise_scale > 0:
-                x = x + torch.randn(x.shape, generator=self.gen, device=self.device) * (
-                    t.noise * self.dr.obs_noise_scale
-                )
-            parts.append(x * t.scale)
-        return torch.cat(parts, dim=1)
-
-    def _noise_std_vector(self) -> torch.Tensor:
-        return torch.cat(
-            [torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms]
-        )
+    def _concat(self, terms: list[ObsTerm]) -> torch.Tensor:
+        return torch.cat([t.fn(self) * t.scale for t in terms], dim=1)
 
     def _observe(self, fresh: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(fresh) and self.dr.obs_bias_scale > 0:
-            std = self._noise_std_vector() * self.dr.obs_bias_scale
+            std = self._noise_std * self.dr.obs_bias_scale
             self._obs_bias[fresh] = torch.randn(
                 (len(fresh), std.shape[0]), generator=self.gen, device=self.device
             ) * std
-        policy = self._concat(self._policy_terms, noisy=True) + self._obs_bias
+        clean = self._concat(self._policy_terms)
+        policy = clean + self._obs_bias
+        if self.dr.obs_noise_scale > 0:
+            policy = policy + torch.randn(clean.shape, generator=self.gen, device=self.device) * (
+                self._noise_std * self.dr.obs_noise_scale
+            )
         # observation delay: env i sees the observation from `delay_i` control steps ago
         self._obs_buf = torch.roll(self._obs_buf, 1, dims=0)
         self._obs_buf[0] = policy
@@ -296,7 +290,8 @@ class BatchedEnv:
         delay = self.dr_params["obs_delay_steps"].long()
         policy = self._obs_buf[delay, torch.arange(self.num_envs, device=self.device)]
         dr = torch.stack([self.dr_params[k] for k in R.PARAM_NAMES], dim=1)
-        critic = torch.cat([self._concat(self._critic_terms, noisy=False), dr], dim=1)
+        privileged = clean if self._critic_is_policy else self._concat(self._critic_terms)
+        critic = torch.cat([privileged, dr], dim=1)
         return {"policy": policy, "critic": critic}
 
     # -- description for export ----------------------------------------------------------------

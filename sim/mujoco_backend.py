@@ -8,6 +8,11 @@ task files, shared with every other backend.
 
 `step(ctrl, nsubsteps)` runs `nsubsteps` physics steps for all envs in one `rollout` call: the
 GIL is released and the worlds are spread over the thread pool.
+
+What the env observes (`qpos`, `qvel`, `sensordata`) is one consistent snapshot: MuJoCo computes
+sensors at the start of `mj_step`, before integrating, so the sensor readings of the last substep
+belong to the state *before* it. The observed joint state is taken from that same moment (one
+physics step old), never a mix of joint positions after the step and sensors from before it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class MujocoBatch:
         mujoco.mj_forward(model, self._scratch)
         mujoco.mj_getState(model, self._scratch, init, _STATE_SPEC)
         self.state = np.tile(init, (num_envs, 1))
+        self.observed = self.state.copy()  # the state the sensor readings belong to
         self.sensordata = np.tile(self._scratch.sensordata, (num_envs, 1))
         self._pool = rollout.Rollout(nthread=self.nthread if self.nthread > 1 else 0)
         self._ctrl = np.zeros((num_envs, 1, model.nu))
@@ -66,8 +72,8 @@ class MujocoBatch:
         self._out_sensor = None
         self._out_steps = 0
         # torch views that always alias the numpy buffers above (zero-copy on CPU)
-        self.qpos = torch.from_numpy(self.state[:, self.offsets["qpos"]])
-        self.qvel = torch.from_numpy(self.state[:, self.offsets["qvel"]])
+        self.qpos = torch.from_numpy(self.observed[:, self.offsets["qpos"]])
+        self.qvel = torch.from_numpy(self.observed[:, self.offsets["qvel"]])
 
     # -- physics -------------------------------------------------------------------------------
     def step(self, ctrl: np.ndarray, nsubsteps: int) -> None:
@@ -77,6 +83,8 @@ class MujocoBatch:
             self._out_sensor = np.empty((self.num_envs, nsubsteps, self.base.nsensordata))
             self._out_steps = nsubsteps
         self._ctrl[:, 0, :] = ctrl
+        if nsubsteps == 1:
+            self.observed[:] = self.state
         self._pool.rollout(
             self.models,
             self.datas,
@@ -89,6 +97,8 @@ class MujocoBatch:
         )
         self.state[:] = self._out_state[:, -1]
         self.sensordata[:] = self._out_sensor[:, -1]
+        if nsubsteps > 1:
+            self.observed[:] = self._out_state[:, -2]
 
     def set_joint_state(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
         self.state[env_ids, self.offsets["qpos"]] = qpos
@@ -99,6 +109,7 @@ class MujocoBatch:
 
     def add_joint_velocity(self, env_ids: np.ndarray, dqvel: np.ndarray) -> None:
         self.state[env_ids, self.offsets["qvel"]] += dqvel
+        self.observed[env_ids, self.offsets["qvel"]] += dqvel
 
     def forward(self, env_ids: np.ndarray) -> None:
         """Recompute sensor readings of `env_ids` from their current state (after a reset)."""
@@ -108,6 +119,7 @@ class MujocoBatch:
             mujoco.mj_setState(m, d, self.state[i], _STATE_SPEC)
             mujoco.mj_forward(m, d)
             self.sensordata[i] = d.sensordata
+            self.observed[i] = self.state[i]
 
     # -- per-env physical parameters (domain randomization) -------------------------------------
     def set_model_field(self, field: str, env_ids: np.ndarray, values: np.ndarray) -> None:

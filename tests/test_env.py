@@ -110,3 +110,19 @@ def test_bad_arguments():
     env.reset()
     with pytest.raises(ValueError, match="shape"):
         env.step(torch.zeros(2, 3))
+
+
+def test_observed_joint_state_and_sensors_are_one_snapshot():
+    """ee_pos (a sensor) must be the forward kinematics of the observed joint positions, as a
+    deployed node computes it; MuJoCo's sensors lag the post-step state by one physics step."""
+    import mujoco
+
+    env = make_env("iiwa-reach", 3, dr="train", seed=2, nthread=1)
+    env.reset()
+    d = mujoco.MjData(env.model)
+    for _ in range(7):
+        env.step(torch.full((3, 7), 0.7))
+        for i in range(3):
+            d.qpos[:] = env.sim.qpos[i].numpy()
+            mujoco.mj_kinematics(env.model, d)
+            assert np.allclose(d.site("ee").xpos, env.sensor("ee_pos")[i].numpy(), atol=1e-6)

@@ -5,6 +5,8 @@ Run `python -m robot_rl.models.iiwa14.build_from_urdf` to regenerate. What it do
 * loads the URDF with MuJoCo's own URDF importer (kinematics, inertias and joint limits unchanged);
 * replaces each link mesh by a capsule that MuJoCo fits to that mesh, so the physics model carries
   no mesh data (one model copy per env stays small for domain randomization);
+* runs physics at 100 Hz with contacts off (the reach task has none; proximity to obstacles and self
+  collision is computed from the capsules by `robot_rl.kinematics`);
 * adds what a position-controlled arm needs: joint damping and armature, gravity compensation
   (the iiwa's own controller compensates gravity), a position actuator per joint with PD gains,
   an end-effector site at the flange, a frame-position sensor on it, a floor, a light, a camera
@@ -60,7 +62,8 @@ def build() -> mujoco.MjSpec:
         compiler.attrib.pop("meshdir", None)
     spec = mujoco.MjSpec.from_string(ET.tostring(root, encoding="unicode"))
     spec.modelname = "iiwa14"
-    spec.option.timestep = 0.005
+    spec.option.timestep = 0.01  # 100 Hz physics; implicit damping keeps the PD joints stable
+    spec.option.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT  # the arm has no contacts
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.compiler.autolimits = True
 

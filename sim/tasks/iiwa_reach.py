@@ -65,7 +65,7 @@ class IiwaReach(Task):
     default_pose: tuple[float, ...] = (0.0, 0.5, 0.0, -1.5, 0.0, 0.6, 0.0)
     action_scale: float = 0.05  # rad per control step at |action| = 1 (2.5 rad/s)
     action_mode: str = "joint_position_delta"
-    decimation: int = 4  # 5 ms physics, 20 ms (50 Hz) policy
+    decimation: int = 2  # 10 ms physics, 20 ms (50 Hz) policy
     episode_length_s: float = 2.0
     dr: DRPresets = field(default_factory=lambda: DRPresets(train=TRAIN_DR, eval=EVAL_DR))
     payload_body: str = "lbr_iiwa_link_7"

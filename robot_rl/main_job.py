@@ -1,5 +1,7 @@
 """`robot-rl main`: the whole path on a CPU. Train iiwa-reach with domain randomization, evaluate on
-the training range and on the held-out range, export the artifact, check it, print where it all is."""
+the training range and on the held-out range, export the artifact, deploy it on the robot twin
+through the ROS 2 launch file (policy + 1 kHz safety layer + twin, DDS on loopback), and print what
+was measured and where everything is."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robot_rl.config import TrainConfig, task_defaults
+from robot_rl.deploy_check import DeployConfig
 
 
 @dataclass
@@ -18,6 +21,9 @@ class MainConfig:
     video: bool = True
     """Render an mp4 of one held-out-DR episode."""
     artifact_root: str = "models/policies"
+    deploy: bool = True
+    """Deploy the exported artifact on the robot twin and measure it."""
+    twin: DeployConfig = field(default_factory=DeployConfig)
 
 
 def _main_train_defaults() -> TrainConfig:
@@ -35,19 +41,28 @@ def run(cfg: MainConfig) -> dict:
     from robot_rl.train import train
 
     t0 = time.perf_counter()
-    print(f"[1/3] training {cfg.train.env.task} with DR '{cfg.train.env.dr}' on "
+    steps = 4 if cfg.deploy else 3
+    print(f"[1/{steps}] training {cfg.train.env.task} with DR '{cfg.train.env.dr}' on "
           f"{cfg.train.env.num_envs} envs (budget {cfg.train.time_budget_s:.0f} s)")
     tr = train(cfg.train)
     run_dir = tr.run_dir
-    print(f"[2/3] evaluating {cfg.eval_episodes} episodes on the training and the held-out DR range")
+    print(f"[2/{steps}] evaluating {cfg.eval_episodes} episodes on the training and the held-out DR range")
     reports = {}
     for dr in ("train", "eval"):
         video = run_dir / f"eval_{dr}.mp4" if (cfg.video and dr == "eval") else None
         reports[dr] = evaluate(tr.checkpoint, cfg.eval_episodes, dr, seed=1, video=video,
                                report=run_dir / f"eval_{dr}.json")
-    print("[3/3] exporting the policy artifact")
+    print(f"[3/{steps}] exporting the policy artifact")
     art = export(tr.checkpoint, Path(cfg.artifact_root) / run_dir.name)
     parity = json.loads((art / "parity.json").read_text())
+    twin = None
+    if cfg.deploy:
+        from robot_rl.deploy_check import deploy_on_twin
+
+        print(f"[4/4] deploying on the robot twin (launch/deploy.launch.xml, DDS on loopback): "
+              f"{cfg.twin.targets} targets, {cfg.twin.seconds_per_target:.0f} s each")
+        twin = deploy_on_twin(art, cfg.twin, log_path=run_dir / "deploy.log")
+        (run_dir / "deploy_twin.json").write_text(json.dumps(twin, indent=2))
     total = time.perf_counter() - t0
     rows = [
         ("training", f"{tr.total_steps:,} steps in {tr.wall_s:.0f} s "
@@ -66,9 +81,27 @@ def run(cfg: MainConfig) -> dict:
     ]
     if cfg.video:
         rows.append(("video", str(run_dir / "eval_eval.mp4")))
-    rows += [("policy artifact", f"{art}/ (policy.onnx, spec.json)"), ("total time", f"{total:.0f} s")]
+    rows.append(("policy artifact", f"{art}/ (policy.onnx, spec.json)"))
+    if twin is not None:
+        def pct(d: dict) -> str:
+            return f"p50 {d['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} ms" if d.get("count") else "no samples"
+
+        period = twin["safety_loop_period"]
+        rows += [
+            ("success, sim vs twin", f"{reports['train']['success_rate']:.1%} in training simulation, "
+                                     f"{twin['success_rate']:.1%} on the twin ({twin['targets']} targets, "
+                                     f"mean distance {twin['mean_distance_m'] * 100:.1f} cm)"),
+            ("safety interventions", f"{twin['safety_interventions']} "
+                                     f"{twin['safety_interventions_by_reason'] or ''}".rstrip()),
+            ("policy inference", pct(twin["policy_inference"])),
+            ("safety loop period", f"{pct(period)}, max {period.get('max_ms', float('nan')):.3f} ms, "
+                                   f"missed ticks {twin['safety_loop_missed']} at {twin['safety_loop_rate_hz']:.0f} Hz"),
+            ("command latency", f"policy -> safety -> twin's command topic {pct(twin['command_latency'])}"),
+            ("deployment report", str(run_dir / "deploy_twin.json")),
+        ]
+    rows.append(("total time", f"{total:.0f} s"))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
-    return {"train": tr, "reports": reports, "artifact": art}
+    return {"train": tr, "reports": reports, "artifact": art, "twin": twin}

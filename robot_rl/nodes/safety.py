@@ -184,7 +184,9 @@ def _run(node) -> int:
             state["q"], state["dq"], _ = msgs.joint_state_to_numpy(msg, names)
 
     def on_command(msg):
-        filt.on_command(time.monotonic(), list(msg.name), msg.position)
+        if filt.on_command(time.monotonic(), list(msg.name), msg.position):
+            stamp = msg.header.stamp
+            loop["pending_stamp"] = float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
     def on_estop(msg):
         filt.estop(time.monotonic(), bool(msg.data))
@@ -206,7 +208,9 @@ def _run(node) -> int:
     compute = LatencyStats()
     diag_every = max(1, int(round(rate_hz / diag_hz)))
     critic_every = max(1, int(round(rate_hz / critic_hz)))
-    loop = {"k": 0, "last": None, "sent": 0, "timer": None}
+    # command latency: policy stamp -> the first driver command computed after it was accepted
+    latency = LatencyStats()
+    loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None}
 
     def on_tick():
         a = time.perf_counter()
@@ -225,13 +229,16 @@ def _run(node) -> int:
         if cmd is not None:
             driver.write(cmd)
             loop["sent"] += 1
+            if loop["pending_stamp"] is not None:
+                latency.add(time.time() - loop["pending_stamp"])
+                loop["pending_stamp"] = None
         compute.add(time.perf_counter() - a)
         if k % diag_every == 0:
             diag_pub.publish(msgs.String(data=dumps({
                 **st, "joint_names": names, "command": None if cmd is None else cmd,
                 "driver_topic": driver.resolved_topic, "commands_sent": loop["sent"],
                 "loop": {"rate_hz": rate_hz, "period": period.summary(), "compute": compute.summary(),
-                         "missed": loop["timer"].missed},
+                         "missed": loop["timer"].missed, "command_latency": latency.summary()},
             })))
 
     loop["timer"] = node.create_timer(1.0 / rate_hz, on_tick)

@@ -130,9 +130,9 @@ def task_defaults(task: str) -> TrainConfig:
     """Per-task training defaults (what `robot-rl train <task>` starts from)."""
     if task == "cartpole-swingup":
         return TrainConfig(
-            env=EnvConfig(task=task, num_envs=256),
-            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.0, learning_rate=1e-3, init_noise_std=0.5),
-            max_iterations=200,
+            env=EnvConfig(task=task, num_envs=1024),
+            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.005, learning_rate=1e-3, init_noise_std=1.0),
+            max_iterations=300,
             stop_at_success=0.0,
         )
     if task == "iiwa-reach":

@@ -196,12 +196,16 @@ def plot_learning_curve(csv: Path, png: Path, title: str) -> None:
     steps = [int(r[1]) for r in rows]
     ret = [float(r[3]) for r in rows]
     succ = [float(r[4]) for r in rows]
+    evals = [(int(r[1]), float(r[7])) for r in rows if len(r) > 7 and r[7]]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, ret, color="tab:blue")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("mean episode return", color="tab:blue")
     ax2 = ax.twinx()
-    ax2.plot(steps, succ, color="tab:green")
+    ax2.plot(steps, succ, color="tab:green", label="training episodes (sampled actions)")
+    if evals:
+        ax2.plot(*zip(*evals), "o-", color="tab:red", markersize=3, label="deterministic policy")
+    ax2.legend(loc="lower right", fontsize=8)
     ax2.set_ylabel("success rate", color="tab:green")
     ax2.set_ylim(-0.02, 1.02)
     ax.set_title(f"{title}: learning curve")

@@ -14,7 +14,8 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
 * Observation groups: `policy` (what the deployed policy sees: noisy, delayed as DR says) and
   `critic` (privileged: noise-free terms plus the sampled DR parameters, for asymmetric
   actor-critic).
-* `info["dr"]` holds the DR parameters sampled for every env; `info["episode"]` holds return,
+* `info["dr"]` holds the DR parameters of every env's current episode (after auto-reset, like `obs`);
+  `info["episode"]` holds return,
   length and success of the episodes that ended this step (empty tensors when none did).
 * Control decimation: each `step` holds the actuator controls for `task.decimation` physics steps.
 """
@@ -97,7 +98,9 @@ class BatchedEnv:
         self.last_actions = torch.zeros(n, a, device=self.device)
         self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(n, device=self.device)
-        self.dr_params = {k: torch.zeros(n, device=self.device) for k in R.PARAM_NAMES}
+        # sampled DR parameters, one column per name (the critic group reads the matrix directly)
+        self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
+        self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         self._action_buf = torch.zeros(self.dr.max_action_delay + 1, n, a, device=self.device)
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self._refresh_state()
@@ -180,7 +183,7 @@ class BatchedEnv:
         done_ids = done.nonzero().flatten()
         info = {
             "time_outs": truncated,
-            "dr": {k: v.clone() for k, v in self.dr_params.items()},
+            "dr": None,  # filled below, after resets: the parameters of the episodes the obs belong to
             "episode": {
                 "return": self.episode_return[done_ids].clone(),
                 "length": self.episode_length[done_ids].float(),
@@ -191,6 +194,8 @@ class BatchedEnv:
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)
+        dr = self.dr_values.clone()
+        info["dr"] = {k: dr[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         return obs, reward, terminated, truncated, info
 
     @torch.inference_mode()
@@ -222,7 +227,8 @@ class BatchedEnv:
 
     def _randomize_physics(self, ids: torch.Tensor) -> None:
         """Write masses, friction, damping, armature and actuator gains of `ids` into the sim."""
-        p = {k: v[ids].cpu().double().numpy()[:, None] for k, v in self.dr_params.items()}
+        vals = self.dr_values[ids].cpu().double().numpy()
+        p = {k: vals[:, i : i + 1] for i, k in enumerate(R.PARAM_NAMES)}
         nom = self._nominal
         ids_np = ids.cpu().numpy()
         mass = nom["body_mass"][None] * p["mass_scale"]
@@ -289,7 +295,7 @@ class BatchedEnv:
             self._obs_buf[:, fresh] = policy[fresh]
         delay = self.dr_params["obs_delay_steps"].long()
         policy = self._obs_buf[delay, torch.arange(self.num_envs, device=self.device)]
-        dr = torch.stack([self.dr_params[k] for k in R.PARAM_NAMES], dim=1)
+        dr = self.dr_values
         privileged = clean if self._critic_is_policy else self._concat(self._critic_terms)
         critic = torch.cat([privileged, dr], dim=1)
         return {"policy": policy, "critic": critic}

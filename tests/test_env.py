@@ -45,7 +45,18 @@ def test_time_out_is_truncation_not_termination_and_auto_resets():
 
 
 def test_termination_is_not_truncation():
-    env = make_env("cartpole-swingup", 4, dr="off", seed=0, nthread=1)
+    from dataclasses import dataclass
+
+    from tests.toy_task import ToyReach
+
+    @dataclass
+    class ToyWithFailure(ToyReach):
+        """Toy reach where passing x = 0.3 is a failure that ends the episode."""
+
+        def terminated(self, env):
+            return env.joint_pos[:, 0] > 0.3
+
+    env = make_env(ToyWithFailure(), 4, dr="off", seed=0, nthread=1)
     env.reset()
     push_right = torch.ones(4, 1)
     seen = False
@@ -56,8 +67,9 @@ def test_termination_is_not_truncation():
             seen = True
             assert not trunc[term].any()
             assert (info["episode"]["length"] < env.max_episode_length).all()
+            assert (env.episode_length[term] == 0).all(), "terminated envs reset inside step"
             break
-    assert seen, "driving the cart off the rail must terminate the episode"
+    assert seen, "crossing the failure line must terminate the episode"
 
 
 def test_decimation_and_control_period():

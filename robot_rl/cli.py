@@ -18,12 +18,13 @@ from typing import Literal
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,eval,export,main,launch,tasks} ...
+USAGE = """usage: robot-rl {train,eval,export,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (TASK: iiwa-reach, cartpole-swingup)
   eval           evaluate a checkpoint: JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
+  node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
   tasks          list the available tasks
 
@@ -139,6 +140,19 @@ def _main_job(args: list[str]) -> None:
     run(_parse(MainConfig, args, "robot-rl main"))
 
 
+NODES = ("policy", "safety", "twin")
+
+
+def _node(args: list[str]) -> int:
+    if not args or args[0] not in NODES:
+        got = repr(args[0]) if args else "nothing"
+        raise UsageError(f"unknown node {got}; use one of: {', '.join(NODES)} "
+                         "(e.g. robot-rl node twin --ros-args -p seed:=3)")
+    import importlib
+
+    return importlib.import_module(f"robot_rl.nodes.{args[0]}").main(args[1:])
+
+
 def _launch(args: list[str]) -> int:
     from robot_rl.launch_runner import main as launch_main
 
@@ -151,8 +165,8 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "launch": _launch,
-            "tasks": _tasks}
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "node": _node,
+            "launch": _launch, "tasks": _tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ def cli(*args, cwd):
     (["eval", "--checkpoint", "runs/missing"], "no run directory or checkpoint at runs/missing"),
     (["export", "--checkpoint", "runs/missing"], "no run directory or checkpoint"),
     (["fly"], "unknown command 'fly'"),
+    (["node", "planner"], "unknown node 'planner'; use one of: policy, safety, twin"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     out = cli(*args, "--log-root", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "train" else cli(*args, cwd=tmp_path)

@@ -153,17 +153,17 @@ def train(cfg: TrainConfig) -> TrainResult:
             bar.update(1)
         if it % cfg.save_interval == 0:
             last_ckpt = save(it)
+        eval_field = ""
         if eval_env is not None and it % cfg.eval_interval == 0:
+            torch.set_num_threads(1)
             _, _, succ, _ = run_episodes(eval_env, ac.action_mean)
             eval_success = float(succ.mean())
-            eval_success_now = f"{eval_success:.4f}"
+            eval_field = f"{eval_success:.4f}"
             writer.add_scalar("eval/success_rate", eval_success, it)
             if bar is not None:
                 bar.write(f"iteration {it}: deterministic success {eval_success:.1%} "
                           f"({cfg.eval_episodes} episodes, {time.perf_counter() - t0:.0f} s)")
-        else:
-            eval_success_now = ""
-        progress_csv.write(progress_line + f",{eval_success_now}\n")
+        progress_csv.write(f"{progress_line},{eval_field}\n")
         progress_csv.flush()
         ref = eval_success if eval_env is not None else (success if len(successes) >= window else None)
         if ref is not None and solved_at is None and ref >= env.task.success_rate_to_solve:

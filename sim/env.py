@@ -191,6 +191,7 @@ class BatchedEnv:
                 "env_ids": done_ids,
             },
         }
+        self.task.after_step(self, ~done)
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)

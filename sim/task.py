@@ -20,13 +20,10 @@ from robot_rl.sim.randomization import DRPresets
 if TYPE_CHECKING:
     from robot_rl.sim.env import BatchedEnv
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-try:  # installed layout: robot_rl/models
-    import robot_rl.models as _models
+import robot_rl.models
 
-    MODELS = Path(_models.__file__).resolve().parent
-except ImportError:  # pragma: no cover
-    pass
+MODELS = Path(robot_rl.models.__file__).resolve().parent
+"""Where the robot and scene descriptions are (`models/`, installed as `robot_rl.models`)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +97,10 @@ class Task(ABC):
     def success(self, env: "BatchedEnv") -> torch.Tensor:
         """Whether each env counts as a success if its episode ended now."""
         return torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+
+    def after_step(self, env: "BatchedEnv", running: torch.Tensor) -> None:
+        """After rewards, before resets: update commands of the envs still `running` (a bool mask),
+        e.g. resample a target mid-episode as Isaac Lab's command terms do."""
 
     def render_scene(self, env: "BatchedEnv", env_id: int, model: mujoco.MjModel, data) -> None:
         """Update visual-only elements (e.g. a target marker) before rendering env `env_id`."""

@@ -3,8 +3,11 @@
 Joint-position targets through the iiwa's PD position actuators. The action moves the joint
 position target: `target += action_scale * action` each control step (clipped to the joint limits),
 starting from the measured position at reset, as Isaac Lab's relative joint-position action does; a
-feedback law of this form is learned far faster than an absolute inverse-kinematics map. A target is sampled per episode in a box in front of the robot; success is
-the flange within 2 cm of the target when the episode ends. Model: `models/iiwa14/iiwa14.xml`,
+feedback law of this form is learned far faster than an absolute inverse-kinematics map.
+
+Targets are sampled in a box in front of the robot, a new one every `target_period_s` (2 s) within
+a 6 s episode, so the arm learns to reach from wherever the previous reach left it. Success is the
+flange within 2 cm of the (last) target when the episode ends. Model: `models/iiwa14/iiwa14.xml`,
 built from the URDF in `pybullet_data`.
 """
 
@@ -66,7 +69,10 @@ class IiwaReach(Task):
     action_scale: float = 0.05  # rad per control step at |action| = 1 (2.5 rad/s)
     action_mode: str = "joint_position_delta"
     decimation: int = 2  # 10 ms physics, 20 ms (50 Hz) policy
-    episode_length_s: float = 2.0
+    episode_length_s: float = 6.0
+    target_period_s: float = 2.0
+    """A new target every this many seconds within an episode: the arm learns to reach from where
+    the last reach left it, as it must on a robot that gets one target after another."""
     dr: DRPresets = field(default_factory=lambda: DRPresets(train=TRAIN_DR, eval=EVAL_DR))
     payload_body: str = "lbr_iiwa_link_7"
     success_rate_to_solve: float = 0.95
@@ -98,11 +104,20 @@ class IiwaReach(Task):
         ]
 
     # -- episode -------------------------------------------------------------------------------
+    def _sample_targets(self, env, ids) -> None:
+        self.target[ids] = self.lo + (self.hi - self.lo) * torch.rand(
+            (len(ids), 3), generator=env.gen, device=env.device
+        )
+
+    def after_step(self, env, running):
+        period = max(1, round(self.target_period_s / env.control_dt))
+        due = (running & (env.episode_length % period == 0)).nonzero().flatten()
+        if len(due):
+            self._sample_targets(env, due)
+
     def reset(self, env, ids):
         n = len(ids)
-        self.target[ids] = self.lo + (self.hi - self.lo) * torch.rand(
-            (n, 3), generator=env.gen, device=env.device
-        )
+        self._sample_targets(env, ids)
         q = env.default_pose + uniform(env.gen, -self.reset_joint_noise, self.reset_joint_noise,
                                        (n, env.num_actions), env.device)
         q = torch.maximum(torch.minimum(q, self.q_hi), self.q_lo)

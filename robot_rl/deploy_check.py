@@ -35,6 +35,8 @@ class DeployConfig:
     seconds_per_target: float = 2.0
     """Time the policy gets for each target (the training episode length)."""
     twin_seed: int = 0
+    twin_dr: str = "eval"
+    """The twin's dynamics: `eval` (the task's held-out DR range), `train`, or `nominal`."""
     seed: int = 0
     domain_id: int = 0
     """ROS_DOMAIN_ID for the deployment (0 = pick one from the process id)."""
@@ -56,7 +58,7 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROBOT_RL_TRANSPORT")})
     launch_file = Path(share_dir()) / "launch" / "deploy.launch.xml"
     cmd = [sys.executable, "-m", "robot_rl.launch_runner", str(launch_file), f"artifact:={artifact}",
-           f"twin_seed:={cfg.twin_seed}"]
+           f"twin_seed:={cfg.twin_seed}", f"twin_dr:={cfg.twin_dr}"]
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -53,7 +53,10 @@ def _run(node, msgs) -> int:
 
     task = param(node, "task", "iiwa-reach", str)
     seed = param(node, "seed", 0, int)
-    dr = param(node, "dr", "eval", str, check=lambda v: v in ("eval", "train", "off"), expect="eval, train or off")
+    # "nominal" = "off": ROS 2 reads an unquoted `off` parameter as the boolean false
+    dr = param(node, "dr", "eval", str, check=lambda v: v in ("eval", "train", "off", "nominal"),
+               expect="eval, train or nominal")
+    dr = "off" if dr == "nominal" else dr
     physics_hz = param(node, "physics_rate_hz", 1000.0, float, check=lambda v: 100 <= v <= 10000, expect="100..10000")
     pub_hz = param(node, "publish_rate_hz", 1000.0, float, check=lambda v: 1 <= v <= 10000, expect="1..10000")
     latency = param(node, "latency_ms", 1.0, float, check=lambda v: 0 <= v <= 1000, expect="0..1000 ms") / 1e3

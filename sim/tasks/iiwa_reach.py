@@ -141,6 +141,9 @@ class IiwaReach(Task):
             + 0.5 * (1.0 - torch.tanh(d / 0.02))
             - 0.005 * action_rate
             - 0.0005 * torch.sum(env.joint_vel**2, dim=1)
+            # stay near the default posture in the arm's null space: over many reaches a redundant
+            # arm would otherwise drift toward its joint limits
+            - 0.02 * torch.sum((env.joint_pos - env.default_pose) ** 2, dim=1)
         )
 
     def success(self, env):

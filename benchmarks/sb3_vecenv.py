@@ -157,6 +157,8 @@ def check_terminal_obs(task: str = "iiwa-reach", num_envs: int = 8, steps: int =
     def quiet_task():
         t = make_task(task)
         t.dr = DRPresets(train=dataclasses.replace(t.dr.train, obs_noise_scale=0.0), eval=t.dr.eval)
+        if hasattr(t, "target_period_s"):  # no mid-episode targets: the twin would draw one at the end
+            t.target_period_s = 1e9
         return t
 
     a = TerminalObsEnv(quiet_task(), num_envs, dr="train", seed=seed, nthread=1)

@@ -38,6 +38,11 @@ class DeployConfig:
     twin_dr: str = "eval"
     """The twin's dynamics: `eval` (the task's held-out DR range), `train`, or `nominal`."""
     seed: int = 0
+    safety_rt_priority: int = 50
+    """SCHED_FIFO priority of the safety loop (0 = normal scheduling); without permission the
+    safety node warns and runs at normal priority."""
+    critic: str = ""
+    """Learned safety critic (.onnx) for the safety node; empty = none."""
     domain_id: int = 0
     """ROS_DOMAIN_ID for the deployment (0 = pick one from the process id)."""
     startup_timeout_s: float = 60.0
@@ -58,7 +63,8 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROBOT_RL_TRANSPORT")})
     launch_file = Path(share_dir()) / "launch" / "deploy.launch.xml"
     cmd = [sys.executable, "-m", "robot_rl.launch_runner", str(launch_file), f"artifact:={artifact}",
-           f"twin_seed:={cfg.twin_seed}", f"twin_dr:={cfg.twin_dr}"]
+           f"twin_seed:={cfg.twin_seed}", f"twin_dr:={cfg.twin_dr}",
+           f"safety_rt_priority:={cfg.safety_rt_priority}"] + ([f"critic:={cfg.critic}"] if cfg.critic else [])
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

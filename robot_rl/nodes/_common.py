@@ -67,6 +67,21 @@ def param(node, name: str, default: Any, kind: Callable | None = None, *, check:
     return value
 
 
+def set_realtime_priority(node, priority: int) -> bool:
+    """Run the calling thread (the one that will spin the node's timers) under SCHED_FIFO at
+    `priority` (1-99), as ros2_control's controller manager does for its loop; 0 leaves the
+    scheduler alone. Without the permission it logs a warning and carries on at normal priority."""
+    if priority <= 0:
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError) as e:
+        node.logger.warning("real-time priority %d not available (%s); running at normal priority", priority, e)
+        return False
+    node.logger.info("running the control loop under SCHED_FIFO priority %d", priority)
+    return True
+
+
 def run_node(node, on_stop: Callable[[], None] | None = None) -> int:
     """Spin ``node`` until SIGINT/SIGTERM; returns the exit code (0 clean, 1 callback error)."""
     def _term(signum, frame):  # noqa: ARG001

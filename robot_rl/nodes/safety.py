@@ -46,7 +46,8 @@ import time
 
 import numpy as np
 
-from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
+from robot_rl.nodes._common import (LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node,
+                                     set_realtime_priority)
 
 
 def _vec(value):
@@ -242,6 +243,8 @@ def _run(node) -> int:
             })))
 
     loop["timer"] = node.create_timer(1.0 / rate_hz, on_tick)
+    set_realtime_priority(node, param(node, "realtime_priority", 0, int, check=lambda v: 0 <= v <= 99,
+                                      expect="0 (off) or 1..99"))
     node.logger.info("safety filter on %s at %.0f Hz -> %s (%s); joints %s", cmd_topic, rate_hz,
                      driver.resolved_topic, interface, names)
     code = run_node(node)

@@ -22,12 +22,8 @@ def test_observation_matches_the_training_environment(trained_artifact):
     env.reset()
     gen = torch.Generator().manual_seed(0)
     for _ in range(6):
-        env.step(torch.rand((1, 7), generator=gen) * 2 - 1)
-        # the env's ee_pos sensor is read before the last physics substep is integrated (one
-        # physics step behind joint_pos); refresh it so both describe the same state
-        env.sim.forward(np.array([0]))
-        env._refresh_state()
-        expected = env._concat(env._policy_terms, noisy=False)[0].numpy()
+        obs, *_ = env.step(torch.rand((1, 7), generator=gen) * 2 - 1)
+        expected = obs["policy"][0].numpy()  # DR off: no noise, bias or delay
         got = builder.build(env.joint_pos[0].double().numpy(), env.joint_vel[0].double().numpy(),
                             env.task.target[0].double().numpy(), env.task.q_cmd[0].double().numpy(),
                             env.actions[0].double().numpy())

@@ -39,6 +39,7 @@ import os
 import shlex
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
+from abc import ABC, abstractmethod
 from typing import Any
 
 import yaml
@@ -113,7 +114,7 @@ def _suggest(word: str, options) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-class _Entity:
+class _Entity(ABC):
     """Common view of an XML element / a YAML mapping."""
 
     tag: str
@@ -126,23 +127,29 @@ class _Entity:
         loc = f"{self.file}:{self.line}" if self.line else self.file
         return f"{loc} <{self.tag}>"
 
+    @abstractmethod
     def keys(self) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def raw(self, name: str) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def has(self, name: str) -> bool:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def sub_entities(self, name: str) -> list["_Entity"]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def sub_entity_tags(self) -> set[str]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def action_children(self) -> list["_Entity"]:
-        raise NotImplementedError
+        ...
 
     # --- validation ------------------------------------------------------------------------
     def check(self, attrs: tuple[str, ...], subs: tuple[str, ...], *, children: bool = False,

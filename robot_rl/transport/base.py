@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Sequence
 
 from . import names as _names
@@ -27,20 +28,20 @@ class TransportError(RuntimeError):
     """A transport operation failed (entity creation, use after shutdown, ...)."""
 
 
-class Publisher:
+class Publisher(ABC):
     """Publishes messages of one type on one topic. Create with :meth:`Node.create_publisher`."""
 
     msg_type: type
     topic: str          # fully qualified, after remapping
     qos: QoSProfile
 
+    @abstractmethod
     def publish(self, msg: Message) -> None:
         """Send ``msg`` (an instance of ``msg_type``). Thread-safe."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_subscription_count(self) -> int:
         """Number of matched subscriptions (remote and local)."""
-        raise NotImplementedError
 
     def wait_for_subscribers(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` subscriptions match; False on timeout."""
@@ -53,12 +54,12 @@ class Publisher:
             time.sleep(0.005)
         return True
 
+    @abstractmethod
     def destroy(self) -> None:
         """Remove the publisher from the node and the network."""
-        raise NotImplementedError
 
 
-class Subscription:
+class Subscription(ABC):
     """Calls ``callback(msg)`` for each received message (inside spin). Create with
     :meth:`Node.create_subscription`."""
 
@@ -67,9 +68,9 @@ class Subscription:
     qos: QoSProfile
     callback: Callable[[Any], None]
 
+    @abstractmethod
     def get_publisher_count(self) -> int:
         """Number of matched publishers."""
-        raise NotImplementedError
 
     def wait_for_publishers(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` publishers match; False on timeout."""
@@ -82,12 +83,12 @@ class Subscription:
             time.sleep(0.005)
         return True
 
+    @abstractmethod
     def destroy(self) -> None:
         """Remove the subscription from the node and the network."""
-        raise NotImplementedError
 
 
-class Timer:
+class Timer(ABC):
     """Calls ``callback()`` every ``period_s`` seconds (inside spin), on an absolute schedule:
     the n-th call is due at ``start + n * period``; when a call is late by more than a period the
     missed calls are skipped (counted in ``missed``), not bunched up."""
@@ -96,21 +97,23 @@ class Timer:
     callback: Callable[[], None]
     missed: int = 0
 
+    @abstractmethod
     def cancel(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def reset(self) -> None:
         """Restart the schedule from now (un-cancels a cancelled timer)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def is_canceled(self) -> bool:
-        raise NotImplementedError
+        ...
 
     def destroy(self) -> None:
         self.cancel()
 
 
-class Node:
+class Node(ABC):
     """A ROS 2 node. Create with :func:`robot_rl.transport.create_node`.
 
     Attributes: ``name``, ``namespace``, ``fully_qualified_name``, ``backend`` ("dds"/"rclpy"),
@@ -167,37 +170,37 @@ class Node:
 
     # -- entities (backend specific) ------------------------------------------------------------
 
+    @abstractmethod
     def create_publisher(self, msg_type: type, topic: str, qos: QoSLike = "default") -> Publisher:
         """Publisher of ``msg_type`` on ``topic`` with ``qos`` (profile, preset name or depth)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
                             qos: QoSLike = "default") -> Subscription:
         """Subscription calling ``callback(msg)`` inside spin for each message on ``topic``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
         """Timer calling ``callback()`` every ``period_s`` seconds inside spin."""
-        raise NotImplementedError
 
+    @abstractmethod
     def now(self) -> Time:
         """Current time as a ``builtin_interfaces/Time`` message (for header stamps)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_node_names_and_namespaces(self) -> list[tuple[str, str]]:
         """(name, namespace) of every node visible in the ROS graph, this one included."""
-        raise NotImplementedError
 
     # -- executor --------------------------------------------------------------------------------
 
+    @abstractmethod
     def spin_once(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds (None: forever) for work, run every ready callback and
         due timer, and return whether anything ran."""
-        raise NotImplementedError
 
+    @abstractmethod
     def spin(self) -> None:
         """Run callbacks until :meth:`shutdown` (or Ctrl-C). Exceptions from callbacks propagate."""
-        raise NotImplementedError
 
     def start(self) -> "Node":
         """Spin in a background thread owned by the node (one executor thread per node).
@@ -225,9 +228,9 @@ class Node:
         """True until shutdown or until a background spin died on an exception."""
         return not self._shutdown and self.exception is None
 
+    @abstractmethod
     def shutdown(self) -> None:
         """Stop spinning and destroy every entity of the node. Idempotent."""
-        raise NotImplementedError
 
     def _check_alive(self) -> None:
         if self._shutdown:

@@ -141,6 +141,9 @@ class Node(ABC):
         self.exception: BaseException | None = None
         self._shutdown = False
         self._bg_thread: threading.Thread | None = None
+        # one thread spins a node at a time; shutdown waits for it
+        self._spin_lock = threading.Lock()
+        self._spin_thread: int | None = None
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -228,9 +231,46 @@ class Node(ABC):
         """True until shutdown or until a background spin died on an exception."""
         return not self._shutdown and self.exception is None
 
-    @abstractmethod
     def shutdown(self) -> None:
         """Stop spinning and destroy every entity of the node. Idempotent."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._wake()
+        bg = self._bg_thread
+        if bg is not None and bg is not threading.current_thread():
+            bg.join(timeout=5.0)
+        if self._spin_thread == threading.get_ident():
+            return  # called from a callback: _exit_spin finishes the job
+        if self._spin_lock.acquire(timeout=5.0):
+            try:
+                self._destroy()
+            finally:
+                self._spin_lock.release()
+        else:
+            self.logger.warning("shutdown while another thread still spins the node; its entities are left "
+                                "to the garbage collector")
+
+    def _enter_spin(self) -> None:
+        if not self._spin_lock.acquire(blocking=False):
+            if self._spin_thread == threading.get_ident():
+                raise TransportError("spin()/spin_once() called from inside a callback of the same node")
+            raise TransportError(f"node {self.fully_qualified_name} is already being spun by another thread")
+        self._spin_thread = threading.get_ident()
+
+    def _exit_spin(self) -> None:
+        self._spin_thread = None
+        self._spin_lock.release()
+        if self._shutdown:
+            self._destroy()
+
+    @abstractmethod
+    def _wake(self) -> None:
+        """Wake a spinning thread so it notices shutdown."""
+
+    @abstractmethod
+    def _destroy(self) -> None:
+        """Destroy the node's entities (called once, with the spin lock held or by the spinner)."""
 
     def _check_alive(self) -> None:
         if self._shutdown:

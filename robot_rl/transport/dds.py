@@ -450,8 +450,6 @@ class DdsNode(Node):
         if not 0 <= self.domain_id <= 232:
             raise TransportError(f"domain id {self.domain_id} is out of range (use 0..232)")
         self._lock = threading.RLock()
-        self._spin_lock = threading.Lock()
-        self._spin_thread: int | None = None
         self._publishers: list[DdsPublisher] = []
         self._subscriptions: list[DdsSubscription] = []
         self._timers: list[DdsTimer] = []
@@ -567,11 +565,7 @@ class DdsNode(Node):
             pass
 
     def _enter_spin(self) -> None:
-        if not self._spin_lock.acquire(blocking=False):
-            if self._spin_thread == threading.get_ident():
-                raise TransportError("spin()/spin_once() called from inside a callback of the same node")
-            raise TransportError(f"node {self.fully_qualified_name} is already being spun by another thread")
-        self._spin_thread = threading.get_ident()
+        super()._enter_spin()
         _low_timer_slack()
 
     def _exit_spin(self) -> None:
@@ -579,10 +573,7 @@ class DdsNode(Node):
             pending, self._pending_delete = self._pending_delete, []
         for sub in pending:
             self._delete_sub(sub)
-        self._spin_thread = None
-        self._spin_lock.release()
-        if self._shutdown:
-            self._destroy_entities()
+        super()._exit_spin()
 
     def spin_once(self, timeout: float | None = None) -> bool:
         self._check_alive()
@@ -657,26 +648,7 @@ class DdsNode(Node):
                     did = True
         return did
 
-    def shutdown(self) -> None:
-        if self._shutdown:
-            return
-        self._shutdown = True
-        self._wake()
-        bg = self._bg_thread
-        if bg is not None and bg is not threading.current_thread():
-            bg.join(timeout=5.0)
-        if self._spin_thread == threading.get_ident():
-            return  # called from a callback: _exit_spin finishes the job
-        if self._spin_lock.acquire(timeout=5.0):
-            try:
-                self._destroy_entities()
-            finally:
-                self._spin_lock.release()
-        else:
-            log.warning("node %s: shutdown while another thread still spins it; entities are left to the "
-                        "garbage collector", self.fully_qualified_name)
-
-    def _destroy_entities(self) -> None:
+    def _destroy(self) -> None:
         with self._lock:
             if getattr(self, "_destroyed", False):
                 return

@@ -201,8 +201,6 @@ class RclpyNode(Node):
         except Exception:
             _release_context(domain_id)
             raise
-        self._spin_lock = threading.Lock()
-        self._spin_thread: int | None = None
         self._did_work = False
 
     # parameters go through rclpy so they are typed and checked like in any ROS node
@@ -260,19 +258,6 @@ class RclpyNode(Node):
         except Exception:  # noqa: BLE001
             pass
 
-    def _enter_spin(self) -> None:
-        if not self._spin_lock.acquire(blocking=False):
-            if self._spin_thread == threading.get_ident():
-                raise TransportError("spin()/spin_once() called from inside a callback of the same node")
-            raise TransportError(f"node {self.fully_qualified_name} is already being spun by another thread")
-        self._spin_thread = threading.get_ident()
-
-    def _exit_spin(self) -> None:
-        self._spin_thread = None
-        self._spin_lock.release()
-        if self._shutdown:
-            self._destroy()
-
     def spin_once(self, timeout: float | None = None) -> bool:
         self._check_alive()
         self._enter_spin()
@@ -291,22 +276,6 @@ class RclpyNode(Node):
                 self._executor.spin_once(timeout_sec=None)
         finally:
             self._exit_spin()
-
-    def shutdown(self) -> None:
-        if self._shutdown:
-            return
-        self._shutdown = True
-        self._wake()
-        bg = self._bg_thread
-        if bg is not None and bg is not threading.current_thread():
-            bg.join(timeout=5.0)
-        if self._spin_thread == threading.get_ident():
-            return  # inside a callback: _exit_spin finishes
-        if self._spin_lock.acquire(timeout=5.0):
-            try:
-                self._destroy()
-            finally:
-                self._spin_lock.release()
 
     def _destroy(self) -> None:
         if getattr(self, "_destroyed", False):

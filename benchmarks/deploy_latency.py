@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.transport.loopback import loopback_env
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_INFER_P99_MS = 1.0
 TARGET_PERIOD_ERR_P99_US = 200.0
@@ -87,11 +89,8 @@ def pin(threads: int) -> list[int]:
 
 
 def base_env(domain: int) -> dict:
-    env = dict(os.environ)
-    for var in ("CYCLONEDDS_URI", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION"):
-        env.pop(var, None)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain), ROBOT_RL_TRANSPORT="dds",
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MUJOCO_GL="egl")
+    env = loopback_env(domain)
+    env["MUJOCO_GL"] = "egl"
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

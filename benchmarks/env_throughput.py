@@ -28,7 +28,6 @@ Smoke run:                 python benchmarks/env_throughput.py --quick
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import os
 import sys

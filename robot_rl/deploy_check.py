@@ -52,14 +52,14 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
     from robot_rl.launch_runner.ament import share_dir
     from robot_rl.sim.tasks.iiwa_reach import SUCCESS_RADIUS, TARGET_HI, TARGET_LO
     from robot_rl.transport import create_node, msgs
+    from robot_rl.transport.loopback import loopback_env
 
     artifact = Path(artifact).resolve()
     spec = json.loads((artifact / "spec.json").read_text())
     if spec["task"] != "iiwa-reach":
         raise ValueError(f"deploying on the twin is implemented for iiwa-reach, not {spec['task']!r}")
     domain = cfg.domain_id or (100 + os.getpid() % 100)
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain),
-               ROBOT_RL_TRANSPORT="dds")
+    env = loopback_env(domain)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROBOT_RL_TRANSPORT")})
     launch_file = Path(share_dir()) / "launch" / "deploy.launch.xml"
     cmd = [sys.executable, "-m", "robot_rl.launch_runner", str(launch_file), f"artifact:={artifact}",
@@ -68,7 +68,6 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    names = list(spec["joints"]["names"])
     lock = threading.Lock()
     latest: dict = {"ee": None, "safety": None, "policy": None}
     node = create_node("deploy_check", backend="dds", domain_id=domain)

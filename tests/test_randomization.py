@@ -33,7 +33,6 @@ def test_held_out_range_differs_from_training(task):
     presets = make_task(task).dr
     assert presets.eval != presets.train
     g = torch.Generator().manual_seed(0)
-    tr = R.sample(presets.train, 2000, g, "cpu")
     ev = R.sample(presets.eval, 2000, g, "cpu")
     # some parameter's held-out samples lie outside the whole training range
     outside = [k for k in R.PARAM_NAMES

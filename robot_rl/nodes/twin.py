@@ -29,7 +29,6 @@ import collections
 import sys
 import time
 
-import numpy as np
 
 from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from . import names as _names
 from .msgs import Message, Time
-from .qos import QoSLike, QoSProfile, resolve_qos
+from .qos import QoSLike, QoSProfile
 from .ros_args import RosArgs, parse_ros_args
 
 __all__ = ["Node", "Publisher", "Subscription", "Timer", "TransportError"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.transport.loopback import loopback_env
+
 REPO = Path(__file__).resolve().parents[2]
 _counter = itertools.count()
 
@@ -97,11 +99,8 @@ def renamed_artifact(src: Path, out: Path, names: list[str]) -> Path:
 
 
 def node_env(domain: int) -> dict:
-    env = dict(os.environ)
-    for var in ("CYCLONEDDS_URI", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION"):
-        env.pop(var, None)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain), ROBOT_RL_TRANSPORT="dds",
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MUJOCO_GL="egl")
+    env = loopback_env(domain)
+    env["MUJOCO_GL"] = "egl"
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

@@ -1,6 +1,5 @@
 """Fixtures for the transport tests: loopback-only DDS on a test-unique ROS domain."""
 
-import os
 
 import pytest
 

@@ -21,6 +21,9 @@ class EnvConfig:
     device: str = "cpu"
     nthread: int = 0
     """Physics threads; 0 = one per available core."""
+    physics_variants: int = 256
+    """Most distinct DR physics models the envs share at a time (a continually re-sampled bank;
+    keeps them in cache on CPU); 0 = one per env, sampled exactly at each reset."""
 
     def validate(self) -> None:
         from robot_rl.sim import BACKENDS, task_names
@@ -33,6 +36,8 @@ class EnvConfig:
             raise ValueError(f"env.num_envs must be >= 1, got {self.num_envs}; pass --env.num-envs 512 for example")
         if self.nthread < 0:
             raise ValueError(f"env.nthread must be >= 0, got {self.nthread}")
+        if self.physics_variants < 0 or self.physics_variants == 1:
+            raise ValueError(f"env.physics_variants must be 0 (one per env) or >= 2, got {self.physics_variants}")
 
 
 @dataclass

@@ -77,7 +77,8 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     ac, cfg, ck = load_policy(checkpoint)
-    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=cfg.env.backend)
+    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=cfg.env.backend,
+                   physics_variants=cfg.env.physics_variants)
     if env.num_obs != ck["num_obs"]:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
                                    f"task {cfg.env.task} gives {env.num_obs}")

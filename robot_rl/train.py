@@ -53,7 +53,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.env.seed)
     env = make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
-                   backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None)
+                   backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
+                   physics_variants=cfg.env.physics_variants)
     ac = build_policy(cfg, env.num_obs, env.num_actions).to(env.device)
     ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs["policy"], env.num_obs["critic"],
               env.num_actions, env.device, seed=cfg.env.seed)
@@ -102,7 +103,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     eval_env = None
     if cfg.eval_interval > 0:
         eval_env = make_env(cfg.env.task, cfg.eval_episodes, dr=cfg.env.dr, seed=cfg.env.seed + 1000,
-                            backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None)
+                            backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
+                            physics_variants=cfg.env.physics_variants)
     eval_success = None
     t0 = time.perf_counter()
     solved_at = None

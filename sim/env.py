@@ -14,6 +14,9 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
 * Observation groups: `policy` (what the deployed policy sees: noisy, delayed as DR says) and
   `critic` (privileged: noise-free terms plus the sampled DR parameters, for asymmetric
   actor-critic).
+* Physics DR parameters come from a bank of at most `physics_variants` simulator models that the
+  envs draw from at reset and that is continually re-sampled (`physics_bank.py`); 0, or a bank at
+  least as large as `num_envs`, samples every env's physics exactly at each of its resets.
 * `info["dr"]` holds the DR parameters of every env's current episode (after auto-reset, like `obs`);
   `info["episode"]` holds return,
   length and success of the episodes that ended this step (empty tensors when none did).
@@ -28,17 +31,40 @@ import numpy as np
 import torch
 
 from robot_rl.sim import randomization as R
+from robot_rl.sim.physics_bank import PhysicsBank
 from robot_rl.sim.task import ObsTerm, Task
 
 BACKENDS = ("mujoco",)
 
 
-def _make_backend(name: str, model, num_envs: int, nthread: int | None):
+def _make_backend(name: str, model, num_envs: int, nthread: int | None, num_variants: int):
     if name == "mujoco":
         from robot_rl.sim.mujoco_backend import MujocoBatch
 
-        return MujocoBatch(model, num_envs, nthread)
+        return MujocoBatch(model, num_envs, nthread, num_variants)
     raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(BACKENDS)}")
+
+
+def _index(idx: list[int], device) -> slice | torch.Tensor:
+    """Column selector: a slice (a view, no copy) when the indices are consecutive."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return torch.tensor(idx, device=device)
+
+
+def _shift_in(buf: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """History buffer `[D + 1, N, ...]` (newest first) with `new` pushed in front."""
+    if buf.shape[0] == 1:
+        return new.unsqueeze(0)
+    return torch.cat([new.unsqueeze(0), buf[:-1]])
+
+
+def _delayed(buf: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
+    """`buf[delay[i], i]` for every env i: `buf` holds the newest entry first, `[D + 1, N, ...]`."""
+    out = buf[0]
+    for d in range(1, buf.shape[0]):
+        out = torch.where((delay == d).view(-1, *([1] * (buf.dim() - 2))), buf[d], out)
+    return out
 
 
 class BatchedEnv:
@@ -51,6 +77,7 @@ class BatchedEnv:
         backend: str = "mujoco",
         device: str = "cpu",
         nthread: int | None = None,
+        physics_variants: int = 256,
     ):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -64,7 +91,8 @@ class BatchedEnv:
         self.gen.manual_seed(seed)
         model = task.build_model()
         self.model = model
-        self.sim = _make_backend(backend, model, num_envs, nthread)
+        self.bank = PhysicsBank(num_envs, physics_variants, self.gen, self.device)
+        self.sim = _make_backend(backend, model, num_envs, nthread, self.bank.num_variants)
         self.backend = backend
         self.physics_dt = float(model.opt.timestep)
         self.control_dt = self.physics_dt * task.decimation
@@ -72,8 +100,8 @@ class BatchedEnv:
 
         # joints the task actuates, in action order, and where they live in qpos/qvel
         jids = [model.joint(n).id for n in task.joint_names]
-        self.qpos_idx = torch.tensor([int(model.jnt_qposadr[j]) for j in jids], device=self.device)
-        self.qvel_idx = torch.tensor([int(model.jnt_dofadr[j]) for j in jids], device=self.device)
+        self.qpos_idx = _index([int(model.jnt_qposadr[j]) for j in jids], self.device)
+        self.qvel_idx = _index([int(model.jnt_dofadr[j]) for j in jids], self.device)
         self.num_actions = len(task.joint_names)
         self.default_pose = torch.tensor(task.default_pose, dtype=torch.float32, device=self.device)
         self._sensor = {
@@ -101,6 +129,7 @@ class BatchedEnv:
         # sampled DR parameters, one column per name (the critic group reads the matrix directly)
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
+        self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
         self._action_buf = torch.zeros(self.dr.max_action_delay + 1, n, a, device=self.device)
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self._refresh_state()
@@ -113,6 +142,10 @@ class BatchedEnv:
             "critic": sum(self._term_dim(t) for t in self._critic_terms) + len(R.PARAM_NAMES),
         }
         self._obs_bias = torch.zeros(n, self.num_obs["policy"], device=self.device)
+        self._policy_scale, self._critic_scale = (
+            torch.cat([torch.full((self._term_dim(t),), float(t.scale), device=self.device) for t in terms])
+            for terms in (self._policy_terms, self._critic_terms)
+        )
         self._noise_std = torch.cat([
             torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms
         ])
@@ -160,10 +193,8 @@ class BatchedEnv:
         self.last_actions = self.actions
         self.actions = actions
         # action delay: env i applies the action from `delay_i` control steps ago
-        self._action_buf = torch.roll(self._action_buf, 1, dims=0)
-        self._action_buf[0] = actions
-        delay = self.dr_params["action_delay_steps"].long()
-        applied = self._action_buf[delay, torch.arange(self.num_envs, device=self.device)]
+        self._action_buf = _shift_in(self._action_buf, actions)
+        applied = _delayed(self._action_buf, self.dr_params["action_delay_steps"])
         ctrl = self.task.action_to_ctrl(self, applied)
         self.sim.step(ctrl.detach().to("cpu", torch.float64).numpy(), self.task.decimation)
         self.episode_length += 1
@@ -173,7 +204,7 @@ class BatchedEnv:
             every = max(1, int(round(self.dr.resample_interval_s / self.control_dt)))
             due = (self.episode_length % every == 0).nonzero().flatten()
             if len(due):
-                self._randomize_physics(due)
+                self._assign_physics(due)
 
         reward = self.task.reward(self) * 1.0
         terminated = self.task.terminated(self)
@@ -209,10 +240,10 @@ class BatchedEnv:
 
     # -- resets and randomization --------------------------------------------------------------
     def _reset_idx(self, ids: torch.Tensor) -> None:
-        sampled = R.sample(self.dr, len(ids), self.gen, self.device)
+        sampled = R.sample(self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
         for k, v in sampled.items():
             self.dr_params[k][ids] = v
-        self._randomize_physics(ids)
+        self._assign_physics(ids)
         qpos, qvel = self.task.reset(self, ids)
         ids_np = ids.cpu().numpy()
         self.sim.set_joint_state(ids_np, qpos.cpu().double().numpy(), qvel.cpu().double().numpy())
@@ -222,16 +253,25 @@ class BatchedEnv:
         self.actions[ids] = 0.0
         self.last_actions[ids] = 0.0
         self._action_buf[:, ids] = 0.0
-        lo, hi = self.dr.push_interval_s
-        if hi > 0:
-            self._next_push[ids] = R.uniform(self.gen, lo, hi, (len(ids),), self.device)
+        if self.dr.push_interval_s[1] > 0:
+            self._schedule_push(ids)
 
-    def _randomize_physics(self, ids: torch.Tensor) -> None:
-        """Write masses, friction, damping, armature and actuator gains of `ids` into the sim."""
-        vals = self.dr_values[ids].cpu().double().numpy()
-        p = {k: vals[:, i : i + 1] for i, k in enumerate(R.PARAM_NAMES)}
+    def _assign_physics(self, ids: torch.Tensor) -> None:
+        """Give envs `ids` a physics variant from the bank (re-sampling released variants)."""
+        variants, refresh = self.bank.assign(ids)
+        if len(refresh):
+            s = R.sample(self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
+            self._variant_params[refresh] = torch.stack([s[k] for k in R.PHYSICS_PARAMS], dim=1)
+            self._write_physics(refresh)
+        self.sim.use_variants(ids.cpu().numpy(), variants.cpu().numpy())
+        self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
+
+    def _write_physics(self, variants: torch.Tensor) -> None:
+        """Write masses, friction, damping, armature and actuator gains of `variants` into the sim."""
+        vals = self._variant_params[variants].cpu().double().numpy()
+        p = {k: vals[:, i : i + 1] for i, k in enumerate(R.PHYSICS_PARAMS)}
         nom = self._nominal
-        ids_np = ids.cpu().numpy()
+        vids = variants.cpu().numpy()
         mass = nom["body_mass"][None] * p["mass_scale"]
         inertia = nom["body_inertia"][None] * p["mass_scale"][:, :, None]
         gravcomp = np.broadcast_to(nom["body_gravcomp"][None], mass.shape).copy()
@@ -242,40 +282,45 @@ class BatchedEnv:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(mass > 0, nom["body_mass"][None] / mass, 0.0)
         gravcomp = gravcomp * ratio
-        gain = np.repeat(nom["actuator_gainprm"][None], len(ids_np), 0)
-        bias = np.repeat(nom["actuator_biasprm"][None], len(ids_np), 0)
+        gain = np.repeat(nom["actuator_gainprm"][None], len(vids), 0)
+        bias = np.repeat(nom["actuator_biasprm"][None], len(vids), 0)
         strength = p["motor_strength"]
         gain[:, :, 0] *= p["kp_scale"] * strength
         bias[:, :, 1] *= p["kp_scale"] * strength
         bias[:, :, 2] *= p["kd_scale"] * strength
-        friction = nom["geom_friction"][None].repeat(len(ids_np), 0)
+        friction = nom["geom_friction"][None].repeat(len(vids), 0)
         friction[:, :, 0] *= p["friction_scale"]
         sim = self.sim
-        sim.set_model_field("body_mass", ids_np, mass)
-        sim.set_model_field("body_inertia", ids_np, inertia)
-        sim.set_model_field("body_gravcomp", ids_np, gravcomp)
-        sim.set_model_field("geom_friction", ids_np, friction)
-        sim.set_model_field("dof_frictionloss", ids_np, nom["dof_frictionloss"][None] * p["friction_scale"])
-        sim.set_model_field("dof_damping", ids_np, nom["dof_damping"][None] * p["damping_scale"])
-        sim.set_model_field("dof_armature", ids_np, nom["dof_armature"][None] * p["armature_scale"])
-        sim.set_model_field("actuator_gainprm", ids_np, gain)
-        sim.set_model_field("actuator_biasprm", ids_np, bias)
+        sim.set_model_field("body_mass", vids, mass)
+        sim.set_model_field("body_inertia", vids, inertia)
+        sim.set_model_field("body_gravcomp", vids, gravcomp)
+        sim.set_model_field("geom_friction", vids, friction)
+        sim.set_model_field("dof_frictionloss", vids, nom["dof_frictionloss"][None] * p["friction_scale"])
+        sim.set_model_field("dof_damping", vids, nom["dof_damping"][None] * p["damping_scale"])
+        sim.set_model_field("dof_armature", vids, nom["dof_armature"][None] * p["armature_scale"])
+        sim.set_model_field("actuator_gainprm", vids, gain)
+        sim.set_model_field("actuator_biasprm", vids, bias)
 
     def _apply_pushes(self) -> None:
         if self.dr.push_joint_velocity <= 0 or self.dr.push_interval_s[1] <= 0:
             return
-        due = (self.episode_time >= self._next_push).nonzero().flatten()
+        due = (self.episode_length >= self._next_push).nonzero().flatten()
         if not len(due):
             return
         v = self.dr.push_joint_velocity
         kick = R.uniform(self.gen, -v, v, (len(due), self.model.nv), self.device)
         self.sim.add_joint_velocity(due.cpu().numpy(), kick.cpu().double().numpy())
+        self._schedule_push(due)
+
+    def _schedule_push(self, ids: torch.Tensor) -> None:
+        """Next push of envs `ids`: a uniform interval from now, kept in control steps."""
         lo, hi = self.dr.push_interval_s
-        self._next_push[due] = self.episode_time[due] + R.uniform(self.gen, lo, hi, (len(due),), self.device)
+        interval = R.uniform(self.gen, lo, hi, (len(ids),), self.device) / self.control_dt
+        self._next_push[ids] = self.episode_length[ids] + interval
 
     # -- observations --------------------------------------------------------------------------
-    def _concat(self, terms: list[ObsTerm]) -> torch.Tensor:
-        return torch.cat([t.fn(self) * t.scale for t in terms], dim=1)
+    def _concat(self, terms: list[ObsTerm], scale: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t.fn(self) for t in terms], dim=1).mul_(scale)
 
     def _observe(self, fresh: torch.Tensor) -> dict[str, torch.Tensor]:
         if len(fresh) and self.dr.obs_bias_scale > 0:
@@ -283,21 +328,18 @@ class BatchedEnv:
             self._obs_bias[fresh] = torch.randn(
                 (len(fresh), std.shape[0]), generator=self.gen, device=self.device
             ) * std
-        clean = self._concat(self._policy_terms)
+        clean = self._concat(self._policy_terms, self._policy_scale)
         policy = clean + self._obs_bias
         if self.dr.obs_noise_scale > 0:
-            policy = policy + torch.randn(clean.shape, generator=self.gen, device=self.device) * (
-                self._noise_std * self.dr.obs_noise_scale
-            )
+            noise = torch.randn(clean.shape, generator=self.gen, device=self.device)
+            policy.addcmul_(noise, self._noise_std * self.dr.obs_noise_scale)
         # observation delay: env i sees the observation from `delay_i` control steps ago
-        self._obs_buf = torch.roll(self._obs_buf, 1, dims=0)
-        self._obs_buf[0] = policy
+        self._obs_buf = _shift_in(self._obs_buf, policy)
         if len(fresh):
             self._obs_buf[:, fresh] = policy[fresh]
-        delay = self.dr_params["obs_delay_steps"].long()
-        policy = self._obs_buf[delay, torch.arange(self.num_envs, device=self.device)]
+        policy = _delayed(self._obs_buf, self.dr_params["obs_delay_steps"])
         dr = self.dr_values
-        privileged = clean if self._critic_is_policy else self._concat(self._critic_terms)
+        privileged = clean if self._critic_is_policy else self._concat(self._critic_terms, self._critic_scale)
         critic = torch.cat([privileged, dr], dim=1)
         return {"policy": policy, "critic": critic}
 
@@ -320,10 +362,12 @@ def make_env(
     backend: str = "mujoco",
     device: str = "cpu",
     nthread: int | None = None,
+    physics_variants: int = 256,
 ) -> BatchedEnv:
     from robot_rl.sim.tasks import make_task
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}")
     t = make_task(task) if isinstance(task, str) else task
-    return BatchedEnv(t, num_envs, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread)
+    return BatchedEnv(t, num_envs, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread,
+                      physics_variants=physics_variants)

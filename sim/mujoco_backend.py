@@ -1,7 +1,8 @@
 """MuJoCo on CPU: a batch of worlds stepped in native threads by `mujoco.rollout`.
 
-The backend owns the physics only. It holds one `MjModel` per env (domain randomization writes
-per-env physical parameters into them), the full physics state of every env as one
+The backend owns the physics only. It holds `num_variants` copies of the `MjModel` (domain
+randomization writes physical parameters into them; each env simulates one of them, as
+`PhysicsBank` assigns), the full physics state of every env as one
 `[num_envs, nstate]` array, and the sensor readings of the last physics step. Everything above it
 (observations, rewards, resets, randomization sampling) is batched torch code in `env.py` and the
 task files, shared with every other backend.
@@ -46,15 +47,18 @@ def default_nthread() -> int:
 
 
 class MujocoBatch:
-    """`num_envs` copies of one MuJoCo model, stepped together."""
+    """`num_envs` worlds of one MuJoCo model (in `num_variants` physics variants), stepped together."""
 
     name = "mujoco"
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int | None = None):
+    def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int | None = None,
+                 num_variants: int | None = None):
         self.base = model
         self.num_envs = num_envs
         self.nthread = nthread or default_nthread()
-        self.models = [copy.copy(model) for _ in range(num_envs)]
+        self.variants = [copy.copy(model) for _ in range(num_variants or num_envs)]
+        # the model each env steps with (what `rollout` receives): a reference into `variants`
+        self.models = [self.variants[i % len(self.variants)] for i in range(num_envs)]
         self.datas = [mujoco.MjData(model) for _ in range(self.nthread)]
         self._scratch = mujoco.MjData(model)
         self.offsets = _state_offsets(model)
@@ -121,11 +125,16 @@ class MujocoBatch:
             self.sensordata[i] = d.sensordata
             self.observed[i] = self.state[i]
 
-    # -- per-env physical parameters (domain randomization) -------------------------------------
-    def set_model_field(self, field: str, env_ids: np.ndarray, values: np.ndarray) -> None:
-        """Write `values[k]` into `getattr(model, field)` of env `env_ids[k]`."""
-        for k, i in enumerate(env_ids.tolist()):
-            getattr(self.models[i], field)[...] = values[k]
+    # -- physics variants (domain randomization) -----------------------------------------------
+    def set_model_field(self, field: str, variant_ids: np.ndarray, values: np.ndarray) -> None:
+        """Write `values[k]` into `getattr(model, field)` of variant `variant_ids[k]`."""
+        for k, i in enumerate(variant_ids.tolist()):
+            getattr(self.variants[i], field)[...] = values[k]
+
+    def use_variants(self, env_ids: np.ndarray, variant_ids: np.ndarray) -> None:
+        """Env `env_ids[k]` simulates variant `variant_ids[k]` from its next step on."""
+        for i, v in zip(env_ids.tolist(), variant_ids.tolist()):
+            self.models[i] = self.variants[v]
 
     # -- rendering -----------------------------------------------------------------------------
     def load_render_data(self, env_id: int) -> tuple[mujoco.MjModel, mujoco.MjData]:

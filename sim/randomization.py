@@ -92,16 +92,21 @@ PARAM_NAMES = (
     "action_delay_steps",
     "obs_delay_steps",
 )
+# the parameters that live in the simulator's model (one model per physics variant, see
+# `physics_bank.py`); they lead `PARAM_NAMES`, the others are sampled per env at each reset
+PHYSICS_PARAMS = PARAM_NAMES[:8]
+EPISODE_PARAMS = PARAM_NAMES[8:]
 
 
 def uniform(gen: torch.Generator, lo: float, hi: float, shape, device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
 
 
-def sample(dr: DomainRandomization, n: int, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
-    """One value of each parameter per env: `{name: tensor[n]}` in `PARAM_NAMES` order."""
+def sample(dr: DomainRandomization, n: int, gen: torch.Generator, device,
+           names: tuple[str, ...] = PARAM_NAMES) -> dict[str, torch.Tensor]:
+    """One value of each parameter per env: `{name: tensor[n]}` in `names` order."""
     out = {}
-    for name in PARAM_NAMES:
+    for name in names:
         lo, hi = getattr(dr, name)
         if name.endswith("_steps"):
             out[name] = torch.randint(int(lo), int(hi) + 1, (n,), generator=gen, device=device).float()

@@ -8,7 +8,9 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
 
 * All values are torch tensors with a leading `num_envs` axis on `env.device`.
 * Finished envs are reset automatically inside `step`; the returned `obs` of such an env is the
-  first observation of its new episode. `terminated` marks true terminations (failure states),
+  first observation of its new episode. With `autoreset=False` (single-env wrappers such as the
+  Gymnasium adapter) `step` returns the terminal observation instead and the caller resets
+  finished envs with `reset(env_ids)`. `terminated` marks true terminations (failure states),
   `truncated` marks time-outs only (`info["time_outs"]` is the same tensor, as rsl_rl expects), so
   a learner can bootstrap the value of timed-out states.
 * Observation groups: `policy` (what the deployed policy sees: noisy, delayed as DR says) and
@@ -78,6 +80,7 @@ class BatchedEnv:
         device: str = "cpu",
         nthread: int | None = None,
         physics_variants: int = 256,
+        autoreset: bool = True,
     ):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -85,6 +88,7 @@ class BatchedEnv:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.dr_mode = dr
+        self.autoreset = autoreset
         self.dr = task.dr.get(dr)
         self.dr.validate(f"{task.name} dr[{dr}]")
         self.gen = torch.Generator(device=self.device)
@@ -177,10 +181,11 @@ class BatchedEnv:
     # Env state never needs gradients; running every mutation in inference mode keeps the env's
     # own tensors consistent whether the caller is in inference mode, no_grad, or neither.
     @torch.inference_mode()
-    def reset(self) -> dict[str, torch.Tensor]:
-        ids = torch.arange(self.num_envs, device=self.device)
+    def reset(self, env_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Reset all envs, or only `env_ids`; returns the observation of every env."""
+        ids = torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids.to(self.device)
         self._reset_idx(ids)
-        return self._observe(fresh=ids)
+        return self._observe(fresh=ids, advance=False)
 
     @torch.inference_mode()
     def step(self, actions: torch.Tensor):
@@ -223,6 +228,8 @@ class BatchedEnv:
             },
         }
         self.task.after_step(self, ~done)
+        if not self.autoreset:  # the caller resets finished envs (`reset(env_ids)`)
+            done_ids = done_ids[:0]
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)
@@ -322,7 +329,10 @@ class BatchedEnv:
     def _concat(self, terms: list[ObsTerm], scale: torch.Tensor) -> torch.Tensor:
         return torch.cat([t.fn(self) for t in terms], dim=1).mul_(scale)
 
-    def _observe(self, fresh: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _observe(self, fresh: torch.Tensor, advance: bool = True) -> dict[str, torch.Tensor]:
+        """Observations of all envs; `fresh` envs start a new episode (new bias, delay history
+        filled with their first observation). `advance`: a control step passed (push this
+        observation into every env's delay history); False for resets outside `step`."""
         if len(fresh) and self.dr.obs_bias_scale > 0:
             std = self._noise_std * self.dr.obs_bias_scale
             self._obs_bias[fresh] = torch.randn(
@@ -334,7 +344,10 @@ class BatchedEnv:
             noise = torch.randn(clean.shape, generator=self.gen, device=self.device)
             policy.addcmul_(noise, self._noise_std * self.dr.obs_noise_scale)
         # observation delay: env i sees the observation from `delay_i` control steps ago
-        self._obs_buf = _shift_in(self._obs_buf, policy)
+        if advance:
+            self._obs_buf = _shift_in(self._obs_buf, policy)
+        else:  # never write into a buffer whose newest slot was returned to the caller
+            self._obs_buf = self._obs_buf.clone()
         if len(fresh):
             self._obs_buf[:, fresh] = policy[fresh]
         policy = _delayed(self._obs_buf, self.dr_params["obs_delay_steps"])
@@ -363,6 +376,7 @@ def make_env(
     device: str = "cpu",
     nthread: int | None = None,
     physics_variants: int = 256,
+    autoreset: bool = True,
 ) -> BatchedEnv:
     from robot_rl.sim.tasks import make_task
 
@@ -370,4 +384,4 @@ def make_env(
         raise ValueError(f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}")
     t = make_task(task) if isinstance(task, str) else task
     return BatchedEnv(t, num_envs, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread,
-                      physics_variants=physics_variants)
+                      physics_variants=physics_variants, autoreset=autoreset)

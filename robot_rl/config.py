@@ -135,9 +135,11 @@ def task_defaults(task: str) -> TrainConfig:
     """Per-task training defaults (what `robot-rl train <task>` starts from)."""
     if task == "cartpole-swingup":
         return TrainConfig(
-            env=EnvConfig(task=task, num_envs=1024),
+            # 256 envs: 8k samples per update, so more updates per sample than 1024 envs give;
+            # on 2 cores it solves in ~50-70 s (seeds 0-2) where 1024 envs took 170 s or more
+            env=EnvConfig(task=task, num_envs=256),
             ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.005, learning_rate=1e-3, init_noise_std=1.0),
-            max_iterations=300,
+            max_iterations=400,
             stop_at_success=0.0,
         )
     if task == "iiwa-reach":

@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Sequence
 
 from . import names as _names
 from .msgs import Message, Time
+
+
+def _wait_until(ready: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``ready()`` every 5 ms until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 from .qos import QoSLike, QoSProfile
 from .ros_args import RosArgs, parse_ros_args
 
@@ -45,14 +56,7 @@ class Publisher(ABC):
 
     def wait_for_subscribers(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` subscriptions match; False on timeout."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while self.get_subscription_count() < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return _wait_until(lambda: self.get_subscription_count() >= count, timeout)
 
     @abstractmethod
     def destroy(self) -> None:
@@ -74,14 +78,7 @@ class Subscription(ABC):
 
     def wait_for_publishers(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` publishers match; False on timeout."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while self.get_publisher_count() < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return _wait_until(lambda: self.get_publisher_count() >= count, timeout)
 
     @abstractmethod
     def destroy(self) -> None:

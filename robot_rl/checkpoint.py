@@ -16,13 +16,13 @@ class CheckpointError(ValueError):
     pass
 
 
-def save(path: Path, *, task: str, num_obs: dict, num_actions: int, model: dict, optimizer: dict,
+def save(path: Path, *, task: str, kind: str, num_obs: dict, num_actions: int, model: dict, optimizer: dict,
          iteration: int, learning_rate: float, total_steps: int, config: dict) -> None:
     """Write atomically: a crash never leaves a truncated checkpoint under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(
-        {"format": FORMAT, "task": task, "num_obs": dict(num_obs), "num_actions": num_actions,
+        {"format": FORMAT, "task": task, "kind": kind, "num_obs": dict(num_obs), "num_actions": num_actions,
          "model": model, "optimizer": optimizer, "iteration": iteration,
          "learning_rate": learning_rate, "total_steps": total_steps, "config": json.dumps(config)},
         tmp,
@@ -60,6 +60,7 @@ def load(path: str | Path, *, task: str | None = None) -> dict:
         )
     ck["path"] = str(path)
     ck["config"] = json.loads(ck["config"])
+    ck.setdefault("kind", ck["config"].get("ppo", {}).get("policy", "mlp"))
     return ck
 
 
@@ -78,6 +79,7 @@ def load_state(module: torch.nn.Module, state: dict, path: str) -> None:
             parts.append(f"wrong shapes for {wrong[:4]}")
         raise CheckpointError(
             f"checkpoint {path} does not fit this network ({'; '.join(parts)}); it is incomplete or was "
-            "trained with other network sizes: pass the same --ppo.actor-hidden/--ppo.critic-hidden"
+            "trained with other network sizes or another policy kind: pass the same --ppo.policy, "
+            "--ppo.actor-hidden/--ppo.critic-hidden"
         )
     module.load_state_dict(state)

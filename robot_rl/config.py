@@ -13,12 +13,14 @@ class EnvConfig:
     task: str = "iiwa-reach"
     """Task name (`robot-rl tasks` lists them)."""
     backend: str = "mujoco"
-    """Simulator backend: `mujoco` (CPU, default)."""
+    """Simulator backend: `mujoco` (MuJoCo on the CPU, default), `warp` (MuJoCo Warp: a GPU, or
+    Warp's CPU device with `--env.device cpu`), `pybullet`."""
     num_envs: int = 512
     dr: Literal["train", "eval", "off"] = "train"
     """Domain randomization range: the task's training range, its held-out range, or off."""
     seed: int = 0
     device: str = "cpu"
+    """Torch (and Warp) device of the env: `cpu` or `cuda[:i]`."""
     nthread: int = 0
     """Physics threads; 0 = one per available core."""
     physics_variants: int = 256
@@ -38,6 +40,11 @@ class EnvConfig:
             raise ValueError(f"env.nthread must be >= 0, got {self.nthread}")
         if self.physics_variants < 0 or self.physics_variants == 1:
             raise ValueError(f"env.physics_variants must be 0 (one per env) or >= 2, got {self.physics_variants}")
+        from robot_rl.sim.backend import backend_class
+        from robot_rl.sim.env import check_device
+
+        check_device(self.device)
+        backend_class(self.backend)  # a missing optional package fails here, before anything is written
 
 
 @dataclass
@@ -61,6 +68,11 @@ class PPOConfig:
     critic_hidden: tuple[int, ...] = (128, 128)
     activation: str = "elu"
     normalize_obs: bool = True
+    policy: str = "mlp"
+    """Policy kind (`robot_rl.policy_kinds`): `mlp` (Gaussian MLP) or `recurrent` (GRU/LSTM actor)."""
+    rnn_type: Literal["gru", "lstm"] = "gru"
+    rnn_hidden: int = 64
+    rnn_layers: int = 1
 
     def validate(self) -> None:
         for name in ("num_steps_per_env", "num_learning_epochs", "num_mini_batches"):
@@ -70,6 +82,11 @@ class PPOConfig:
             raise ValueError("ppo.gamma must be in (0, 1] and ppo.lam in [0, 1]")
         if self.learning_rate <= 0:
             raise ValueError(f"ppo.learning_rate must be > 0, got {self.learning_rate}")
+        from robot_rl.policy_kinds import get_kind
+
+        get_kind(self.policy)
+        if self.rnn_hidden < 1 or self.rnn_layers < 1:
+            raise ValueError("ppo.rnn_hidden and ppo.rnn_layers must be >= 1")
 
 
 @dataclass
@@ -132,16 +149,17 @@ def _dataclass_type(cls, name: str):
 
 
 def task_defaults(task: str) -> TrainConfig:
-    """Per-task training defaults (what `robot-rl train <task>` starts from)."""
-    if task == "cartpole-swingup":
-        return TrainConfig(
-            # 256 envs: 8k samples per update, so more updates per sample than 1024 envs give;
-            # on 2 cores it solves in ~50-70 s (seeds 0-2) where 1024 envs took 170 s or more
-            env=EnvConfig(task=task, num_envs=256),
-            ppo=PPOConfig(num_steps_per_env=32, entropy_coef=0.005, learning_rate=1e-3, init_noise_std=1.0),
-            max_iterations=400,
-            stop_at_success=0.0,
-        )
-    if task == "iiwa-reach":
-        return TrainConfig(env=EnvConfig(task=task), ppo=PPOConfig(init_noise_std=0.5, entropy_coef=0.0))
-    return TrainConfig(env=EnvConfig(task=task))
+    """Per-task training defaults (what `robot-rl train <task>` starts from): the config defaults
+    with the task's own `train_defaults` (declared next to the task) applied."""
+    from robot_rl.sim.tasks import make_task
+
+    cfg = TrainConfig(env=EnvConfig(task=task))
+    for path, value in make_task(task).train_defaults.items():
+        *parents, leaf = path.split(".")
+        obj = cfg
+        for p in parents:
+            obj = getattr(obj, p)
+        if not hasattr(obj, leaf):
+            raise ValueError(f"task {task!r} declares a training default for unknown config field {path!r}")
+        setattr(obj, leaf, tuple(value) if isinstance(value, list) else value)
+    return cfg

@@ -16,7 +16,7 @@ import torch
 
 from robot_rl import checkpoint as ckpt
 from robot_rl.config import TrainConfig, from_dict
-from robot_rl.networks import build_policy
+from robot_rl.policies import DeterministicActor, build_actor_critic
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -31,31 +31,31 @@ def load_policy(checkpoint: str | Path, task: str | None = None):
     """(actor-critic module in eval mode, its training config, the checkpoint dict)."""
     ck = ckpt.load(checkpoint, task=task)
     cfg = from_dict(TrainConfig, ck["config"])
-    ac = build_policy(cfg, ck["num_obs"], ck["num_actions"])
+    ac = build_actor_critic(cfg, ck["num_obs"], ck["num_actions"])
     ckpt.load_state(ac, ck["model"], ck["path"])
     return ac.eval(), cfg, ck
 
 
-def run_episodes(env, policy, renderer=None):
-    """Run one episode in every env of `env` with `policy(obs) -> actions` (no grad).
+def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
+    """Run one episode in every env of `env` with `policy(obs) -> actions` (no grad); a policy
+    with memory (`DeterministicActor`) has it cleared for envs whose episode ended.
 
-    Returns per-env (return, length, success) arrays and, with a `mujoco.Renderer`, the frames of
-    env 0's episode."""
+    Returns per-env (return, length, success) arrays and, with `video_size` (height, width), the
+    frames of env 0's episode."""
     n = env.num_envs
     ret = np.full(n, np.nan)
     length = np.full(n, np.nan)
     success = np.full(n, np.nan)
     frames = []
-    recording = renderer is not None
+    recording = video_size is not None
     obs = env.reset()
     with torch.inference_mode():
         while np.isnan(ret).any():
             if recording:
-                m, d = env.sim.load_render_data(0)
-                env.task.render_scene(env, 0, m, d)
-                renderer.update_scene(d, camera="front")
-                frames.append(renderer.render().copy())
-            obs, _, _, _, info = env.step(policy(obs["policy"]))
+                frames.append(env.render(0, "front", *video_size))
+            obs, _, terminated, truncated, info = env.step(policy(obs["policy"]))
+            if hasattr(policy, "reset"):
+                policy.reset(terminated | truncated)
             ep = info["episode"]
             ids = ep["env_ids"].cpu().numpy()
             first = ids[np.isnan(ret[ids])]
@@ -82,13 +82,8 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
     if env.num_obs != ck["num_obs"]:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
                                    f"task {cfg.env.task} gives {env.num_obs}")
-    renderer = None
-    if video:
-        import mujoco
-
-        h, w = video_size
-        renderer = mujoco.Renderer(env.model, h, w)
-    ret, length, success, frames = run_episodes(env, ac.action_mean, renderer)
+    ret, length, success, frames = run_episodes(env, DeterministicActor(ac, env.num_envs),
+                                                video_size if video else None)
     result = {
         "task": cfg.env.task,
         "dr": dr,

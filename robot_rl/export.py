@@ -1,8 +1,13 @@
-"""`robot-rl export`: checkpoint -> policy artifact (`policy.onnx` + `spec.json`), verified.
+"""`robot-rl export`: checkpoint -> policy artifact (ONNX + `robot.xml` + `spec.json`), verified.
 
-The artifact is written to a temporary directory next to the target, checked (the ONNX policy must
-reproduce the torch policy to 1e-5 on observations from the simulator and on random ones) and only
-then moved into place, so a failed export never leaves a directory that looks complete.
+The artifact is written to a temporary directory next to the target and checked before it is
+moved into place, so a failed export never leaves a directory that looks complete. The check runs
+the artifact exactly as a robot would (`PolicyArtifact.load`, the kind's runtime) against the
+training policy (its deterministic actor), to `PARITY_TOL`:
+
+* along trajectories from the simulator, one observation at a time with the runtime's state
+  carried (recurrent memory), reset where an episode starts;
+* on a batch of wide random observations (no state).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +25,8 @@ import torch
 from robot_rl import checkpoint as ckpt
 from robot_rl.artifact import FORMAT, PolicyArtifact, sha256_file, spec_checksum
 from robot_rl.config import TrainConfig, from_dict
-from robot_rl.networks import ExportedPolicy
-from robot_rl.networks import build_policy
+from robot_rl.kinematics import kinematic_model_xml
+from robot_rl.policies import DeterministicActor, build_actor_critic
 
 PARITY_TOL = 1e-5
 
@@ -29,41 +35,22 @@ class ExportError(ValueError):
     pass
 
 
-def build_spec(env, cfg: TrainConfig, ck: dict) -> dict:
-    task, m = env.task, env.model
-    jids = [m.joint(n).id for n in task.joint_names]
-    act_ids = [int(np.flatnonzero(m.actuator_trnid[:, 0] == j)[0]) for j in jids]
+def build_spec(env, cfg: TrainConfig, ck: dict, policy: dict) -> dict:
+    task, robot = env.task, env.robot
     train_dr = task.dr.get(cfg.env.dr)
-    spec = {
+    return {
         "format": FORMAT,
         "task": task.name,
+        "policy": policy,
+        "robot": {**robot.describe(env.model), "model": "robot.xml"},
         "observation": {
             "dim": env.num_obs["policy"],
+            "state_joints": list(env.state_joints),
             "terms": env.observation_spec(),
-            "history_length": 1,
+            "commands": {k: c.to_dict() for k, c in task.commands().items()},
         },
-        "action": {
-            "dim": env.num_actions,
-            "names": list(task.joint_names),
-            "mode": task.action_mode,
-            "scale": task.action_scale,
-            "clip": [-1.0, 1.0],
-        },
-        "joints": {
-            "names": list(task.joint_names),
-            "default_pose": [float(v) for v in task.default_pose],
-            "position_limits": [[float(a), float(b)] for a, b in m.jnt_range[jids]],
-            "effort_limits": [[float(a), float(b)] for a, b in m.jnt_actfrcrange[jids]],
-        },
-        "pd_gains": {
-            "kp": [float(m.actuator_gainprm[a, 0]) for a in act_ids],
-            "kd": [float(-m.actuator_biasprm[a, 2]) for a in act_ids],
-        },
-        "control": {
-            "period_s": env.control_dt,
-            "physics_dt": env.physics_dt,
-            "decimation": task.decimation,
-        },
+        "action": {"dim": env.num_actions, "terms": env.action_spec(), "clip": [-1.0, 1.0]},
+        "control": {"period_s": env.control_dt, "physics_dt": env.physics_dt, "decimation": task.decimation},
         "delays": {
             "action_delay_steps": list(train_dr.action_delay_steps),
             "obs_delay_steps": list(train_dr.obs_delay_steps),
@@ -75,63 +62,82 @@ def build_spec(env, cfg: TrainConfig, ck: dict) -> dict:
             "total_steps": ck["total_steps"],
         },
     }
-    try:
-        from robot_rl.kinematics import chain_from_mjmodel
-
-        sites = [m.site(i).name for i in range(m.nsite) if m.site(i).name]
-        spec["kinematics"] = chain_from_mjmodel(m, sites)
-    except ImportError:
-        pass
-    return spec
 
 
-def export(checkpoint: str | Path, out_dir: str | Path, num_parity_samples: int = 256) -> Path:
+def _trajectories(env, actor: DeterministicActor, steps: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Observations along `steps` control steps of every env, and where episodes start."""
+    obs, starts = [env.reset()["policy"]], [torch.ones(env.num_envs, dtype=torch.bool)]
+    with torch.no_grad():
+        for _ in range(steps - 1):
+            o, _, term, trunc, _ = env.step(actor(obs[-1]))
+            done = term | trunc
+            actor.reset(done)
+            obs.append(o["policy"])
+            starts.append(done)
+    return obs, starts
+
+
+def parity_error(art: PolicyArtifact, ac, obs: list[torch.Tensor], starts: list[torch.Tensor],
+                 rand: torch.Tensor) -> tuple[float, int]:
+    """Largest |runtime - torch| over the trajectories (state carried) and the random batch."""
+    n = obs[0].shape[0]
+    expected = DeterministicActor(ac, n)
+    err, count = 0.0, 0
+    with torch.no_grad():
+        want = [expected(o).numpy() for o in obs]
+        rand_want = DeterministicActor(ac, rand.shape[0])(rand).numpy()
+    for i in range(n):
+        for t, o in enumerate(obs):
+            if starts[t][i]:
+                art.reset()
+            got = art.act(o[i].numpy()).actions[0]
+            err = max(err, float(np.max(np.abs(got - want[t][i]))))
+            count += 1
+    got = art.act_batch(rand.numpy())
+    err = max(err, float(np.max(np.abs(got - rand_want))))
+    return err, count + rand.shape[0]
+
+
+def export(checkpoint: str | Path, out_dir: str | Path, parity_envs: int = 4, parity_steps: int = 64) -> Path:
     from robot_rl.sim import make_env
 
     ck = ckpt.load(checkpoint)
     cfg = from_dict(TrainConfig, ck["config"])
-    env = make_env(cfg.env.task, 16, dr=cfg.env.dr, seed=cfg.env.seed + 1)
-    ac = build_policy(cfg, env.num_obs, env.num_actions)
+    env = make_env(cfg.env.task, parity_envs, dr=cfg.env.dr, seed=cfg.env.seed + 1, nthread=1)
+    ac = build_actor_critic(cfg, env.num_obs, env.num_actions)
     ckpt.load_state(ac, ck["model"], ck["path"])
     ac.eval()
-    policy = ExportedPolicy(ac).eval()
 
     # observations the policy actually sees, plus wide random ones
-    obs = [env.reset()["policy"]]
-    with torch.no_grad():
-        for _ in range(num_parity_samples // 16):
-            o, *_ = env.step(policy(obs[-1]))
-            obs.append(o["policy"])
-    real = torch.cat(obs)
+    obs, starts = _trajectories(env, DeterministicActor(ac, env.num_envs), parity_steps)
     gen = torch.Generator().manual_seed(0)
+    shape = (128, env.num_obs["policy"])
     if hasattr(ac.actor_norm, "mean"):  # in-distribution random observations: N(mean, std) of training
-        rand = ac.actor_norm.mean + ac.actor_norm.std * torch.randn(real.shape, generator=gen)
+        rand = ac.actor_norm.mean + ac.actor_norm.std * torch.randn(shape, generator=gen)
     else:
-        rand = torch.randn(real.shape, generator=gen)
-    samples = torch.cat([real, rand])
+        rand = torch.randn(shape, generator=gen)
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        onnx_path = tmp / "policy.onnx"
-        torch.onnx.export(
-            policy, (real[:1],), str(onnx_path), input_names=["obs"], output_names=["actions"],
-            dynamic_axes={"obs": {0: "batch"}, "actions": {0: "batch"}}, opset_version=17, dynamo=False,
-        )
-        spec = build_spec(env, cfg, ck)
-        spec["files"] = {"policy.onnx": sha256_file(onnx_path)}
+        with warnings.catch_warnings():  # torch warns about RNN batch sizes; the memory is an input
+            warnings.simplefilter("ignore", UserWarning)
+            policy = ac.export_onnx(tmp, obs[0])
+        (tmp / "robot.xml").write_text(kinematic_model_xml(env.robot))
+        spec = build_spec(env, cfg, ck, policy)
+        spec["files"] = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
         spec["checksum"] = spec_checksum(spec)
         (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
         art = PolicyArtifact.load(tmp)
-        with torch.no_grad():
-            expected = policy(samples).numpy()
-        got = art.act(samples.numpy())
-        err = float(np.max(np.abs(got - expected)))
+        err, samples = parity_error(art, ac, obs, starts, rand)
         if err > PARITY_TOL:
             raise ExportError(f"exported policy differs from the training policy by {err:.2e} (> {PARITY_TOL})")
         (tmp / "parity.json").write_text(json.dumps(
-            {"max_abs_error": err, "tolerance": PARITY_TOL, "samples": int(samples.shape[0])}, indent=2))
+            {"max_abs_error": err, "tolerance": PARITY_TOL, "samples": samples}, indent=2))
+        spec["files"]["parity.json"] = sha256_file(tmp / "parity.json")
+        spec["checksum"] = spec_checksum(spec)
+        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             shutil.rmtree(out_dir)

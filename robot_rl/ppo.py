@@ -1,5 +1,11 @@
 """PPO as in rsl_rl: GAE with time-out bootstrapping, clipped surrogate, clipped value loss,
-entropy bonus, KL-adaptive learning rate, gradient clipping, asymmetric actor-critic."""
+entropy bonus, KL-adaptive learning rate, gradient clipping, asymmetric actor-critic.
+
+Memoryless kinds (`mlp`) are updated on minibatches of single transitions. Recurrent kinds are
+updated on minibatches of whole env trajectories: the actor is re-run over the rollout from the
+memory stored at its first step, restarting the memory where an episode starts (the done flag of
+the previous step), as CleanRL's recurrent PPO and rsl_rl's padded trajectories do.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from robot_rl.config import PPOConfig
-from robot_rl.networks import ActorCritic
+from robot_rl.policies.base import ActorCritic
 
 
 class RolloutStorage:
@@ -27,6 +33,8 @@ class RolloutStorage:
         self.values = z(T, N)
         self.returns = z(T, N)
         self.advantages = z(T, N)
+        self.memory0 = None
+        """The actor's memory at the rollout's first step (recurrent kinds)."""
         self.T, self.N = T, N
         self.step = 0
 
@@ -55,17 +63,32 @@ class RolloutStorage:
         self.advantages = (self.advantages - self.advantages.mean()) / (self.advantages.std() + 1e-8)
         self.step = 0
 
+    def _fields(self):
+        return (self.actor_obs, self.critic_obs, self.actions, self.log_prob, self.mu, self.sigma, self.values,
+                self.returns, self.advantages)
+
     def minibatches(self, num_mini_batches: int, epochs: int, gen: torch.Generator):
+        """Flat minibatches of transitions: `[obs, critic_obs, actions, ..., advantages]`."""
         B = self.T * self.N
         mb = B // num_mini_batches
-        flat = lambda x: x.reshape(B, *x.shape[2:])  # noqa: E731
-        data = [flat(x) for x in (self.actor_obs, self.critic_obs, self.actions, self.log_prob,
-                                  self.mu, self.sigma, self.values, self.returns, self.advantages)]
+        data = [x.reshape(B, *x.shape[2:]) for x in self._fields()]
         for _ in range(epochs):
             perm = torch.randperm(B, generator=gen, device="cpu").to(self.actions.device)
             for i in range(num_mini_batches):
                 idx = perm[i * mb : (i + 1) * mb]
-                yield [x[idx] for x in data]
+                yield [x[idx] for x in data], None
+
+    def trajectory_batches(self, num_mini_batches: int, epochs: int, gen: torch.Generator):
+        """Minibatches of whole env trajectories `[T, n, ...]`, with the env ids and the episode
+        starts (`starts[t]`: env's episode began at step t, i.e. it was done at t - 1)."""
+        starts = torch.zeros_like(self.dones, dtype=torch.bool)
+        starts[1:] = self.dones[:-1] > 0.5
+        n = max(1, self.N // num_mini_batches)
+        for _ in range(epochs):
+            perm = torch.randperm(self.N, generator=gen, device="cpu").to(self.actions.device)
+            for i in range(max(1, self.N // n)):
+                envs = perm[i * n : (i + 1) * n]
+                yield [x[:, envs] for x in self._fields()], (envs, starts[:, envs])
 
 
 @dataclass
@@ -90,24 +113,38 @@ class PPO:
         self.gen = torch.Generator(device="cpu")
         self.gen.manual_seed(seed)
         self.device = device
+        self.memory = ac.initial_memory(num_envs)
+        """The actor's memory for the envs being stepped (None for memoryless kinds)."""
 
     @torch.no_grad()
     def act(self, actor_obs, critic_obs):
-        dist = self.ac.distribution(actor_obs)
+        if self.storage.step == 0 and self.ac.is_recurrent:
+            self.storage.memory0 = self.memory.clone()
+        mean, self.memory = self.ac.act_step(actor_obs, self.memory)
+        dist = self.ac.distribution(mean)
         actions = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=self.gen).to(self.device)
         log_prob = dist.log_prob(actions).sum(-1)
         values = self.ac.value(critic_obs)
         return actions, log_prob, dist.mean, dist.stddev, values
+
+    def episode_ended(self, done: torch.Tensor) -> None:
+        """Clear the memory of envs whose episode ended (their next observation starts a new one)."""
+        self.memory = self.ac.reset_memory(self.memory, done)
 
     def update(self) -> UpdateStats:
         c = self.cfg
         s = self.storage
         tot_v = tot_s = tot_e = tot_kl = 0.0
         n = 0
-        for (aobs, cobs, actions, old_logp, old_mu, old_sigma, old_values, returns, adv) in s.minibatches(
-            c.num_mini_batches, c.num_learning_epochs, self.gen
-        ):
-            dist = self.ac.distribution(aobs)
+        batches = (s.trajectory_batches if self.ac.is_recurrent else s.minibatches)(
+            c.num_mini_batches, c.num_learning_epochs, self.gen)
+        for (aobs, cobs, actions, old_logp, old_mu, old_sigma, old_values, returns, adv), seq in batches:
+            if seq is None:
+                mean = self.ac.act_step(aobs, None)[0]
+            else:
+                envs, starts = seq
+                mean = self.ac.sequence_mean(aobs, self.ac.select_memory(s.memory0, envs), starts)
+            dist = self.ac.distribution(mean)
             logp = dist.log_prob(actions).sum(-1)
             values = self.ac.value(cobs)
             entropy = dist.entropy().sum(-1)

@@ -16,7 +16,7 @@ import torch
 from robot_rl import checkpoint as ckpt
 from robot_rl.config import TrainConfig, to_dict
 from robot_rl.evaluate import run_episodes
-from robot_rl.networks import build_policy
+from robot_rl.policies import DeterministicActor, build_actor_critic
 from robot_rl.ppo import PPO
 
 
@@ -41,6 +41,7 @@ class TrainResult:
     eval_success: float | None
     mean_return: float
     solved_at_s: float | None
+    nan_resets: int = 0
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -55,7 +56,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     env = make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
                    backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
                    physics_variants=cfg.env.physics_variants)
-    ac = build_policy(cfg, env.num_obs, env.num_actions).to(env.device)
+    ac = build_actor_critic(cfg, env.num_obs, env.num_actions).to(env.device)
     ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs["policy"], env.num_obs["critic"],
               env.num_actions, env.device, seed=cfg.env.seed)
     start_it, total_steps = 0, 0
@@ -82,7 +83,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     def save(it: int) -> Path:
         path = run / "checkpoints" / f"model_{it}.pt"
-        ckpt.save(path, task=cfg.env.task, num_obs=env.num_obs, num_actions=env.num_actions,
+        ckpt.save(path, task=cfg.env.task, kind=cfg.ppo.policy, num_obs=env.num_obs, num_actions=env.num_actions,
                   model=ac.state_dict(), optimizer=ppo.optimizer.state_dict(), iteration=it,
                   learning_rate=ppo.lr, total_steps=total_steps, config=to_dict(cfg))
         return path
@@ -106,6 +107,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                             backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
                             physics_variants=cfg.env.physics_variants)
     eval_success = None
+    nan_resets = logged_nan = 0
     t0 = time.perf_counter()
     solved_at = None
     it = start_it
@@ -121,13 +123,15 @@ def train(cfg: TrainConfig) -> TrainResult:
                 next_obs, reward, terminated, truncated, info = env.step(actions)
                 # bootstrap the value of states cut by a time-out (rsl_rl does the same)
                 reward = reward + cfg.ppo.gamma * values * truncated.float()
-                ppo.storage.add(obs["policy"], obs["critic"], actions, logp, mu, sigma, values,
-                                reward, (terminated | truncated).float())
+                done = terminated | truncated
+                ppo.storage.add(obs["policy"], obs["critic"], actions, logp, mu, sigma, values, reward, done.float())
+                ppo.episode_ended(done)
                 ep = info["episode"]
                 if len(ep["env_ids"]):
                     returns.extend(ep["return"].tolist())
                     successes.extend(ep["success"].tolist())
                     lengths.extend(ep["length"].tolist())
+                nan_resets += info["nan_resets"]
                 obs = next_obs
             last_values = ac.value(obs["critic"])
             ppo.storage.compute_returns(last_values, cfg.ppo.gamma, cfg.ppo.lam)
@@ -147,18 +151,23 @@ def train(cfg: TrainConfig) -> TrainResult:
                      ("loss/surrogate", stats.surrogate_loss), ("loss/entropy", stats.entropy),
                      ("policy/kl", stats.kl), ("policy/learning_rate", stats.learning_rate),
                      ("policy/action_std", stats.action_std), ("perf/steps_per_s", sps),
-                     ("perf/collect_s", collect_s)):
+                     ("perf/collect_s", collect_s), ("env/nan_resets", nan_resets)):
             writer.add_scalar(k, v, it)
         progress_line = f"{it},{total_steps},{wall:.2f},{mean_ret:.4f},{success:.4f},{mean_len:.1f},{sps:.0f}"
         if bar is not None:
             bar.set_postfix(ret=f"{mean_ret:.2f}", success=f"{success:.2f}", sps=f"{sps:,.0f}")
             bar.update(1)
+        if nan_resets > logged_nan:
+            logged_nan = nan_resets
+            msg = (f"iteration {it}: {nan_resets} env(s) reset after a NaN/Inf physics state so far "
+                   "(transition marked terminated, reward 0); training goes on")
+            bar.write(msg) if bar is not None else print(msg, file=sys.stderr)
         if it % cfg.save_interval == 0:
             last_ckpt = save(it)
         eval_field = ""
         if eval_env is not None and it % cfg.eval_interval == 0:
             torch.set_num_threads(1)
-            _, _, succ, _ = run_episodes(eval_env, ac.action_mean)
+            _, _, succ, _ = run_episodes(eval_env, DeterministicActor(ac, eval_env.num_envs))
             eval_success = float(succ.mean())
             eval_field = f"{eval_success:.4f}"
             writer.add_scalar("eval/success_rate", eval_success, it)
@@ -181,7 +190,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     writer.close()
     progress_csv.close()
     result = TrainResult(run, last_ckpt, it, total_steps, time.perf_counter() - t0,
-                         success, eval_success, mean_ret, solved_at)
+                         success, eval_success, mean_ret, solved_at, nan_resets)
     plot_learning_curve(run / "progress.csv", run / "learning_curve.png", cfg.env.task)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

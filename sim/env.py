@@ -1,7 +1,7 @@
 """The batched-environment contract, shared by every backend and task.
 
 ```
-env = make_env("iiwa-reach", num_envs=1024, dr="train", seed=0)
+env = make_env("iiwa-reach", num_envs=1024, dr="train", seed=0)            # backend="mujoco" (CPU)
 obs = env.reset()                                   # {"policy": [N, Dp], "critic": [N, Dc]}
 obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] in [-1, 1]
 ```
@@ -15,13 +15,18 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
   a learner can bootstrap the value of timed-out states.
 * Observation groups: `policy` (what the deployed policy sees: noisy, delayed as DR says) and
   `critic` (privileged: noise-free terms plus the sampled DR parameters, for asymmetric
-  actor-critic).
-* Physics DR parameters come from a bank of at most `physics_variants` simulator models that the
-  envs draw from at reset and that is continually re-sampled (`physics_bank.py`); 0, or a bank at
-  least as large as `num_envs`, samples every env's physics exactly at each of its resets.
-* `info["dr"]` holds the DR parameters of every env's current episode (after auto-reset, like `obs`);
-  `info["episode"]` holds return,
-  length and success of the episodes that ended this step (empty tensors when none did).
+  actor-critic). Terms are functions of the robot state (`env.state`, a `RobotState`), shared with
+  the deploy node (`robot_rl.terms`); actions go through the task's action terms.
+* The simulator is a backend (`robot_rl.sim.backend`): `mujoco` (CPU, default), `warp` (MuJoCo
+  Warp, GPU or Warp's CPU device), `pybullet`.
+* Physics DR parameters come from a bank of at most `physics_variants` simulator models on the
+  MuJoCo CPU backend (`physics_bank.py`); backends with per-world parameters sample every env
+  exactly at each of its resets.
+* `info["dr"]` holds the DR parameters of every env's current episode (after auto-reset, like
+  `obs`); `info["episode"]` holds return, length and success of the episodes that ended this step
+  (empty tensors when none did). `info["nan_resets"]` counts envs whose physics state became
+  NaN/Inf this step: they are reset, their transition is marked terminated with reward 0, and
+  `env.nan_resets` keeps the running total.
 * Control decimation: each `step` holds the actuator controls for `task.decimation` physics steps.
 """
 
@@ -29,22 +34,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from robot_rl.sim import randomization as R
+from robot_rl.sim.backend import BACKENDS, make_backend
+from robot_rl.sim.model import build_model
 from robot_rl.sim.physics_bank import PhysicsBank
-from robot_rl.sim.task import ObsTerm, Task
-
-BACKENDS = ("mujoco",)
-
-
-def _make_backend(name: str, model, num_envs: int, nthread: int | None, num_variants: int):
-    if name == "mujoco":
-        from robot_rl.sim.mujoco_backend import MujocoBatch
-
-        return MujocoBatch(model, num_envs, nthread, num_variants)
-    raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(BACKENDS)}")
+from robot_rl.sim.physics_params import FIELDS, model_fields
+from robot_rl.sim.task import Task
+from robot_rl.terms import ActionGroup, ObservationGroup, RobotState, make_context
 
 
 def _index(idx: list[int], device) -> slice | torch.Tensor:
@@ -68,6 +66,42 @@ def _delayed(history: list[torch.Tensor], delay: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--env.device {device}: no CUDA GPU is available to torch on this machine; "
+                         "use --env.device cpu (with --env.backend warp, Warp's CPU device)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--env.device {device}: use cpu or cuda[:index]")
+    return dev
+
+
+class _Frames(dict):
+    """Frame name -> [N, 3] float32 position, converted from the backend on first access."""
+
+    def __init__(self, sim, sites: dict[str, str]):
+        super().__init__()
+        self._sim, self._sites = sim, sites
+
+    def __missing__(self, name: str) -> torch.Tensor:
+        if name not in self._sites:
+            raise KeyError(f"frame {name!r} is not a frame of the robot or the task ({list(self._sites)})")
+        v = self[name] = self._sim.frame_pos(self._sites[name]).float()
+        return v
+
+
+class _Lazy:
+    """A backend tensor converted to float32 on first use (effort sensors exist only when used)."""
+
+    def __init__(self, sim, attr: str, device):
+        self._sim, self._attr, self._device, self._v = sim, attr, device, None
+
+    def __getitem__(self, idx):
+        if self._v is None:
+            self._v = getattr(self._sim, self._attr).to(self._device, torch.float32)
+        return self._v[idx]
+
+
 class BatchedEnv:
     def __init__(
         self,
@@ -83,98 +117,118 @@ class BatchedEnv:
     ):
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}")
         self.task = task
+        self.robot = robot = task.robot
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.dr_mode = dr
         self.autoreset = autoreset
         self.dr = task.dr.get(dr)
         self.dr.validate(f"{task.name} dr[{dr}]")
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
-        model = task.build_model()
-        self.model = model
-        self.bank = PhysicsBank(num_envs, physics_variants, self.gen, self.device)
-        self.sim = _make_backend(backend, model, num_envs, nthread, self.bank.num_variants)
+        self.model = model = build_model(task)
+        requested = PhysicsBank.requested_variants(num_envs, physics_variants)
+        self.sim = make_backend(backend, model, robot, num_envs, device=str(self.device), nthread=nthread,
+                                num_variants=requested)
+        self.bank = PhysicsBank(num_envs, self.sim.num_variants, self.gen, self.device)
         self.backend = backend
         self.physics_dt = float(model.opt.timestep)
         self.control_dt = self.physics_dt * task.decimation
         self.max_episode_length = int(math.ceil(task.episode_length_s / self.control_dt))
 
-        # joints the task actuates, in action order, and where they live in qpos/qvel
-        jids = [model.joint(n).id for n in task.joint_names]
-        self.qpos_idx = _index([int(model.jnt_qposadr[j]) for j in jids], self.device)
-        self.qvel_idx = _index([int(model.jnt_dofadr[j]) for j in jids], self.device)
-        self.num_actions = len(task.joint_names)
-        self.default_pose = torch.tensor(task.default_pose, dtype=torch.float32, device=self.device)
-        self._sensor = {
-            model.sensor(i).name: (int(model.sensor_adr[i]), int(model.sensor_dim[i]))
-            for i in range(model.nsensor)
-        }
-        self._nominal = {
-            "body_mass": model.body_mass.copy(),
-            "body_inertia": model.body_inertia.copy(),
-            "geom_friction": model.geom_friction.copy(),
-            "dof_frictionloss": model.dof_frictionloss.copy(),
-            "dof_damping": model.dof_damping.copy(),
-            "dof_armature": model.dof_armature.copy(),
-            "actuator_gainprm": model.actuator_gainprm.copy(),
-            "actuator_biasprm": model.actuator_biasprm.copy(),
-            "body_gravcomp": model.body_gravcomp.copy(),
-        }
-        self._payload_body = model.body(task.payload_body).id if task.payload_body else -1
+        # robot state: the state joints (actuated, then passive) and where they live in qpos/qvel
+        self.state_joints = robot.state_joints
+        self.qpos_idx = _index(self.sim.joint_qpos_index(self.state_joints), self.device)
+        self.qvel_idx = _index(self.sim.joint_dof_index(self.state_joints), self.device)
+        self.num_joints = len(robot.joint_names)
+        self._actuated_qpos = _index(self.sim.joint_qpos_index(robot.joint_names), self.device)
+        self.default_pose = torch.tensor(robot.default_pose, dtype=torch.float32, device=self.device)
+        self.commands: dict[str, torch.Tensor] = {
+            k: torch.zeros(num_envs, c.dim, device=self.device) for k, c in task.commands().items()}
+        self.ctx = make_context(robot.describe(model), {k: c.dim for k, c in task.commands().items()}, task.frames,
+                                torch_device=self.device)
+        self._frame_sites = {**robot.frames, **{s: s for s in task.frames if s not in robot.frames}}
+        self.action_terms = ActionGroup(task.actions(), self.ctx)
+        self.num_actions = self.action_terms.dim
+        self._ctrl_map = self._control_map()
+        self._payload_body = model.body(robot.payload_body).id if robot.payload_body else -1
+        self._nominal = {f: self.sim.nominal(f) for f in FIELDS}
 
         n, a = num_envs, self.num_actions
         self.actions = torch.zeros(n, a, device=self.device)
         self.last_actions = torch.zeros(n, a, device=self.device)
         self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(n, device=self.device)
+        self.nan_resets = 0
         # sampled DR parameters, one column per name (the critic group reads the matrix directly)
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
         self._action_buf = [torch.zeros(n, a, device=self.device) for _ in range(self.dr.max_action_delay + 1)]
         self._next_push = torch.full((n,), math.inf, device=self.device)
+        self.ctrl = torch.zeros(n, model.nu, device=self.device)
+        self.action_terms.allocate(n, self.actions)
         self._refresh_state()
         task.setup(self)
-        self._policy_terms = task.policy_terms()
-        self._critic_terms = task.critic_terms()
-        self._critic_is_policy = [t.name for t in self._critic_terms] == [t.name for t in self._policy_terms]
-        self.num_obs = {
-            "policy": sum(self._term_dim(t) for t in self._policy_terms),
-            "critic": sum(self._term_dim(t) for t in self._critic_terms) + len(R.PARAM_NAMES),
-        }
+        self.policy_group = ObservationGroup(task.observations(), self.ctx)
+        self.critic_group = ObservationGroup(task.critic_observations(), self.ctx)
+        self._critic_is_policy = [t.name for t in self.critic_group.terms] == [t.name for t in self.policy_group.terms]
+        self.action_terms.reset(self.state)
+        self.state.joint_target = self.action_terms.joint_target
+        probe_p, probe_c = self.policy_group(self.state), self.critic_group(self.state)
+        self.num_obs = {"policy": int(probe_p.shape[1]), "critic": int(probe_c.shape[1]) + len(R.PARAM_NAMES)}
         self._obs_bias = torch.zeros(n, self.num_obs["policy"], device=self.device)
-        self._policy_scale, self._critic_scale = (
-            torch.cat([torch.full((self._term_dim(t),), float(t.scale), device=self.device) for t in terms])
-            for terms in (self._policy_terms, self._critic_terms)
-        )
         self._noise_std = torch.cat([
-            torch.full((self._term_dim(t),), t.noise * t.scale, device=self.device) for t in self._policy_terms
+            torch.full((d,), t.noise * t.scale, device=self.device)
+            for t, d in zip(self.policy_group.terms, self.policy_group.dims)
         ])
         self._obs_buf = [
             torch.zeros(n, self.num_obs["policy"], device=self.device) for _ in range(self.dr.max_obs_delay + 1)
         ]
 
+    def _control_map(self) -> list[tuple[list[int], slice | None]]:
+        """For each action term: the actuator columns it drives (a gripper drives its one actuator
+        with its first finger target)."""
+        out = []
+        grip = self.robot.gripper
+        for term in self.action_terms.terms:
+            if grip is not None and tuple(term.joints) == tuple(grip.joint_names):
+                out.append(([self.model.actuator(grip.actuator).id], slice(0, 1)))
+            else:
+                out.append((self.sim.joint_actuator_index(term.joints), None))
+        return out
+
     # -- state the task reads ------------------------------------------------------------------
     def _refresh_state(self) -> None:
-        qpos = self.sim.qpos.to(self.device, torch.float32)
-        qvel = self.sim.qvel.to(self.device, torch.float32)
+        sim = self.sim
+        qpos = sim.qpos.to(self.device, torch.float32)
+        qvel = sim.qvel.to(self.device, torch.float32)
         self.qpos_all, self.qvel_all = qpos, qvel
-        self.joint_pos = qpos[:, self.qpos_idx]
-        self.joint_vel = qvel[:, self.qvel_idx]
-        self.sensordata = torch.from_numpy(self.sim.sensordata).to(self.device, torch.float32)
+        self.state = RobotState(
+            joint_pos=qpos[:, self.qpos_idx], joint_vel=qvel[:, self.qvel_idx],
+            joint_effort=_Lazy(sim, "joint_effort", self.device),
+            frames=_Frames(sim, self._frame_sites), commands=self.commands, last_action=self.actions,
+            joint_target=self.action_terms.joint_target)
 
-    def sensor(self, name: str) -> torch.Tensor:
-        adr, dim = self._sensor[name]
-        return self.sensordata[:, adr : adr + dim]
+    @property
+    def joint_pos(self) -> torch.Tensor:
+        """[N, A] positions of the robot's actuated joints."""
+        return self.state.joint_pos[:, : self.num_joints]
+
+    @property
+    def joint_vel(self) -> torch.Tensor:
+        return self.state.joint_vel[:, : self.num_joints]
+
+    def frame(self, name: str) -> torch.Tensor:
+        """[N, 3] position of a robot frame (`ee`...) or a task site."""
+        return self.state.frames[name]
 
     @property
     def episode_time(self) -> torch.Tensor:
         return self.episode_length.float() * self.control_dt
-
-    def _term_dim(self, term: ObsTerm) -> int:
-        return int(term.fn(self).shape[1])
 
     # -- contract ------------------------------------------------------------------------------
     # Env state never needs gradients; running every mutation in inference mode keeps the env's
@@ -199,8 +253,9 @@ class BatchedEnv:
         # action delay: env i applies the action from `delay_i` control steps ago
         self._action_buf = _shift_in(self._action_buf, actions)
         applied = _delayed(self._action_buf, self.dr_params["action_delay_steps"])
-        ctrl = self.task.action_to_ctrl(self, applied)
-        self.sim.step(ctrl.detach().to("cpu", torch.float64).numpy(), self.task.decimation)
+        for out, (cols, sel) in zip(self.action_terms(applied, self.state), self._ctrl_map):
+            self.ctrl[:, cols] = out if sel is None else out[:, sel]
+        self.sim.step(self.ctrl, self.task.decimation)
         self.episode_length += 1
         self._apply_pushes()
         self._refresh_state()
@@ -209,9 +264,12 @@ class BatchedEnv:
             due = (self.episode_length % every == 0).nonzero().flatten()
             if len(due):
                 self._assign_physics(due)
-
+        bad = self._non_finite()
         reward = self.task.reward(self) * 1.0
         terminated = self.task.terminated(self)
+        if bad is not None:
+            reward = torch.where(bad, torch.zeros_like(reward), reward)
+            terminated = terminated | bad
         truncated = (self.episode_length >= self.max_episode_length) & ~terminated
         self.episode_return += reward
         done = terminated | truncated
@@ -225,16 +283,33 @@ class BatchedEnv:
                 "success": self.task.success(self)[done_ids].float(),
                 "env_ids": done_ids,
             },
+            "nan_resets": 0 if bad is None else int(bad.sum()),
         }
         self.task.after_step(self, ~done)
         if not self.autoreset:  # the caller resets finished envs (`reset(env_ids)`)
             done_ids = done_ids[:0]
+            if bad is not None:  # a NaN state is never handed out: reset those envs anyway
+                done_ids = bad.nonzero().flatten()
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)
         dr = self.dr_values.clone()
         info["dr"] = {k: dr[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         return obs, reward, terminated, truncated, info
+
+    def _non_finite(self) -> torch.Tensor | None:
+        """Envs whose physics state is NaN/Inf (None when all are finite: one reduction per step)."""
+        s = self.qpos_all.sum() + self.qvel_all.sum()
+        if bool(torch.isfinite(s)):
+            return None
+        bad = ~(torch.isfinite(self.qpos_all).all(1) & torch.isfinite(self.qvel_all).all(1))
+        self.nan_resets += int(bad.sum())
+        # NaN must not reach rewards or observations: park those envs at the model's initial state
+        ids = bad.nonzero().flatten()
+        q0 = torch.as_tensor(self.model.qpos0, dtype=torch.float32, device=self.device).expand(len(ids), -1)
+        self.sim.set_joint_state(ids, q0, torch.zeros(len(ids), self.model.nv, device=self.device))
+        self._refresh_state()
+        return bad
 
     @torch.inference_mode()
     def randomize_episode_start(self) -> None:
@@ -245,14 +320,21 @@ class BatchedEnv:
         )
 
     # -- resets and randomization --------------------------------------------------------------
+    def default_qpos(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` rows of the model's initial qpos (with the robot at its default pose) and zero qvel."""
+        q = torch.as_tensor(self.model.qpos0, dtype=torch.float32, device=self.device).repeat(n, 1)
+        q[:, self._actuated_qpos] = self.default_pose
+        return q, torch.zeros(n, self.model.nv, device=self.device)
+
     def _reset_idx(self, ids: torch.Tensor) -> None:
         self.dr_values[ids, len(R.PHYSICS_PARAMS):] = R.sample_matrix(
             self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
         self._assign_physics(ids)
         qpos, qvel = self.task.reset(self, ids)
-        ids_np = ids.cpu().numpy()
-        self.sim.set_joint_state(ids_np, qpos.cpu().double().numpy(), qvel.cpu().double().numpy())
+        self.sim.set_joint_state(ids, qpos, qvel)
         self._refresh_state()
+        self.action_terms.reset(self.state, ids)
+        self.state.joint_target = self.action_terms.joint_target
         self.episode_length[ids] = 0
         self.episode_return[ids] = 0.0
         self.actions[ids] = 0.0
@@ -268,44 +350,12 @@ class BatchedEnv:
         if len(refresh):
             self._variant_params[refresh] = R.sample_matrix(
                 self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
-            self._write_physics(refresh)
-        self.sim.use_variants(ids.cpu().numpy(), variants.cpu().numpy())
+            vals = self._variant_params[refresh].cpu().double().numpy()
+            vids = refresh.cpu().numpy()
+            for field, values in model_fields(self._nominal, vals, self._payload_body).items():
+                self.sim.set_physics(field, vids, values)
+        self.sim.use_variants(ids, variants)
         self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
-
-    def _write_physics(self, variants: torch.Tensor) -> None:
-        """Write masses, friction, damping, armature and actuator gains of `variants` into the sim."""
-        vals = self._variant_params[variants].cpu().double().numpy()
-        p = {k: vals[:, i : i + 1] for i, k in enumerate(R.PHYSICS_PARAMS)}
-        nom = self._nominal
-        vids = variants.cpu().numpy()
-        mass = nom["body_mass"][None] * p["mass_scale"]
-        inertia = nom["body_inertia"][None] * p["mass_scale"][:, :, None]
-        gravcomp = np.broadcast_to(nom["body_gravcomp"][None], mass.shape).copy()
-        if self._payload_body >= 0:
-            b = self._payload_body
-            mass[:, b] += p["payload_kg"][:, 0]
-        # the robot's own gravity compensation knows the nominal masses only
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(mass > 0, nom["body_mass"][None] / mass, 0.0)
-        gravcomp = gravcomp * ratio
-        gain = np.repeat(nom["actuator_gainprm"][None], len(vids), 0)
-        bias = np.repeat(nom["actuator_biasprm"][None], len(vids), 0)
-        strength = p["motor_strength"]
-        gain[:, :, 0] *= p["kp_scale"] * strength
-        bias[:, :, 1] *= p["kp_scale"] * strength
-        bias[:, :, 2] *= p["kd_scale"] * strength
-        friction = nom["geom_friction"][None].repeat(len(vids), 0)
-        friction[:, :, 0] *= p["friction_scale"]
-        sim = self.sim
-        sim.set_model_field("body_mass", vids, mass)
-        sim.set_model_field("body_inertia", vids, inertia)
-        sim.set_model_field("body_gravcomp", vids, gravcomp)
-        sim.set_model_field("geom_friction", vids, friction)
-        sim.set_model_field("dof_frictionloss", vids, nom["dof_frictionloss"][None] * p["friction_scale"])
-        sim.set_model_field("dof_damping", vids, nom["dof_damping"][None] * p["damping_scale"])
-        sim.set_model_field("dof_armature", vids, nom["dof_armature"][None] * p["armature_scale"])
-        sim.set_model_field("actuator_gainprm", vids, gain)
-        sim.set_model_field("actuator_biasprm", vids, bias)
 
     def _apply_pushes(self) -> None:
         if self.dr.push_joint_velocity <= 0 or self.dr.push_interval_s[1] <= 0:
@@ -315,7 +365,7 @@ class BatchedEnv:
             return
         v = self.dr.push_joint_velocity
         kick = R.uniform(self.gen, -v, v, (len(due), self.model.nv), self.device)
-        self.sim.add_joint_velocity(due.cpu().numpy(), kick.cpu().double().numpy())
+        self.sim.add_joint_velocity(due, kick)
         self._schedule_push(due)
 
     def _schedule_push(self, ids: torch.Tensor) -> None:
@@ -325,9 +375,6 @@ class BatchedEnv:
         self._next_push[ids] = self.episode_length[ids] + interval
 
     # -- observations --------------------------------------------------------------------------
-    def _concat(self, terms: list[ObsTerm], scale: torch.Tensor) -> torch.Tensor:
-        return torch.cat([t.fn(self) for t in terms], dim=1).mul_(scale)
-
     def _observe(self, fresh: torch.Tensor, advance: bool = True) -> dict[str, torch.Tensor]:
         """Observations of all envs; `fresh` envs start a new episode (new bias, delay history
         filled with their first observation). `advance`: a control step passed (push this
@@ -337,7 +384,8 @@ class BatchedEnv:
             self._obs_bias[fresh] = torch.randn(
                 (len(fresh), std.shape[0]), generator=self.gen, device=self.device
             ) * std
-        clean = self._concat(self._policy_terms, self._policy_scale)
+        self.state.last_action = self.actions
+        clean = self.policy_group(self.state)
         policy = clean + self._obs_bias
         if self.dr.obs_noise_scale > 0:
             noise = torch.randn(clean.shape, generator=self.gen, device=self.device)
@@ -352,20 +400,20 @@ class BatchedEnv:
             for past in self._obs_buf[1 if advance else 0:]:  # (after a shift, [0] is `policy`)
                 past[fresh] = first
         policy = _delayed(self._obs_buf, self.dr_params["obs_delay_steps"])
-        dr = self.dr_values
-        privileged = clean if self._critic_is_policy else self._concat(self._critic_terms, self._critic_scale)
-        critic = torch.cat([privileged, dr], dim=1)
+        privileged = clean if self._critic_is_policy else self.critic_group(self.state)
+        critic = torch.cat([privileged, self.dr_values], dim=1)
         return {"policy": policy, "critic": critic}
 
     # -- description for export ----------------------------------------------------------------
     def observation_spec(self) -> list[dict]:
-        out = []
-        for t in self._policy_terms:
-            out.append(
-                {"name": t.name, "dim": self._term_dim(t), "unit": t.unit, "scale": t.scale,
-                 "noise_std": t.noise, "source": t.source}
-            )
-        return out
+        return self.policy_group.describe()
+
+    def action_spec(self) -> list[dict]:
+        return self.action_terms.describe()
+
+    def render(self, env_id: int = 0, camera: str = "front", height: int = 480, width: int = 640):
+        """RGB frame of env `env_id` (task markers such as the target drawn where they are)."""
+        return self.sim.render(env_id, camera, height, width, self.task.markers(self, env_id))
 
 
 def make_env(
@@ -381,8 +429,6 @@ def make_env(
 ) -> BatchedEnv:
     from robot_rl.sim.tasks import make_task
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; available backends: {', '.join(BACKENDS)}")
     t = make_task(task) if isinstance(task, str) else task
     return BatchedEnv(t, num_envs, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread,
                       physics_variants=physics_variants, autoreset=autoreset)

@@ -1,19 +1,17 @@
-"""MuJoCo on CPU: a batch of worlds stepped in native threads by `mujoco.rollout`.
+"""MuJoCo on CPU (the default backend): a batch of worlds stepped in native threads by `mujoco.rollout`.
 
-The backend owns the physics only. It holds `num_variants` copies of the `MjModel` (domain
-randomization writes physical parameters into them; each env simulates one of them, as
-`PhysicsBank` assigns), the full physics state of every env as one
-`[num_envs, nstate]` array, and the sensor readings of the last physics step. Everything above it
-(observations, rewards, resets, randomization sampling) is batched torch code in `env.py` and the
-task files, shared with every other backend.
+The backend holds `num_variants` copies of the `MjModel` (domain randomization writes physical
+parameters into them; each env simulates one of them, as `PhysicsBank` assigns), the full physics
+state of every env as one `[num_envs, nstate]` array, and the sensor readings of the last physics
+step. `step(ctrl, nsubsteps)` runs `nsubsteps` physics steps for all envs in one `rollout` call:
+the GIL is released and the worlds are spread over the thread pool.
 
-`step(ctrl, nsubsteps)` runs `nsubsteps` physics steps for all envs in one `rollout` call: the
-GIL is released and the worlds are spread over the thread pool.
-
-What the env observes (`qpos`, `qvel`, `sensordata`) is one consistent snapshot: MuJoCo computes
-sensors at the start of `mj_step`, before integrating, so the sensor readings of the last substep
-belong to the state *before* it. The observed joint state is taken from that same moment (one
-physics step old), never a mix of joint positions after the step and sensors from before it.
+The snapshot (`qpos`, `qvel`, `frame_pos`) is consistent: MuJoCo computes sensors at the start of
+`mj_step`, before integrating, so the sensor readings of the last substep belong to the state
+*before* it. The snapshot's joint state is taken from that same moment (one physics step old),
+never a mix of joint positions after the step and sensors from before it. Site positions and joint
+efforts come from the `frame/<site>` and `effort/<joint>` sensors that
+`robot_rl.sim.model.build_model` adds for every frame and joint of the robot (and the task's frames).
 """
 
 from __future__ import annotations
@@ -25,6 +23,8 @@ import mujoco
 import numpy as np
 import torch
 from mujoco import rollout
+
+from robot_rl.sim.backend import PHYSICS_FIELDS, SimBackend, UnsupportedFeature
 
 _STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -46,19 +46,49 @@ def default_nthread() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-class MujocoBatch:
+def frame_sensors(model: mujoco.MjModel) -> dict[str, slice]:
+    """Site name -> its `frame/<site>` framepos sensor's slice of `sensordata`."""
+    out = {}
+    for i in range(model.nsensor):
+        name = model.sensor(i).name
+        if name.startswith("frame/"):
+            adr = int(model.sensor_adr[i])
+            out[name[len("frame/"):]] = slice(adr, adr + 3)
+    return out
+
+
+def effort_sensors(model: mujoco.MjModel, joints) -> slice | list[int]:
+    """Columns of `sensordata` holding the `effort/<joint>` sensors of `joints` (a slice when
+    consecutive, so that indexing gives a view)."""
+    adr = []
+    for j in joints:
+        try:
+            adr.append(int(model.sensor_adr[model.sensor(f"effort/{j}").id]))
+        except KeyError:
+            raise UnsupportedFeature(f"joint {j!r} has no `effort/{j}` sensor; build the model with "
+                                     "robot_rl.sim.model.build_model") from None
+    if adr == list(range(adr[0], adr[0] + len(adr))):
+        return slice(adr[0], adr[0] + len(adr))
+    return adr
+
+
+class MujocoBackend(SimBackend):
     """`num_envs` worlds of one MuJoCo model (in `num_variants` physics variants), stepped together."""
 
     name = "mujoco"
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int | None = None,
-                 num_variants: int | None = None):
-        self.base = model
-        self.num_envs = num_envs
+    def __init__(self, model: mujoco.MjModel, robot, num_envs: int, device="cpu", nthread: int | None = None,
+                 num_variants: int = 0):
+        super().__init__(model, robot, num_envs, device)
+        if self.device.type != "cpu":
+            raise UnsupportedFeature(f"the mujoco backend runs on the CPU only, not on {self.device}; "
+                                     "use --env.backend warp for a GPU")
         self.nthread = nthread or default_nthread()
-        self.variants = [copy.copy(model) for _ in range(num_variants or num_envs)]
+        self.num_variants = num_variants or num_envs
+        self.exact_variants = self.num_variants == num_envs
+        self.variants = [copy.copy(model) for _ in range(self.num_variants)]
         # the model each env steps with (what `rollout` receives): a reference into `variants`
-        self.models = [self.variants[i % len(self.variants)] for i in range(num_envs)]
+        self.models = [self.variants[i % self.num_variants] for i in range(num_envs)]
         self.datas = [mujoco.MjData(model) for _ in range(self.nthread)]
         self._scratch = mujoco.MjData(model)
         self.offsets = _state_offsets(model)
@@ -75,25 +105,41 @@ class MujocoBatch:
         self._out_state = None
         self._out_sensor = None
         self._out_steps = 0
+        self._frames = frame_sensors(model)
         # torch views that always alias the numpy buffers above (zero-copy on CPU)
         self.qpos = torch.from_numpy(self.observed[:, self.offsets["qpos"]])
         self.qvel = torch.from_numpy(self.observed[:, self.offsets["qvel"]])
+        self._sensors = torch.from_numpy(self.sensordata)
+        self._effort = None
+
+    # -- state ---------------------------------------------------------------------------------
+    def frame_pos(self, site: str) -> torch.Tensor:
+        sl = self._frames.get(site)
+        if sl is None:
+            raise UnsupportedFeature(f"site {site!r} has no frame sensor; declare it in the robot's frames "
+                                     "or the task's `frames` so that the model gets a `frame/<site>` sensor")
+        return self._sensors[:, sl]
+
+    @property
+    def joint_effort(self) -> torch.Tensor:
+        if self._effort is None:
+            self._effort = self._sensors[:, effort_sensors(self.model, self.robot.joint_names)]
+        return self._effort
 
     # -- physics -------------------------------------------------------------------------------
-    def step(self, ctrl: np.ndarray, nsubsteps: int) -> None:
-        """Hold `ctrl` [num_envs, nu] for `nsubsteps` physics steps in every env."""
+    def step(self, ctrl: torch.Tensor, nsubsteps: int) -> None:
         if self._out_steps != nsubsteps:
             self._out_state = np.empty((self.num_envs, nsubsteps, self.state.shape[1]))
-            self._out_sensor = np.empty((self.num_envs, nsubsteps, self.base.nsensordata))
+            self._out_sensor = np.empty((self.num_envs, nsubsteps, self.model.nsensordata))
             self._out_steps = nsubsteps
-        self._ctrl[:, 0, :] = ctrl
+        self._ctrl[:, 0, :] = ctrl.detach().numpy() if ctrl.dtype == torch.float64 else ctrl.detach().double().numpy()
         if nsubsteps == 1:
             self.observed[:] = self.state
         self._pool.rollout(
             self.models,
             self.datas,
             self.state,
-            np.broadcast_to(self._ctrl, (self.num_envs, nsubsteps, self.base.nu)),
+            np.broadcast_to(self._ctrl, (self.num_envs, nsubsteps, self.model.nu)),
             nstep=nsubsteps,
             state=self._out_state,
             sensordata=self._out_sensor,
@@ -104,18 +150,21 @@ class MujocoBatch:
         if nsubsteps > 1:
             self.observed[:] = self._out_state[:, -2]
 
-    def set_joint_state(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
-        self.state[env_ids, self.offsets["qpos"]] = qpos
-        self.state[env_ids, self.offsets["qvel"]] = qvel
+    def set_joint_state(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        ids = env_ids.cpu().numpy()
+        self.state[ids, self.offsets["qpos"]] = qpos.detach().cpu().double().numpy()
+        self.state[ids, self.offsets["qvel"]] = qvel.detach().cpu().double().numpy()
         if "act" in self.offsets:
-            self.state[env_ids, self.offsets["act"]] = 0.0
-        self.forward(env_ids)
+            self.state[ids, self.offsets["act"]] = 0.0
+        self._forward(ids)
 
-    def add_joint_velocity(self, env_ids: np.ndarray, dqvel: np.ndarray) -> None:
-        self.state[env_ids, self.offsets["qvel"]] += dqvel
-        self.observed[env_ids, self.offsets["qvel"]] += dqvel
+    def add_joint_velocity(self, env_ids: torch.Tensor, dqvel: torch.Tensor) -> None:
+        ids = env_ids.cpu().numpy()
+        dq = dqvel.detach().cpu().double().numpy()
+        self.state[ids, self.offsets["qvel"]] += dq
+        self.observed[ids, self.offsets["qvel"]] += dq
 
-    def forward(self, env_ids: np.ndarray) -> None:
+    def _forward(self, env_ids: np.ndarray) -> None:
         """Recompute sensor readings of `env_ids` from their current state (after a reset)."""
         d = self._scratch
         for i in env_ids.tolist():
@@ -126,20 +175,22 @@ class MujocoBatch:
             self.observed[i] = self.state[i]
 
     # -- physics variants (domain randomization) -----------------------------------------------
-    def set_model_field(self, field: str, variant_ids: np.ndarray, values: np.ndarray) -> None:
-        """Write `values[k]` into `getattr(model, field)` of variant `variant_ids[k]`."""
-        for k, i in enumerate(variant_ids.tolist()):
+    def set_physics(self, field: str, variant_ids: np.ndarray, values: np.ndarray) -> None:
+        if field not in PHYSICS_FIELDS:
+            raise ValueError(f"unknown physics field {field!r}; known: {', '.join(PHYSICS_FIELDS)}")
+        for k, i in enumerate(np.asarray(variant_ids).tolist()):
             getattr(self.variants[i], field)[...] = values[k]
 
-    def use_variants(self, env_ids: np.ndarray, variant_ids: np.ndarray) -> None:
-        """Env `env_ids[k]` simulates variant `variant_ids[k]` from its next step on."""
+    def use_variants(self, env_ids: torch.Tensor, variant_ids: torch.Tensor) -> None:
         for i, v in zip(env_ids.tolist(), variant_ids.tolist()):
             self.models[i] = self.variants[v]
 
     # -- rendering -----------------------------------------------------------------------------
-    def load_render_data(self, env_id: int) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        m = self.models[env_id]
-        d = self._scratch
+    def render_data(self, env_id: int) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        m = copy.copy(self.models[env_id])
+        d = mujoco.MjData(m)
         mujoco.mj_setState(m, d, self.state[env_id], _STATE_SPEC)
-        mujoco.mj_forward(m, d)
         return m, d
+
+    def close(self) -> None:
+        self._pool.close() if hasattr(self._pool, "close") else None

@@ -25,11 +25,16 @@ import torch
 
 
 class PhysicsBank:
+    @staticmethod
+    def requested_variants(num_envs: int, physics_variants: int) -> int:
+        """How many variants a bank of `physics_variants` (0 = one per env) holds for `num_envs`."""
+        if physics_variants < 0 or physics_variants == 1:
+            raise ValueError(f"physics_variants must be 0 (one per env) or >= 2, got {physics_variants}")
+        return num_envs if physics_variants == 0 else min(physics_variants, num_envs)
+
     def __init__(self, num_envs: int, num_variants: int, gen: torch.Generator, device):
-        if num_variants < 0 or num_variants == 1:
-            raise ValueError(f"physics_variants must be 0 (one per env) or >= 2, got {num_variants}")
         self.num_envs = num_envs
-        self.num_variants = num_envs if num_variants == 0 else min(num_variants, num_envs)
+        self.num_variants = self.requested_variants(num_envs, num_variants)
         self.exact = self.num_variants == num_envs
         self.draining = 0 if self.exact else max(1, self.num_variants // 4)
         """How many variants are kept closed to new envs so they can empty and be re-sampled."""

@@ -1,43 +1,46 @@
-"""What a task declares: model, control, observation terms, rewards, resets, DR ranges.
+"""What a task declares: its robot, scene, commands, observation and action terms, rewards, resets,
+DR ranges and training defaults.
 
-A task is one file in `sim/tasks/`. Its methods receive the `BatchedEnv` and use only batched torch
-operations on `env` tensors (never a Python loop over envs), so the same task runs on every
-backend. See the README section "Adding a task".
+A task is one file in `sim/tasks/`. The robot comes from the registry (`robot_rl.robots`); the
+task adds its scene to the robot's model (`scene`), names its observation and action terms
+(`robot_rl.terms`: functions of the robot state shared with the deploy node) and its commands
+(task inputs such as a target position, which a deployed robot receives on a topic). Rewards,
+resets and success use only batched torch operations on `env` tensors (never a Python loop over
+envs), so the same task runs on every backend. See the README section "Adding a task".
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import torch
 
+from robot_rl.robots import Robot, get_robot
 from robot_rl.sim.randomization import DRPresets
+from robot_rl.terms import ActTerm, ObsTerm
 
 if TYPE_CHECKING:
     from robot_rl.sim.env import BatchedEnv
 
-import robot_rl.models
-
-MODELS = Path(robot_rl.models.__file__).resolve().parent
-"""Where the robot and scene descriptions are (`models/`, installed as `robot_rl.models`)."""
+__all__ = ["ActTerm", "Command", "ObsTerm", "Task"]
 
 
 @dataclass(frozen=True)
-class ObsTerm:
-    """One observation term: `fn(env) -> [num_envs, dim]` in `unit`, multiplied by `scale`."""
+class Command:
+    """A task input: in the env the task sets it; on a robot the policy node reads it from `topic`
+    (relative, resolved in the node's namespace) as `msg`'s `field`."""
 
-    name: str
-    fn: Callable[["BatchedEnv"], torch.Tensor]
+    dim: int
+    topic: str
+    msg: str = "geometry_msgs/PoseStamped"
+    field: str = "pose.position"
     unit: str = ""
-    scale: float = 1.0
-    noise: float = 0.0
-    """Standard deviation of sensor noise in `unit` (before `scale`), times DR's noise scale."""
-    source: str = ""
-    """How a deployed node computes this term from robot topics (documented in spec.json)."""
+
+    def to_dict(self) -> dict:
+        return {"dim": self.dim, "topic": self.topic, "msg": self.msg, "field": self.field, "unit": self.unit}
 
 
 @dataclass
@@ -45,47 +48,52 @@ class Task(ABC):
     """Base class: subclasses fill the fields and override the hooks below."""
 
     name: str
-    model_file: str
-    joint_names: tuple[str, ...]
-    """Actuated joints, in action order."""
-    default_pose: tuple[float, ...]
-    """Joint positions the action is an offset from (and the reset pose)."""
-    action_scale: float
+    robot_name: str
+    """The robot, by its registry name (`robot_rl.robots`)."""
     decimation: int
     """Physics steps per control step."""
     episode_length_s: float
-    action_mode: str = "joint_position"
-    """`joint_position`: target = default_pose + action_scale * action;
-    `joint_position_delta`: target += action_scale * action each control step (from the measured
-    position at reset); `joint_effort`: actuator input = action_scale * action."""
     dr: DRPresets = field(default_factory=DRPresets)
-    payload_body: str = ""
     success_rate_to_solve: float = 0.9
     """Success rate at which the task counts as solved (time-to-solve benchmark, early stop)."""
+    frames: tuple[str, ...] = ()
+    """Extra sites of the task's scene whose positions the task reads (`env.frame(site)`)."""
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+    """Training defaults of this task as dotted config paths, e.g. `{"env.num_envs": 256,
+    "ppo.entropy_coef": 0.0}` (what `robot-rl train <task>` starts from)."""
+
+    @property
+    def robot(self) -> Robot:
+        return get_robot(self.robot_name)
 
     # -- model ---------------------------------------------------------------------------------
-    def build_model(self) -> mujoco.MjModel:
-        return mujoco.MjModel.from_xml_path(str(MODELS / self.model_file))
+    def scene(self, spec: mujoco.MjSpec) -> None:
+        """Add the task's objects and markers to the robot's model (`robot_rl.sim.model`)."""
 
-    # -- hooks a task overrides ----------------------------------------------------------------
-    def setup(self, env: "BatchedEnv") -> None:
-        """Allocate task state (targets, ...) as tensors on `env.device`."""
+    # -- terms ---------------------------------------------------------------------------------
+    def commands(self) -> dict[str, Command]:
+        """Task inputs by name (the env's `env.commands[name]` holds them, `[N, dim]`)."""
+        return {}
 
     @abstractmethod
-    def policy_terms(self) -> list[ObsTerm]:
+    def observations(self) -> list[ObsTerm]:
         """Terms the policy sees, in order (noise and delays from DR are applied to them)."""
 
-    def critic_terms(self) -> list[ObsTerm]:
+    def critic_observations(self) -> list[ObsTerm]:
         """Privileged terms; by default the policy terms without noise (DR params are appended)."""
-        return self.policy_terms()
+        return self.observations()
+
+    @abstractmethod
+    def actions(self) -> list[ActTerm]:
+        """Action terms, in the order of the policy's action vector."""
+
+    # -- episode hooks -------------------------------------------------------------------------
+    def setup(self, env: "BatchedEnv") -> None:
+        """Allocate task state as tensors on `env.device`; fill `env.commands`."""
 
     @abstractmethod
     def reset(self, env: "BatchedEnv", ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample task state for envs `ids`; return their initial (qpos, qvel)."""
-
-    def action_to_ctrl(self, env: "BatchedEnv", actions: torch.Tensor) -> torch.Tensor:
-        """Map clipped policy actions to actuator controls (default: joint position targets)."""
-        return env.default_pose + self.action_scale * actions
+        """Sample task state for envs `ids`; return their initial full (qpos [k, nq], qvel [k, nv])."""
 
     @abstractmethod
     def reward(self, env: "BatchedEnv") -> torch.Tensor:
@@ -102,5 +110,6 @@ class Task(ABC):
         """After rewards, before resets: update commands of the envs still `running` (a bool mask),
         e.g. resample a target mid-episode as Isaac Lab's command terms do."""
 
-    def render_scene(self, env: "BatchedEnv", env_id: int, model: mujoco.MjModel, data) -> None:
-        """Update visual-only elements (e.g. a target marker) before rendering env `env_id`."""
+    def markers(self, env: "BatchedEnv", env_id: int) -> dict[str, Any]:
+        """Visual-only sites to move before rendering env `env_id` (site name -> position)."""
+        return {}

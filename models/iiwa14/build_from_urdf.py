@@ -6,11 +6,11 @@ Run `python -m robot_rl.models.iiwa14.build_from_urdf` to regenerate. What it do
 * replaces each link mesh by a capsule that MuJoCo fits to that mesh, so the physics model carries
   no mesh data (one model copy per env stays small for domain randomization);
 * runs physics at 100 Hz with contacts off (the reach task has none; proximity to obstacles and self
-  collision is computed from the capsules by `robot_rl.kinematics`);
-* adds what a position-controlled arm needs: joint damping and armature, gravity compensation
-  (the iiwa's own controller compensates gravity), a position actuator per joint with PD gains,
-  an end-effector site at the flange, a frame-position sensor on it, a floor, a light, a camera
-  and a target marker (visual only, no physics).
+  collision are computed from the capsules);
+* adds what a position-controlled arm needs, with the values declared in `robot.py` (`IIWA14`):
+  joint damping and armature, gravity compensation (the iiwa's own controller compensates
+  gravity), a position actuator per joint with PD gains, end-effector and flange sites, a floor, a light
+  and a camera. Task objects (a target marker, a table) are added by the tasks, not here.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ import xml.etree.ElementTree as ET
 
 import mujoco
 
+from robot_rl.models.iiwa14.robot import IIWA14
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "iiwa14.xml"
 
-KP = 400.0  # N m / rad, position actuator stiffness
-KV = 40.0  # N m s / rad, position actuator damping
-DAMPING = 0.5
-ARMATURE = 0.1
-EFFORT = 300.0  # URDF effort limit, N m
 FLANGE_OFFSET = 0.045  # m past link 7's origin along its z axis
 
 
@@ -67,33 +64,35 @@ def build() -> mujoco.MjSpec:
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     spec.compiler.autolimits = True
 
+    robot = IIWA14
+    a = robot.actuator
     for body in spec.bodies[1:]:
-        body.gravcomp = 1.0
-    for j in spec.joints:
-        j.damping = [DAMPING, 0.0, 0.0]
-        j.armature = ARMATURE
-        j.actfrcrange = [-EFFORT, EFFORT]
+        body.gravcomp = 1.0 if a.gravity_compensation else 0.0
+    for i, name in enumerate(robot.joint_names):
+        j = spec.joint(name)
+        j.damping = [a.damping[i], 0.0, 0.0]
+        j.armature = a.armature[i]
+        j.frictionloss = a.frictionloss[i]
+        j.actfrcrange = [-robot.effort_limits[i], robot.effort_limits[i]]
         j.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
-    for j in spec.joints:
+    for i, name in enumerate(robot.joint_names):
+        j = spec.joint(name)
         act = spec.add_actuator()
         act.name = j.name.replace("joint", "act")
         act.target = j.name
         act.trntype = mujoco.mjtTrn.mjTRN_JOINT
-        act.set_to_position(kp=KP, kv=KV)
+        act.set_to_position(kp=a.kp[i], kv=a.kd[i])
         act.ctrlrange = j.range
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
 
     link7 = spec.body("lbr_iiwa_link_7")
-    ee = link7.add_site()
-    ee.name = "ee"
-    ee.pos = [0.0, 0.0, FLANGE_OFFSET]
-    ee.size = [0.01, 0.01, 0.01]
-    ee.rgba = [0.1, 0.8, 0.1, 1.0]
-    sensor = spec.add_sensor()
-    sensor.name = "ee_pos"
-    sensor.type = mujoco.mjtSensor.mjSENS_FRAMEPOS
-    sensor.objtype = mujoco.mjtObj.mjOBJ_SITE
-    sensor.objname = "ee"
+    for name, rgba in (("flange", [0.1, 0.1, 0.8, 1.0]), ("ee", [0.1, 0.8, 0.1, 1.0])):
+        site = link7.add_site()  # the tool centre point `ee` is the flange: no tool is mounted
+        site.name = name
+        site.pos = [0.0, 0.0, FLANGE_OFFSET]
+        site.size = [0.01, 0.01, 0.01]
+        site.rgba = rgba
+    assert set(robot.frames.values()) == {"ee", "flange"}
 
     world = spec.worldbody
     floor = world.add_geom()
@@ -103,12 +102,6 @@ def build() -> mujoco.MjSpec:
     floor.rgba = [0.3, 0.35, 0.4, 1.0]
     floor.contype = 0
     floor.conaffinity = 0
-    target = world.add_site()
-    target.name = "target"
-    target.type = mujoco.mjtGeom.mjGEOM_SPHERE
-    target.size = [0.02, 0.02, 0.02]
-    target.pos = [0.5, 0.0, 0.5]
-    target.rgba = [0.9, 0.1, 0.1, 0.6]
     light = world.add_light()
     light.pos = [0.0, 0.0, 3.0]
     light.dir = [0.0, 0.0, -1.0]

@@ -14,7 +14,7 @@
   observation-delay buffer) -- the one difference is that its sensor-noise sample is drawn from a
   separate generator, so the env's own random stream (DR, targets, pushes) is identical to what
   our trainer sees with the same seed. It relies on `BatchedEnv` internals (`_reset_idx`,
-  `_policy_terms`, `_obs_bias`, `_obs_buf`); `check_terminal_obs()` verifies it against a twin env
+  `policy_group`, `state`, `_obs_bias`, `_obs_buf`); `check_terminal_obs()` verifies it against a twin env
   that does not reset.
 * `infos[i]["episode"] = {"r", "l", "t"}` and `infos[i]["is_success"]` are set for finished envs, so
   SB3's logger shows episode return/length/success as with its Monitor wrapper.
@@ -62,8 +62,8 @@ class TerminalObsEnv(BatchedEnv):
 
     def _policy_obs_of(self, ids: torch.Tensor) -> torch.Tensor:
         parts = []
-        for t in self._policy_terms:
-            x = t.fn(self)[ids]
+        for t, fn in zip(self.policy_group.terms, self.policy_group.fns):
+            x = fn(self.state)[ids]
             if t.noise > 0 and self.dr.obs_noise_scale > 0:
                 x = x + torch.randn(x.shape, generator=self._terminal_gen, device=self.device) * (
                     t.noise * self.dr.obs_noise_scale)

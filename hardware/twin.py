@@ -18,6 +18,9 @@ the PD position actuators of the model track the held command. Until a command a
 twin holds its initial pose (the task's default pose unless ``initial_pose`` is given).
 Sensor noise: Gaussian with ``position_noise`` (rad) and ``velocity_noise`` (rad/s) standard
 deviations, defaults from the task's declared observation noise times the held-out noise scale.
+The robot comes from the registry (the task's robot): the twin reports its actuated and passive
+joints and, if it has a gripper, the finger joints; a command may include the fingers (the
+gripper actuator then follows their target).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class TwinError(ValueError):
 
 
 class RobotTwin:
-    def __init__(self, task: str = "iiwa-reach", seed: int = 0, dr: str = "eval", physics_rate_hz: float = 1000.0,
+    def __init__(self, task: str, seed: int = 0, dr: str = "eval", physics_rate_hz: float = 1000.0,
                  position_noise: float | None = None, velocity_noise: float | None = None,
                  initial_pose: Sequence[float] | None = None):
         import mujoco
@@ -44,7 +47,7 @@ class RobotTwin:
 
         if not (100.0 <= physics_rate_hz <= 10000.0):
             raise TwinError(f"physics_rate_hz={physics_rate_hz} is outside 100..10000 Hz")
-        env = make_env(task, 1, dr=dr, seed=int(seed), nthread=1)
+        env = make_env(task, 1, dr=dr, seed=int(seed), nthread=1, backend="mujoco")
         env.reset()  # samples the DR parameters and writes them into env.sim.models[0]
         self.dr_params = {k: float(v[0]) for k, v in env.dr_params.items()}
         self.task = task
@@ -55,23 +58,35 @@ class RobotTwin:
         self.physics_dt = model.opt.timestep
         self.data = mujoco.MjData(model)
         self._mj = mujoco
-        self.joint_names: list[str] = list(env.task.joint_names)
+        robot = env.robot
+        self.robot = robot
+        grip = robot.gripper
+        self.command_joints: list[str] = list(robot.joint_names) + (list(grip.joint_names) if grip else [])
+        """Joints a command may name: the actuated joints, then the gripper's fingers."""
+        self.joint_names: list[str] = list(robot.state_joints) + (list(grip.joint_names) if grip else [])
+        """Joints reported on joint_states."""
         jids = [model.joint(n).id for n in self.joint_names]
         self._qadr = np.array([model.jnt_qposadr[j] for j in jids])
         self._vadr = np.array([model.jnt_dofadr[j] for j in jids])
-        self._act = np.array([int(np.flatnonzero(model.actuator_trnid[:, 0] == j)[0]) for j in jids])
-        self.lower = model.jnt_range[jids, 0].copy()
-        self.upper = model.jnt_range[jids, 1].copy()
-        n = len(self.joint_names)
-        q0 = np.asarray(env.task.default_pose if initial_pose is None else initial_pose, dtype=np.float64)
-        if q0.shape != (n,) or not np.isfinite(q0).all():
-            raise TwinError(f"initial_pose needs {n} finite values, got {list(np.atleast_1d(q0))}")
-        self.data.qpos[self._qadr] = np.clip(q0, self.lower, self.upper)
+        n_arm = len(robot.joint_names)
+        arm_ids = jids[:n_arm]
+        self._act = np.array([int(np.flatnonzero(model.actuator_trnid[:, 0] == j)[0]) for j in arm_ids])
+        self._grip_act = model.actuator(grip.actuator).id if grip else None
+        cj = [model.joint(n).id for n in self.command_joints]
+        self._cmd_qadr = np.array([model.jnt_qposadr[j] for j in cj])
+        self.lower = model.jnt_range[cj, 0].copy()
+        self.upper = model.jnt_range[cj, 1].copy()
+        q0 = np.asarray(robot.default_pose if initial_pose is None else initial_pose, dtype=np.float64)
+        if q0.shape != (n_arm,) or not np.isfinite(q0).all():
+            raise TwinError(f"initial_pose needs {n_arm} finite values, got {list(np.atleast_1d(q0))}")
+        self.data.qpos[self._cmd_qadr[:n_arm]] = np.clip(q0, self.lower[:n_arm], self.upper[:n_arm])
+        if grip:
+            self.data.qpos[self._cmd_qadr[n_arm:]] = grip.open_position
         mujoco.mj_forward(model, self.data)
-        self.command = self.data.qpos[self._qadr].copy()
-        self.data.ctrl[self._act] = self.command
-        # default sensor noise: the task's declared noise of joint_pos / joint_vel x held-out scale
-        terms = {t["name"]: t for t in env.observation_spec()}
+        self.command = self.data.qpos[self._cmd_qadr].copy()
+        self._apply_command()
+        # default sensor noise: the task's declared noise of joint positions / velocities x held-out scale
+        terms = {t["func"]: t for t in env.observation_spec()}
         scale = env.dr.obs_noise_scale
         self.position_noise = float(terms.get("joint_pos", {}).get("noise_std", 0.0) * scale
                                     if position_noise is None else position_noise)
@@ -87,27 +102,41 @@ class RobotTwin:
     def sim_time(self) -> float:
         return self.steps * self.physics_dt
 
+    def _apply_command(self) -> None:
+        n_arm = len(self._act)
+        self.data.ctrl[self._act] = self.command[:n_arm]
+        if self._grip_act is not None:
+            self.data.ctrl[self._grip_act] = self.command[n_arm]
+
     def set_command(self, q, names: Sequence[str] | None = None) -> None:
-        """Hold joint position targets ``q`` (in ``joint_names`` order, or by ``names``).
+        """Hold joint position targets ``q`` (in ``command_joints`` order, or by ``names``; the
+        gripper's fingers may be left out: they keep their target).
 
         Raises :class:`TwinError` for a wrong length, unknown or missing names, or NaN/Inf (the
         previous command stays). Targets are clipped to the joint ranges."""
         q = np.asarray(q, dtype=np.float64).reshape(-1)
+        new = self.command.copy()
+        n_arm = len(self._act)
         if names is not None:
             names = list(names)
             if len(names) != q.shape[0]:
                 raise TwinError(f"{len(names)} joint names but {q.shape[0]} positions")
             index = {nm: i for i, nm in enumerate(names)}
-            missing = [nm for nm in self.joint_names if nm not in index]
+            missing = [nm for nm in self.command_joints[:n_arm] if nm not in index]
             if missing:
                 raise TwinError(f"command lacks joints {missing}")
-            q = q[[index[nm] for nm in self.joint_names]]
-        if q.shape[0] != len(self.joint_names):
-            raise TwinError(f"command has {q.shape[0]} values for {len(self.joint_names)} joints")
-        if not np.isfinite(q).all():
+            for k, nm in enumerate(self.command_joints):
+                if nm in index:
+                    new[k] = q[index[nm]]
+        elif q.shape[0] in (n_arm, len(self.command_joints)):
+            new[: q.shape[0]] = q
+        else:
+            raise TwinError(f"command has {q.shape[0]} values for {n_arm} joints"
+                            + (f" (or {len(self.command_joints)} with the fingers)" if len(self.command_joints) > n_arm else ""))
+        if not np.isfinite(new).all():
             raise TwinError("command contains NaN/Inf")
-        self.command = np.clip(q, self.lower, self.upper)
-        self.data.ctrl[self._act] = self.command
+        self.command = np.clip(new, self.lower, self.upper)
+        self._apply_command()
         self.commands_received += 1
 
     def step(self, n: int = 1) -> None:
@@ -128,6 +157,7 @@ class RobotTwin:
         q = self.data.qpos[self._qadr].copy()
         dq = self.data.qvel[self._vadr].copy()
         tau = self.data.qfrc_actuator[self._vadr].copy()
+        tau[len(self._act):] = 0.0  # passive joints and fingers: no joint actuator of their own
         if noisy:
             if self.position_noise > 0:
                 q += self._rng.normal(0.0, self.position_noise, q.shape)

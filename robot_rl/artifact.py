@@ -123,3 +123,41 @@ class PolicyArtifact:
         for t in self.spec["action"]["terms"]:
             out += [j for j in t["joints"] if j not in out]
         return out
+
+
+def command_limits(spec: dict) -> dict:
+    """Per commanded joint (`PolicyArtifact.command_joints` order): position limits, the largest
+    command rate the policy can ask for, and effort limits (a finger's: the gripper's force).
+
+    Rates: a `joint_position_delta` term moves its target by at most `scale` per control period;
+    other joints use the robot's rated velocity; gripper fingers their full stroke in 0.5 s."""
+    robot = spec["robot"]
+    period = float(spec["control"]["period_s"])
+    arm = {j: i for i, j in enumerate(robot["joint_names"])}
+    grip = robot.get("gripper") or {}
+    names: list[str] = []
+    lower, upper, velocity, effort = [], [], [], []
+    for term in spec["action"]["terms"]:
+        for j in term["joints"]:
+            if j in names:
+                continue
+            names.append(j)
+            if j in arm:
+                i = arm[j]
+                lo, hi = robot["position_limits"][i]
+                rate = float(robot["velocity_limits"][i])
+                if term["func"] == "joint_position_delta":
+                    rate = min(rate, float(term["params"].get("scale", 0.05)) / period)
+                lower.append(lo)
+                upper.append(hi)
+                velocity.append(rate)
+                effort.append(float(robot["effort_limits"][i]))
+            elif j in grip.get("joint_names", []):
+                a, b = float(grip["closed_position"]), float(grip["open_position"])
+                lower.append(min(a, b))
+                upper.append(max(a, b))
+                velocity.append(abs(b - a) / 0.5)
+                effort.append(float(grip["max_force"]))
+            else:
+                raise ArtifactError(f"the action commands joint {j!r}, which the robot description does not declare")
+    return {"names": names, "lower": lower, "upper": upper, "velocity": velocity, "effort": effort}

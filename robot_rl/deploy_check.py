@@ -50,14 +50,15 @@ class DeployConfig:
 
 def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | None = None) -> dict:
     from robot_rl.launch_runner.ament import share_dir
-    from robot_rl.sim.tasks.iiwa_reach import SUCCESS_RADIUS, TARGET_HI, TARGET_LO
+    from robot_rl.sim import make_task
     from robot_rl.transport import create_node, msgs
     from robot_rl.transport.loopback import loopback_env
 
     artifact = Path(artifact).resolve()
     spec = json.loads((artifact / "spec.json").read_text())
-    if spec["task"] != "iiwa-reach":
-        raise ValueError(f"deploying on the twin is implemented for iiwa-reach, not {spec['task']!r}")
+    task = make_task(spec["task"])
+    if "target_pos" not in spec["observation"].get("commands", {}) or not hasattr(task, "target_lo"):
+        raise ValueError(f"the twin check sends reach targets; task {spec['task']!r} has no target_pos command")
     domain = cfg.domain_id or (100 + os.getpid() % 100)
     env = loopback_env(domain)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROBOT_RL_TRANSPORT")})
@@ -82,10 +83,10 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
                 latest[key] = json.loads(m.data)
         return cb
 
-    node.create_subscription(msgs.PoseStamped, "/twin/ee_pose", on_ee)
-    node.create_subscription(msgs.String, "/safety/diagnostics", on_json("safety"))
-    node.create_subscription(msgs.String, "/policy/diagnostics", on_json("policy"))
-    target_pub = node.create_publisher(msgs.PoseStamped, "/target_pose")
+    node.create_subscription(msgs.PoseStamped, "twin/ee_pose", on_ee)
+    node.create_subscription(msgs.String, "safety/diagnostics", on_json("safety"))
+    node.create_subscription(msgs.String, "policy/diagnostics", on_json("policy"))
+    target_pub = node.create_publisher(msgs.PoseStamped, spec["observation"]["commands"]["target_pos"]["topic"])
     node.start()
     rng = np.random.default_rng(cfg.seed)
     results = []
@@ -103,7 +104,7 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
                                    f"see {log_path}")
             time.sleep(0.05)
         target_pub.wait_for_subscribers(1, timeout=10.0)
-        lo, hi = np.asarray(TARGET_LO), np.asarray(TARGET_HI)
+        lo, hi = np.asarray(task.target_lo), np.asarray(task.target_hi)
         for _ in range(cfg.targets):
             target = lo + (hi - lo) * rng.random(3)
             msg = msgs.PoseStamped(header=msgs.Header(stamp=node.now(), frame_id="world"))
@@ -114,7 +115,7 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
             with lock:
                 ee = latest["ee"].copy()
             d = float(np.linalg.norm(ee - target))
-            results.append({"target": target.tolist(), "distance_m": d, "success": d < SUCCESS_RADIUS})
+            results.append({"target": target.tolist(), "distance_m": d, "success": d < task.success_radius})
         time.sleep(1.2)  # one more round of diagnostics
         with lock:
             safety, policy = latest["safety"], latest["policy"]

@@ -107,7 +107,6 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
         imageio.mimwrite(tmp, frames, fps=round(1.0 / env.control_dt), macro_block_size=1)
         os.replace(tmp, video)
         result["video"] = str(video)
-        renderer.close()
     if report:
         write_json_atomic(Path(report), result)
         result["report"] = str(report)

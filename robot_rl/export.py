@@ -35,13 +35,13 @@ class ExportError(ValueError):
     pass
 
 
-def build_spec(env, cfg: TrainConfig, ck: dict, policy: dict) -> dict:
+def deploy_spec(env) -> dict:
+    """What the robot side needs to rebuild the env's state, observation and actions: the robot,
+    the observation (state joints, terms, commands), the action terms and the control timing."""
     task, robot = env.task, env.robot
-    train_dr = task.dr.get(cfg.env.dr)
     return {
         "format": FORMAT,
         "task": task.name,
-        "policy": policy,
         "robot": {**robot.describe(env.model), "model": "robot.xml"},
         "observation": {
             "dim": env.num_obs["policy"],
@@ -51,6 +51,14 @@ def build_spec(env, cfg: TrainConfig, ck: dict, policy: dict) -> dict:
         },
         "action": {"dim": env.num_actions, "terms": env.action_spec(), "clip": [-1.0, 1.0]},
         "control": {"period_s": env.control_dt, "physics_dt": env.physics_dt, "decimation": task.decimation},
+    }
+
+
+def build_spec(env, cfg: TrainConfig, ck: dict, policy: dict) -> dict:
+    train_dr = env.task.dr.get(cfg.env.dr)
+    return {
+        **deploy_spec(env),
+        "policy": policy,
         "delays": {
             "action_delay_steps": list(train_dr.action_delay_steps),
             "obs_delay_steps": list(train_dr.obs_delay_steps),
@@ -121,8 +129,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, parity_envs: int = 4, pa
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        with warnings.catch_warnings():  # torch warns about RNN batch sizes; the memory is an input
-            warnings.simplefilter("ignore", UserWarning)
+        with warnings.catch_warnings():  # the legacy exporter warns on every call (RNN batch sizes, tracing)
+            warnings.simplefilter("ignore")
             policy = ac.export_onnx(tmp, obs[0])
         (tmp / "robot.xml").write_text(kinematic_model_xml(env.robot))
         spec = build_spec(env, cfg, ck, policy)

@@ -119,20 +119,20 @@ class RobotKinematics:
 
     # -- distances -----------------------------------------------------------------------------
     def _collision_pairs(self) -> np.ndarray:
-        """Geom pairs on bodies that are neither the same nor parent and child (world included)."""
+        """Geom pairs on bodies that are neither the same, welded together, parent and child, nor
+        excluded from contact in the model (`<contact><exclude>`); the world's geoms count."""
         m = self.model
-        geoms = [g for g in range(m.ngeom) if m.geom_type[g] in (mujoco.mjtGeom.mjGEOM_CAPSULE,
-                                                                  mujoco.mjtGeom.mjGEOM_SPHERE,
-                                                                  mujoco.mjtGeom.mjGEOM_CYLINDER,
-                                                                  mujoco.mjtGeom.mjGEOM_BOX)
-                 and (m.geom_bodyid[g] != 0 or m.geom_type[g] != mujoco.mjtGeom.mjGEOM_PLANE)]
+        kinds = {int(t) for t in (mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE,
+                                  mujoco.mjtGeom.mjGEOM_CYLINDER, mujoco.mjtGeom.mjGEOM_BOX)}
+        geoms = [g for g in range(m.ngeom) if int(m.geom_type[g]) in kinds]
+        excluded = {(int(sig) >> 16, int(sig) & 0xFFFF) for sig in m.exclude_signature}
         pairs = []
         for a_i, a in enumerate(geoms):
             for b in geoms[a_i + 1:]:
                 ba, bb = int(m.geom_bodyid[a]), int(m.geom_bodyid[b])
                 if ba == bb or m.body_parentid[ba] == bb or m.body_parentid[bb] == ba:
                     continue
-                if m.body_weldid[ba] == m.body_weldid[bb]:
+                if m.body_weldid[ba] == m.body_weldid[bb] or (ba, bb) in excluded or (bb, ba) in excluded:
                     continue
                 pairs.append((a, b))
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)

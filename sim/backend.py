@@ -128,6 +128,12 @@ class SimBackend(ABC):
     def frame_pos(self, site: str) -> torch.Tensor:
         """[N, 3] world position of `site` in the current snapshot."""
 
+    def frame_jacobian(self, site: str) -> torch.Tensor:
+        """[N, 3, nv] positional Jacobian of `site` in the current snapshot (for end-effector
+        actions); backends that cannot compute it raise `UnsupportedFeature`."""
+        raise UnsupportedFeature(f"the {self.name} backend does not compute site Jacobians (needed by an "
+                                 "end-effector action term); use --env.backend mujoco")
+
     # -- control and resets --------------------------------------------------------------------------
     @abstractmethod
     def step(self, ctrl: torch.Tensor, nsubsteps: int) -> None:

@@ -102,6 +102,20 @@ class _Lazy:
         return self._v[idx]
 
 
+class _Jacobians(dict):
+    """Frame name -> [N, 3, A] Jacobian w.r.t. the actuated joints, computed on first access."""
+
+    def __init__(self, env):
+        super().__init__()
+        self._env = env
+
+    def __missing__(self, name: str) -> torch.Tensor:
+        env = self._env
+        full = env.sim.frame_jacobian(env._frame_sites[name]).to(env.device, torch.float32)
+        v = self[name] = full[:, :, env._actuated_dof]
+        return v
+
+
 class BatchedEnv:
     def __init__(
         self,
@@ -145,6 +159,7 @@ class BatchedEnv:
         self.qvel_idx = _index(self.sim.joint_dof_index(self.state_joints), self.device)
         self.num_joints = len(robot.joint_names)
         self._actuated_qpos = _index(self.sim.joint_qpos_index(robot.joint_names), self.device)
+        self._actuated_dof = _index(self.sim.joint_dof_index(robot.joint_names), self.device)
         self.default_pose = torch.tensor(robot.default_pose, dtype=torch.float32, device=self.device)
         self.commands: dict[str, torch.Tensor] = {
             k: torch.zeros(num_envs, c.dim, device=self.device) for k, c in task.commands().items()}
@@ -211,7 +226,7 @@ class BatchedEnv:
             joint_pos=qpos[:, self.qpos_idx], joint_vel=qvel[:, self.qvel_idx],
             joint_effort=_Lazy(sim, "joint_effort", self.device),
             frames=_Frames(sim, self._frame_sites), commands=self.commands, last_action=self.actions,
-            joint_target=self.action_terms.joint_target)
+            joint_target=self.action_terms.joint_target, jacobians=_Jacobians(self))
 
     @property
     def joint_pos(self) -> torch.Tensor:

@@ -126,6 +126,17 @@ class MujocoBackend(SimBackend):
             self._effort = self._sensors[:, effort_sensors(self.model, self.robot.joint_names)]
         return self._effort
 
+    def frame_jacobian(self, site: str) -> torch.Tensor:
+        sid = self.model.site(site).id
+        d, jac = self._scratch, np.zeros((self.num_envs, 3, self.model.nv))
+        for i in range(self.num_envs):
+            m = self.models[i]
+            mujoco.mj_setState(m, d, self.observed[i], _STATE_SPEC)
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_jacSite(m, d, jac[i], None, sid)
+        return torch.from_numpy(jac)
+
     # -- physics -------------------------------------------------------------------------------
     def step(self, ctrl: torch.Tensor, nsubsteps: int) -> None:
         if self._out_steps != nsubsteps:

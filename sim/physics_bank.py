@@ -33,8 +33,11 @@ class PhysicsBank:
         return num_envs if physics_variants == 0 else min(physics_variants, num_envs)
 
     def __init__(self, num_envs: int, num_variants: int, gen: torch.Generator, device):
+        """`num_variants`: the bank size the backend holds (see `requested_variants`)."""
+        if not 1 <= num_variants <= num_envs:
+            raise ValueError(f"a physics bank holds 1..num_envs variants, got {num_variants} for {num_envs} envs")
         self.num_envs = num_envs
-        self.num_variants = self.requested_variants(num_envs, num_variants)
+        self.num_variants = num_variants
         self.exact = self.num_variants == num_envs
         self.draining = 0 if self.exact else max(1, self.num_variants // 4)
         """How many variants are kept closed to new envs so they can empty and be re-sampled."""

@@ -125,7 +125,7 @@ def test_bad_arguments():
 
 
 def test_observed_joint_state_and_sensors_are_one_snapshot():
-    """ee_pos (a sensor) must be the forward kinematics of the observed joint positions, as a
+    """The ee frame (a sensor) must be the forward kinematics of the observed joint positions, as a
     deployed node computes it; MuJoCo's sensors lag the post-step state by one physics step."""
     import mujoco
 
@@ -137,4 +137,4 @@ def test_observed_joint_state_and_sensors_are_one_snapshot():
         for i in range(3):
             d.qpos[:] = env.sim.qpos[i].numpy()
             mujoco.mj_kinematics(env.model, d)
-            assert np.allclose(d.site("ee").xpos, env.sensor("ee_pos")[i].numpy(), atol=1e-6)
+            assert np.allclose(d.site("ee").xpos, env.sim.frame_pos("ee")[i].numpy(), atol=1e-6)

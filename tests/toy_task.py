@@ -1,55 +1,57 @@
-"""A one-joint reaching task small enough for PPO to learn inside a test's budget."""
+"""A one-joint reaching task small enough for PPO to learn inside a test's budget; also the
+smallest complete example of a robot declaration plus a task file."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import mujoco
 import torch
 
+from robot_rl.robots import ActuatorModel, Robot, register_robot
 from robot_rl.sim.randomization import DomainRandomization, DRPresets, uniform
-from robot_rl.sim.task import ObsTerm, Task
+from robot_rl.sim.task import ActTerm, Command, ObsTerm, Task
 from robot_rl.sim.tasks import register
 
-XML = """
-<mujoco model="slider">
-  <option timestep="0.01"/>
-  <worldbody>
-    <body name="block">
-      <joint name="x" type="slide" axis="1 0 0" range="-1 1" damping="1"/>
-      <geom type="box" size="0.05 0.05 0.05" mass="1" contype="0" conaffinity="0"/>
-    </body>
-  </worldbody>
-  <actuator><position joint="x" kp="50" kv="10" ctrlrange="-1 1"/></actuator>
-</mujoco>
-"""
+SLIDER = Robot(
+    name="toy-slider",
+    model_file=str(Path(__file__).resolve().parent / "toy_slider.xml"),  # absolute: outside models/
+    joint_names=("x",),
+    default_pose=(0.0,),
+    velocity_limits=5.0,
+    effort_limits=100.0,
+    actuator=ActuatorModel(kind="position", kp=50.0, kd=10.0, damping=1.0),
+    frames={"tip": "tip"},
+    payload_body="block",
+)
+register_robot(SLIDER)
 
 
 @dataclass
 class ToyReach(Task):
     name: str = "toy-reach"
-    model_file: str = ""
-    joint_names: tuple = ("x",)
-    default_pose: tuple = (0.0,)
-    action_scale: float = 0.5
+    robot_name: str = "toy-slider"
     decimation: int = 2
     episode_length_s: float = 0.4
     dr: DRPresets = field(default_factory=lambda: DRPresets(
         train=DomainRandomization(mass_scale=(0.8, 1.2)), eval=DomainRandomization(mass_scale=(1.3, 1.5))))
     success_rate_to_solve: float = 0.8
 
-    def build_model(self):
-        return mujoco.MjModel.from_xml_string(XML)
+    def commands(self):
+        return {"target": Command(dim=1, topic="target", msg="std_msgs/Float64MultiArray", field="data", unit="m")}
+
+    def observations(self):
+        return [ObsTerm("target", "command", {"name": "target"}, "m", 1.0, 0.0),
+                ObsTerm("x", "joint_pos", {"relative": False}, "m", 1.0, 0.0),
+                ObsTerm("vel", "joint_vel", {}, "m/s", 0.3, 0.0)]
+
+    def actions(self):
+        return [ActTerm("x", "joint_position", {"scale": 0.5})]
 
     def setup(self, env):
-        self.target = torch.zeros(env.num_envs, 1, device=env.device)
-
-    def policy_terms(self):
-        return [ObsTerm("error", lambda e: self.target - e.joint_pos, "m", 1.0, 0.0),
-                ObsTerm("vel", lambda e: e.joint_vel, "m/s", 0.3, 0.0)]
+        self.target = env.commands["target"]
 
     def reset(self, env, ids):
         self.target[ids] = uniform(env.gen, -0.6, 0.6, (len(ids), 1), env.device)
-        q = torch.zeros(len(ids), 1, device=env.device)
-        return q, q.clone()
+        return env.default_qpos(len(ids))
 
     def reward(self, env):
         return -(self.target - env.joint_pos).abs()[:, 0]

@@ -1,103 +1,44 @@
-"""Policy node: runs an exported policy artifact on the robot's joint states.
+"""Policy node: runs an exported policy artifact (any policy kind) on the robot's joint states.
 
     python -m robot_rl.nodes.policy --ros-args -p artifact:=models/policies/iiwa-reach
 
-Subscribes ``joint_states`` (sensor_msgs/JointState; joints matched *by name* to the artifact's
-joint order) and, for reaching tasks, ``/target_pose`` (geometry_msgs/PoseStamped, position in
-the robot base frame). Publishes ``/policy/joint_command`` (sensor_msgs/JointState with ``name``
-and ``position``: the joint position targets, so the safety node can check the names) every
-control period of the artifact, and ``/policy/diagnostics`` (std_msgs/String, JSON with the
-inference latency percentiles) once a second.
+Topics (all relative: they resolve in the node's namespace, so a graph runs under `__ns`)
+    subscribes ``joint_states`` (sensor_msgs/JointState; joints matched *by name*: every joint of
+        the spec's state joints must be present, extra joints such as a gripper's are ignored),
+        and one topic per command the task reads (``spec["observation"]["commands"]``, e.g.
+        ``target_pose``: geometry_msgs/PoseStamped, position in the robot base frame);
+    publishes ``policy/joint_command`` (sensor_msgs/JointState with ``name`` and ``position``: the
+        joint position targets of the commanded joints, so the safety node checks the names) on
+        schedule, and ``policy/diagnostics`` (std_msgs/String, JSON: inference latency, waiting
+        reason, action queue) once a second.
+
+The observation is built from the same term functions the simulator used (`robot_rl.observer`),
+frames by MuJoCo kinematics on the artifact's robot model. The policy runtime is the one of the
+artifact's kind (`robot_rl.runtimes`): `act(obs)` returns an action chunk (one or more actions with
+time offsets); the node queues the chunk with time stamps and executes each action when it is
+due, asking for a new chunk when the queue runs out, so a chunked or recurrent policy needs
+nothing here beyond its kind. The runtime and the held joint targets are reset (re-anchored at
+the measured pose) at start-up and after a joint-state outage.
 
 Start-up: waits up to ``state_wait_s`` for the first joint state and refuses to start (one-line
-error, exit code 2) when the robot's joint names disagree with the artifact's. The observation
-is built term by term exactly as ``spec["observation"]["terms"]`` lists them (each term times its
-``scale``); an unknown term name is a start-up error. Delta-mode actions
-(``joint_position_delta``) accumulate into a joint target that starts at the measured position.
-Nothing is published before a target arrives (for tasks that need one) or while the joint state
-is older than ``state_timeout_s``; the safety node then holds, then brakes.
+error, exit code 2) when the robot lacks joints of the artifact. Nothing is published before every
+command has arrived or while the joint state is older than ``state_timeout_s``; the safety node
+then holds, then brakes.
 
 Parameters (defaults): ``artifact`` (required), ``rate_hz`` (0 = 1 / spec control period),
-``command_topic`` (/policy/joint_command), ``target_topic`` (/target_pose), ``target``
-(optional initial [x, y, z]), ``state_wait_s`` (10.0), ``state_timeout_s`` (0.1),
-``allow_extra_joints`` (false: joint_states must name exactly the artifact's joints).
+``command_topic`` (policy/joint_command), ``state_wait_s`` (10.0), ``state_timeout_s`` (0.1),
+``<command>`` (an initial value for a command, e.g. ``target_pos:=[0.5, 0.0, 0.5]``),
+``<command>_topic`` (remap one command's topic; ``-r`` remapping works too).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
 
 import numpy as np
 
 from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
-
-
-class ObservationBuilder:
-    """Builds the policy observation from robot signals, following ``spec["observation"]``.
-
-    Known terms (``TERMS``): joint_pos (q - default_pose), joint_vel, ee_pos (FK of q at site
-    ``ee``), target_pos, ee_to_target (target - ee_pos), joint_target_offset (q_cmd - q),
-    last_action. Each is multiplied by its ``scale`` and concatenated in the spec's order.
-    """
-
-    TERMS: dict[str, Callable] = {
-        "joint_pos": lambda s: s["q"] - s["default_pose"],
-        "joint_vel": lambda s: s["dq"],
-        "ee_pos": lambda s: s["ee"],
-        "target_pos": lambda s: s["target"],
-        "ee_to_target": lambda s: s["target"] - s["ee"],
-        "joint_target_offset": lambda s: s["q_cmd"] - s["q"],
-        "last_action": lambda s: s["last_action"],
-    }
-    NEEDS_TARGET = {"target_pos", "ee_to_target"}
-    NEEDS_FK = {"ee_pos", "ee_to_target"}
-
-    def __init__(self, spec: dict, ee_site: str = "ee"):
-        obs = spec["observation"]
-        self.terms = [(t["name"], int(t["dim"]), float(t["scale"])) for t in obs["terms"]]
-        unknown = [n for n, _, _ in self.terms if n not in self.TERMS]
-        if unknown:
-            raise NodeStartError(f"the artifact's observation term(s) {unknown} are not supported by the policy node "
-                                 f"(supported: {sorted(self.TERMS)}); add them to robot_rl.nodes.policy.ObservationBuilder")
-        if int(obs.get("history_length", 1)) != 1:
-            raise NodeStartError(f"observation history_length={obs.get('history_length')} is not supported (only 1)")
-        dim = sum(d for _, d, _ in self.terms)
-        if dim != int(obs["dim"]):
-            raise NodeStartError(f"the spec's observation terms add up to {dim} values but its dim is {obs['dim']}")
-        self.dim = dim
-        self.needs_target = any(n in self.NEEDS_TARGET for n, _, _ in self.terms)
-        self.kin = None
-        self.ee_site = ee_site
-        if any(n in self.NEEDS_FK for n, _, _ in self.terms):
-            if "kinematics" not in spec:
-                raise NodeStartError("the observation needs the end-effector position but the artifact has no "
-                                     "kinematics; re-export it")
-            from robot_rl.kinematics import Kinematics
-
-            try:
-                self.kin = Kinematics(spec["kinematics"], joint_names=spec["joints"]["names"])
-            except (ValueError, KeyError) as e:
-                raise NodeStartError(f"the artifact's kinematics do not match its joints ({e}); re-export it") from None
-            if ee_site not in self.kin.site_names:
-                raise NodeStartError(f"site {ee_site!r} is not in the artifact's kinematics ({self.kin.site_names})")
-        self.default_pose = np.asarray(spec["joints"]["default_pose"], dtype=np.float64)
-        self._buf = np.zeros(dim, dtype=np.float32)
-
-    def build(self, q, dq, target, q_cmd, last_action) -> np.ndarray:
-        s = {"q": q, "dq": dq, "target": target, "q_cmd": q_cmd, "last_action": last_action,
-             "default_pose": self.default_pose}
-        if self.kin is not None:
-            s["ee"] = self.kin.site_pos(q, self.ee_site)
-        i = 0
-        for name, dim, scale in self.terms:
-            v = np.asarray(self.TERMS[name](s), dtype=np.float64).reshape(-1)
-            if v.shape[0] != dim:
-                raise ValueError(f"observation term {name} has {v.shape[0]} values, the spec says {dim}")
-            self._buf[i:i + dim] = v * scale
-            i += dim
-        return self._buf.copy()
 
 
 def main(argv=None) -> int:
@@ -127,8 +68,32 @@ def _wait_first_state(node, msgs, wait_s: float):
     return got[0]
 
 
+def command_reader(msgs, spec_cmd: dict):
+    """(message class, msg -> float64 array) for a command declared in the spec."""
+    try:
+        cls = msgs.get_message_type(spec_cmd["msg"])
+    except KeyError as e:
+        raise NodeStartError(f"command message type: {e}") from None
+    path = [p for p in spec_cmd.get("field", "").split(".") if p]
+    dim = int(spec_cmd["dim"])
+
+    def read(msg) -> np.ndarray:
+        v = msg
+        for p in path:
+            v = getattr(v, p)
+        if hasattr(v, "x") and hasattr(v, "y") and hasattr(v, "z"):
+            v = [v.x, v.y, v.z]
+        arr = np.asarray(v, dtype=np.float64).reshape(-1)
+        if arr.shape != (dim,):
+            raise ValueError(f"has {arr.size} values, the policy needs {dim}")
+        return arr
+
+    return cls, read
+
+
 def _run(node) -> int:
     from robot_rl.artifact import ArtifactError, PolicyArtifact
+    from robot_rl.observer import RobotObserver, SpecError
     from robot_rl.transport import msgs
 
     art_path = param(node, "artifact", "", str)
@@ -136,58 +101,65 @@ def _run(node) -> int:
         raise NodeStartError("parameter 'artifact' is required (-p artifact:=path/to/exported/policy)")
     try:
         art = PolicyArtifact.load(art_path)
-    except (ArtifactError, OSError) as e:
+        observer = RobotObserver(art.spec, art.path)
+    except (ArtifactError, SpecError, OSError) as e:
         raise NodeStartError(str(e)) from None
     spec = art.spec
-    if art.action_mode not in ("joint_position", "joint_position_delta"):
-        raise NodeStartError(f"action mode {art.action_mode!r} is not supported by the policy node "
-                             "(joint_position, joint_position_delta)")
+    if art.action_modes != {"position"}:
+        raise NodeStartError(f"the artifact's actions are {sorted(art.action_modes)} commands; the policy node "
+                             "sends joint position targets through the safety layer only (position action terms)")
     rate_hz = param(node, "rate_hz", 0.0, float, check=lambda v: 0 <= v <= 1000,
                     expect="0 (the artifact's control rate) or up to 1000 Hz")
     rate_hz = rate_hz or 1.0 / art.control_period_s
-    cmd_topic = param(node, "command_topic", "/policy/joint_command", str)
-    target_topic = param(node, "target_topic", "/target_pose", str)
-    target0 = param(node, "target", None, list)
+    cmd_topic = param(node, "command_topic", "policy/joint_command", str)
     wait_s = param(node, "state_wait_s", 10.0, float)
     state_timeout = param(node, "state_timeout_s", 0.1, float)
-    allow_extra = param(node, "allow_extra_joints", False, bool)
-    builder = ObservationBuilder(spec)
     if abs(rate_hz * art.control_period_s - 1.0) > 0.01:
         node.logger.warning("rate_hz=%.1f differs from the artifact's control rate %.1f Hz: the policy was trained "
                             "for its own control period", rate_hz, 1.0 / art.control_period_s)
-    names = list(art.joint_names)
+    state_joints = list(observer.state_joints)
+    out_joints = list(observer.command_joints)
 
     first = _wait_first_state(node, msgs, wait_s)
     robot = list(first.name)
-    missing = [n for n in names if n not in robot]
-    extra = [n for n in robot if n not in names]
-    if missing or (extra and not allow_extra):
+    missing = [n for n in state_joints if n not in robot]
+    if missing:
         raise NodeStartError(
-            f"robot joint names {robot} disagree with the artifact's {names} (missing: {missing}, unexpected: "
-            f"{extra}); deploy an artifact trained for this robot" + ("" if missing else " or set allow_extra_joints:=true"))
+            f"robot joint names {robot} disagree with the artifact's {state_joints} (missing: {missing}); "
+            "deploy an artifact trained for this robot")
+    extra = [n for n in robot if n not in state_joints]
+    if extra:
+        node.logger.info("ignoring joints the policy does not use: %s", extra)
 
     latest = {"msg": first, "t": time.monotonic()}
-    target = {"p": None if target0 is None else np.asarray([float(v) for v in target0], dtype=np.float64)}
+    commands: dict[str, np.ndarray | None] = {}
+    for name, c in spec["observation"].get("commands", {}).items():
+        init = param(node, name, None, list)
+        commands[name] = None if init is None else np.asarray([float(v) for v in init], dtype=np.float64)
+        cls, read = command_reader(msgs, c)
+        topic = param(node, f"{name}_topic", c["topic"], str)
+
+        def on_command(msg, name=name, read=read):
+            try:
+                v = read(msg)
+            except (ValueError, TypeError, AttributeError) as e:
+                node.logger.warning("ignored command %s: %s", name, e)
+                return
+            if np.isfinite(v).all():
+                commands[name] = v
+            else:
+                node.logger.warning("ignored a non-finite %s %s", name, v)
+
+        node.create_subscription(cls, topic, on_command)
 
     def on_state(msg):
         latest["msg"], latest["t"] = msg, time.monotonic()
 
-    def on_target(msg):
-        p = msg.pose.position
-        v = np.array([p.x, p.y, p.z], dtype=np.float64)
-        if np.isfinite(v).all():
-            target["p"] = v
-        else:
-            node.logger.warning("ignored a non-finite target %s", v)
-
     node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
-    if builder.needs_target:
-        node.create_subscription(msgs.PoseStamped, target_topic, on_target)
     pub = node.create_publisher(msgs.JointState, cmd_topic)
-    diag = node.create_publisher(msgs.String, "/policy/diagnostics")
+    diag = node.create_publisher(msgs.String, "policy/diagnostics")
     infer = LatencyStats()
-    loop = {"q_cmd": None, "last_action": np.zeros(art.action_dim), "steps": 0, "waiting": None,
-            "next_diag": time.monotonic() + 1.0}
+    loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0, "queue": []}
 
     def wait_reason(reason):
         if loop["waiting"] != reason:
@@ -195,39 +167,54 @@ def _run(node) -> int:
             if reason:
                 node.logger.warning("not commanding: %s", reason)
 
+    def next_action(now: float, obs_fn):
+        """The queued action due now; a new chunk when none is left."""
+        queue = loop["queue"]
+        while len(queue) > 1 and queue[1][0] <= now:
+            queue.pop(0)  # late: skip to the newest due action
+        if not queue:
+            a = time.perf_counter()
+            chunk = art.act(obs_fn())
+            infer.add(time.perf_counter() - a)
+            queue.extend((now + float(dt), act) for dt, act in zip(chunk.offsets_s, chunk.actions))
+        return queue.pop(0)[1]
+
     def on_tick():
         now = time.monotonic()
         if now >= loop["next_diag"]:
             loop["next_diag"] = now + 1.0
             diag.publish(msgs.String(data=dumps({"steps": loop["steps"], "inference": infer.summary(),
-                                                 "waiting": loop["waiting"]})))
+                                                 "waiting": loop["waiting"], "queued": len(loop["queue"]),
+                                                 "kind": art.kind})))
         if now - latest["t"] > state_timeout:
-            loop["q_cmd"] = None  # re-anchor the delta target at the measured pose when state returns
+            loop["anchored"] = False  # re-anchor held targets and the policy's state when state returns
             return wait_reason(f"joint state older than {state_timeout} s")
-        if builder.needs_target and target["p"] is None:
-            return wait_reason(f"no target yet on {target_topic}")
+        absent = [k for k, v in commands.items() if v is None]
+        if absent:
+            return wait_reason(f"no {', '.join(absent)} yet")
         try:
-            q, dq, _ = msgs.joint_state_to_numpy(latest["msg"], names)
+            q, dq, eff = msgs.joint_state_to_numpy(latest["msg"], state_joints)
         except (KeyError, ValueError) as e:
             return wait_reason(f"bad joint state: {e}")
         if not (np.isfinite(q).all() and np.isfinite(dq).all()):
             return wait_reason("non-finite joint state")
         wait_reason(None)
-        if loop["q_cmd"] is None:
-            loop["q_cmd"] = q.copy()
-            loop["last_action"][:] = 0.0
-        obs = builder.build(q, dq, target["p"], loop["q_cmd"], loop["last_action"])
-        a = time.perf_counter()
-        action = art.act(obs)
-        infer.add(time.perf_counter() - a)
-        action = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
-        loop["q_cmd"] = art.joint_targets(action, loop["q_cmd"])
-        loop["last_action"] = action
+        n_act = len(observer.ctx.actuated)
+        state = observer.state(q, dq, eff[:n_act] if np.isfinite(eff[:n_act]).all() else None, commands)
+        if not loop["anchored"]:
+            observer.reset(state)
+            art.reset()
+            loop["queue"].clear()
+            loop["anchored"] = True
+        action = next_action(now, lambda: observer.observe(state))
+        targets = observer.apply(action, state)
         loop["steps"] += 1
-        pub.publish(msgs.JointState(header=msgs.Header(stamp=node.now()), name=names, position=loop["q_cmd"]))
+        pub.publish(msgs.JointState(header=msgs.Header(stamp=node.now()), name=out_joints,
+                                    position=np.array([targets[j] for j in out_joints])))
 
     node.create_timer(1.0 / rate_hz, on_tick)
-    node.logger.info("policy %s (%s) at %.1f Hz -> %s", art.path, spec.get("task"), rate_hz, pub.topic)
+    node.logger.info("policy %s (%s, kind %s) at %.1f Hz -> %s", art.path, spec.get("task"), art.kind, rate_hz,
+                     pub.topic)
     code = run_node(node)
     node.logger.info("inference latency %s", dumps(infer.summary()))
     return code

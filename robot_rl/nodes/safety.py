@@ -2,20 +2,22 @@
 
     python -m robot_rl.nodes.safety --ros-args -p artifact:=models/policies/iiwa-reach
 
+Topics (all relative: they resolve in the node's namespace, so graphs run side by side under `__ns`)
 Subscribes
-    ``joint_states`` (sensor_msgs/JointState; matched by joint name),
-    ``/policy/joint_command`` (sensor_msgs/JointState with ``name`` + ``position``: names are
+    ``joint_states`` (sensor_msgs/JointState; matched by joint name; joints the artifact does not
+    command, e.g. a gripper's on an arm-only policy, are ignored),
+    ``policy/joint_command`` (sensor_msgs/JointState with ``name`` + ``position``: names are
     checked, a command without the right names is rejected),
-    ``/safety/estop`` (std_msgs/Bool; ``true`` engages and *latches* the e-stop; both volatile and
+    ``safety/estop`` (std_msgs/Bool; ``true`` engages and *latches* the e-stop; both volatile and
     transient-local (latched) publishers are heard),
-    ``/safety/reset`` (std_msgs/Bool; ``true`` clears a latched e-stop once ``/safety/estop`` has
+    ``safety/reset`` (std_msgs/Bool; ``true`` clears a latched e-stop once ``safety/estop`` has
     been released with ``false``; nothing else clears it).
 Publishes
     the filtered command through :class:`robot_rl.hardware.ros2_control.Ros2ControlDriver`:
-    ``/<controller>/commands`` (Float64MultiArray in ``controller_joints`` order; default) or
-    ``/<controller>/joint_trajectory`` (``interface:=trajectory``), every tick at ``rate_hz``
+    ``<controller>/commands`` (Float64MultiArray in ``controller_joints`` order; default) or
+    ``<controller>/joint_trajectory`` (``interface:=trajectory``), every tick at ``rate_hz``
     unless the filter says send nothing (fault with ``fault_action:=none``);
-    ``/safety/diagnostics`` (std_msgs/String, JSON: the filter status, its counters, the loop
+    ``safety/diagnostics`` (std_msgs/String, JSON: the filter status, its counters, the loop
     period and compute-time percentiles) at ``diagnostics_rate_hz``.
 
 Every tick runs :meth:`robot_rl.safety.SafetyFilter.tick` (see that module for modes: ok, hold,
@@ -24,18 +26,19 @@ validated, clipped, rate-limited targets. NaN/Inf, wrong-length and wrong-name c
 rejected and counted by reason. A stale policy (no command for ``cmd_timeout_s``) is held, then
 braked after ``brake_timeout_s``; stale joint states (``state_timeout_s``) stop commanding.
 
-Parameters (defaults): ``artifact`` (required: joint names, position limits, effort limits,
-control period and kinematics come from its spec), ``rate_hz`` (1000), ``diagnostics_rate_hz``
-(20), ``command_topic`` (/policy/joint_command), ``controller`` (forward_position_controller),
+Parameters (defaults): ``artifact`` (required: the commanded joints, their position, velocity
+and effort limits, the control period and the robot model for kinematics come from it),
+``rate_hz`` (1000), ``diagnostics_rate_hz`` (20), ``command_topic`` (policy/joint_command), ``controller`` (forward_position_controller),
 ``interface`` (forward | trajectory), ``controller_joints`` (spec joint order),
 ``time_from_start`` (0.0), ``velocity_limit`` (rad/s, scalar or list; default: the largest
-command rate the policy can ask for, action scale / control period), ``max_command_rate``
+command rate the policy can ask for, `robot_rl.artifact.command_limits`), ``max_command_rate``
 (inf), ``position_margin`` (0.02 rad), ``velocity_trip_factor`` (1.5), ``effort_limit`` (spec
 effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
 ``state_timeout_s`` (0.05), ``fault_action`` (none | hold), ``estop_action`` (brake | hold),
 ``workspace_lower`` / ``workspace_upper`` ([x, y, z] box for site ``ee_site``; off by default),
-``ee_site`` (ee), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
-(100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (true).
+``ee_site`` (the robot's ``ee`` frame), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
+(100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (false:
+extra joints in ``joint_states`` are ignored; true: they are a fault).
 """
 
 from __future__ import annotations
@@ -61,27 +64,33 @@ def _vec(value):
     return float(value)
 
 
-def build_filter(node, spec: dict):
+def build_filter(node, spec: dict, artifact_dir):
     """SafetyConfig + SafetyFilter (+ optional critic) from the artifact spec and node params."""
+    from pathlib import Path
+
+    from robot_rl.artifact import ArtifactError, command_limits
     from robot_rl.safety import SafetyConfig, SafetyFilter
 
-    names = list(spec["joints"]["names"])
-    lim = np.asarray(spec["joints"]["position_limits"], dtype=np.float64)
-    default_vel = float(spec["action"].get("scale", 0.05)) / float(spec["control"]["period_s"])
-    if spec["action"].get("mode") not in ("joint_position", "joint_position_delta"):
-        raise NodeStartError(f"the artifact's action mode {spec['action'].get('mode')!r} is not a joint position "
-                             "mode; the safety node filters joint position commands only")
-    eff = spec["joints"].get("effort_limits")
-    eff_default = None if eff is None else [float(max(abs(a), abs(b))) for a, b in eff]
-    effort = param(node, "effort_limit", eff_default)
-    effort = _vec(effort)
-    if effort == 0 or effort == [] or effort is None:
+    modes = {t["mode"] for t in spec["action"]["terms"]}
+    if modes != {"position"}:
+        raise NodeStartError(f"the artifact's actions are {sorted(modes)} commands; the safety node filters "
+                             "joint position commands only")
+    try:
+        lim = command_limits(spec)
+    except ArtifactError as e:
+        raise NodeStartError(str(e)) from None
+    names = lim["names"]
+    effort = _vec(param(node, "effort_limit", None))
+    if effort is None:
+        effort = lim["effort"]
+    elif effort == 0 or effort == []:
         effort = None
+    robot_xml = (Path(artifact_dir) / spec["robot"]["model"]).read_text()
     kw = dict(
         joint_names=names,
-        position_lower=lim[:, 0],
-        position_upper=lim[:, 1],
-        velocity_limit=_vec(param(node, "velocity_limit", default_vel)),
+        position_lower=lim["lower"],
+        position_upper=lim["upper"],
+        velocity_limit=_vec(param(node, "velocity_limit", lim["velocity"])),
         max_command_rate=_vec(param(node, "max_command_rate", math.inf)),
         position_margin=_vec(param(node, "position_margin", 0.02)),
         velocity_trip_factor=param(node, "velocity_trip_factor", 1.5, float),
@@ -93,19 +102,23 @@ def build_filter(node, spec: dict):
         estop_action=param(node, "estop_action", "brake", str),
         risk_threshold=param(node, "risk_threshold", 0.8, float),
         backup=param(node, "backup", "hold", str),
-        strict_state_names=param(node, "strict_state_names", True, bool),
-        ee_site=param(node, "ee_site", "ee", str),
+        strict_state_names=param(node, "strict_state_names", False, bool),
+        ee_site=param(node, "ee_site", spec["robot"]["frames"].get("ee", "ee"), str),
     )
+    grip = spec["robot"].get("gripper") or {}
+    if grip:  # a finger may sit a little beyond its stroke: no position margin on the fingers
+        margin = kw["position_margin"]
+        margin = [margin] * len(names) if not isinstance(margin, list) else margin
+        kw["position_margin"] = [0.0 if j in grip["joint_names"] else m for j, m in zip(names, margin)]
     ws_lo = _vec(param(node, "workspace_lower", None))
     ws_hi = _vec(param(node, "workspace_upper", None))
-    chain = spec.get("kinematics")
     if ws_lo is not None or ws_hi is not None:
-        if chain is None:
-            raise NodeStartError("a workspace box needs the robot kinematics, but the artifact's spec has none; "
-                                 "re-export the artifact")
-        kw.update(workspace_lower=ws_lo, workspace_upper=ws_hi, chain=chain)
+        kw.update(workspace_lower=ws_lo, workspace_upper=ws_hi, robot_model=robot_xml)
     if kw["backup"] == "retreat":
-        kw["home"] = spec["joints"]["default_pose"]
+        home = dict(zip(spec["robot"]["joint_names"], spec["robot"]["default_pose"]))
+        if grip:
+            home.update({j: float(grip["open_position"]) for j in grip["joint_names"]})
+        kw["home"] = [home[j] for j in names]
     try:
         cfg = SafetyConfig(**kw)
         filt = SafetyFilter(cfg)
@@ -114,13 +127,11 @@ def build_filter(node, spec: dict):
     critic = None
     critic_path = param(node, "critic", "", str)
     if critic_path:
-        if chain is None:
-            raise NodeStartError("the critic needs the robot kinematics, but the artifact's spec has none")
-        from robot_rl.kinematics import Kinematics
+        from robot_rl.kinematics import RobotKinematics
         from robot_rl.safety import RiskLimits, SafetyCritic
 
         try:
-            kin = Kinematics(chain, joint_names=names)
+            kin = RobotKinematics(robot_xml, names)
             critic = SafetyCritic(critic_path, kin=kin, limits=RiskLimits.from_config(cfg))
         except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
             raise NodeStartError(f"cannot load the safety critic {critic_path}: {e}") from None
@@ -150,18 +161,19 @@ def _run(node) -> int:
     if not art_path:
         raise NodeStartError("parameter 'artifact' is required (-p artifact:=path/to/exported/policy)")
     try:
-        spec = PolicyArtifact.load(art_path).spec
+        art = PolicyArtifact.load(art_path)
     except (ArtifactError, OSError) as e:
         raise NodeStartError(str(e)) from None
+    spec = art.spec
     rate_hz = param(node, "rate_hz", 1000.0, float, check=lambda v: 10 <= v <= 10000, expect="10..10000 Hz")
     diag_hz = param(node, "diagnostics_rate_hz", 20.0, float, check=lambda v: 0 < v <= rate_hz, expect="0 < value <= rate_hz")
     critic_hz = param(node, "critic_rate_hz", 100.0, float, check=lambda v: 0 < v <= rate_hz, expect="0 < value <= rate_hz")
-    cmd_topic = param(node, "command_topic", "/policy/joint_command", str)
+    cmd_topic = param(node, "command_topic", "policy/joint_command", str)
     controller = param(node, "controller", "forward_position_controller", str)
     interface = param(node, "interface", "forward", str)
     ctrl_joints = param(node, "controller_joints", None, list)
     tfs = param(node, "time_from_start", 0.0, float)
-    cfg, filt, critic = build_filter(node, spec)
+    cfg, filt, critic = build_filter(node, spec, art.path)
     names = list(cfg.joint_names)
     try:
         driver = Ros2ControlDriver(node, names, controller=controller, interface=interface,
@@ -200,10 +212,10 @@ def _run(node) -> int:
 
     node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
     node.create_subscription(msgs.JointState, cmd_topic, on_command)
-    node.create_subscription(msgs.Bool, "/safety/estop", on_estop)             # volatile publishers
-    node.create_subscription(msgs.Bool, "/safety/estop", on_estop, qos="latched")  # latched ones
-    node.create_subscription(msgs.Bool, "/safety/reset", on_reset)
-    diag_pub = node.create_publisher(msgs.String, "/safety/diagnostics")
+    node.create_subscription(msgs.Bool, "safety/estop", on_estop)             # volatile publishers
+    node.create_subscription(msgs.Bool, "safety/estop", on_estop, qos="latched")  # latched ones
+    node.create_subscription(msgs.Bool, "safety/reset", on_reset)
+    diag_pub = node.create_publisher(msgs.String, "safety/diagnostics")
 
     period = LatencyStats()
     compute = LatencyStats()

@@ -1,4 +1,4 @@
-"""Robot twin node: a real-time MuJoCo iiwa with held-out dynamics behind ros2_control topics.
+"""Robot twin node: a real-time MuJoCo robot with held-out dynamics behind ros2_control topics.
 
     python -m robot_rl.nodes.twin --ros-args -p seed:=3 -p physics_rate_hz:=1000.0
 
@@ -13,11 +13,12 @@ Subscribes
     the first point's positions, mapped by ``joint_names``). The last valid command is held; until
     the first one the twin holds its initial pose. Invalid commands are dropped and counted.
 
-Parameters (defaults): ``task`` (iiwa-reach), ``seed`` (0), ``dr`` (eval: the held-out range;
+Parameters (defaults): ``artifact`` (a policy artifact: the twin simulates the robot of its task)
+or ``task`` (a task name; one of the two is required), ``seed`` (0), ``dr`` (eval: the held-out range;
 train / off), ``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``latency_ms`` (1.0),
 ``position_noise`` / ``velocity_noise`` (task noise x held-out scale; 0 disables),
 ``controller`` (forward_position_controller), ``initial_pose`` (task default pose),
-``ee_site`` (ee), ``ee_rate_hz`` (50), ``frame_id`` (world).
+``ee_site`` (the robot's ``ee`` frame), ``ee_rate_hz`` (50), ``frame_id`` (world).
 
 Physics is stepped on an absolute schedule: each timer call advances the simulation until sim
 time equals wall time since start, so late wake-ups never slow the simulated robot down.
@@ -50,7 +51,18 @@ def main(argv=None) -> int:
 def _run(node, msgs) -> int:
     from robot_rl.hardware.twin import RobotTwin, TwinError
 
-    task = param(node, "task", "iiwa-reach", str)
+    task = param(node, "task", "", str)
+    artifact = param(node, "artifact", "", str)
+    if artifact:
+        from robot_rl.artifact import ArtifactError, load_spec
+
+        try:
+            task = load_spec(artifact)["task"]
+        except (ArtifactError, OSError) as e:
+            raise NodeStartError(str(e)) from None
+    if not task:
+        raise NodeStartError("set -p artifact:=<policy artifact> (the twin simulates its task's robot) "
+                             "or -p task:=<task name>")
     seed = param(node, "seed", 0, int)
     # "nominal" = "off": ROS 2 reads an unquoted `off` parameter as the boolean false
     dr = param(node, "dr", "eval", str, check=lambda v: v in ("eval", "train", "off", "nominal"),
@@ -63,14 +75,16 @@ def _run(node, msgs) -> int:
     vel_noise = param(node, "velocity_noise", None, float)
     controller = param(node, "controller", "forward_position_controller", str)
     initial = param(node, "initial_pose", None, list)
-    ee_site = param(node, "ee_site", "ee", str)
+    ee_site = param(node, "ee_site", "", str)
     ee_hz = param(node, "ee_rate_hz", 50.0, float, check=lambda v: v > 0, expect="> 0")
     frame_id = param(node, "frame_id", "world", str)
     try:
         twin = RobotTwin(task, seed=seed, dr=dr, physics_rate_hz=physics_hz, position_noise=pos_noise,
                          velocity_noise=vel_noise,
                          initial_pose=None if initial is None else [float(v) for v in initial])
-        twin.site_pos(ee_site)
+        ee_site = ee_site or twin.robot.frames.get("ee", "")
+        if ee_site:
+            twin.site_pos(ee_site)
     except (TwinError, KeyError, ValueError) as e:
         raise NodeStartError(f"cannot build the twin: {e}") from None
     names = twin.joint_names
@@ -119,7 +133,7 @@ def _run(node, msgs) -> int:
         while queue and queue[0][0] <= now:
             _, q, dq, tau = queue.popleft()
             js_pub.publish(msgs.joint_state_from_numpy(names, q, dq, tau, stamp=node.now(), frame_id=""))
-        if now >= sched["next_ee"]:
+        if ee_site and now >= sched["next_ee"]:
             sched["next_ee"] = now + ee_period
             p = twin.site_pos(ee_site)
             ee_pub.publish(msgs.PoseStamped(

@@ -1,10 +1,12 @@
-"""Safety layer: the last stage between a policy and a robot driver (numpy + onnxruntime only).
+"""Safety layer: the last stage between a policy and a robot driver (numpy, onnxruntime, and MuJoCo
+for the robot's kinematics; no torch).
 
 * :class:`SafetyConfig` / :class:`SafetyFilter`: joint position/velocity/effort limits, command
   rate limit, workspace box, watchdogs on stale commands and state, NaN/Inf and malformed
   command rejection, a latched e-stop, and a risk-triggered backup behaviour; fails closed.
 * :class:`SafetyCritic` / :func:`risk_features`: the learned safety critic (ONNX) and the
-  features it reads, shared by training (in simulation) and deployment.
+  features it reads, shared by training (in simulation) and deployment; kinematics come from
+  :class:`robot_rl.kinematics.RobotKinematics` on the robot model (an artifact's ``robot.xml``).
 
 Transport-free: a ROS 2 node wraps it (feeds messages in, sends ``tick``'s output out).
 """
@@ -15,7 +17,6 @@ from .critic import (
     RISK_METADATA_KEY,
     RiskLimits,
     SafetyCritic,
-    num_risk_features,
     risk_feature_names,
     risk_features,
 )
@@ -45,7 +46,6 @@ __all__ = [
     "SafetyConfig",
     "SafetyCritic",
     "SafetyFilter",
-    "num_risk_features",
     "risk_feature_names",
     "risk_features",
 ]

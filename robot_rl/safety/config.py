@@ -7,8 +7,9 @@ joint. Units: rad (or m for slide joints), rad/s, N m, seconds, metres for the w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -47,10 +48,12 @@ class SafetyConfig:
 
     Workspace
         ``workspace_lower`` / ``workspace_upper``: axis-aligned box [x, y, z] (world frame, m) for
-        the site ``ee_site``; needs ``chain`` (see :func:`robot_rl.kinematics.chain_from_mjmodel`).
-        A command whose joint-space path from the current command leaves the box is scaled back
-        toward the current command (see ``SafetyFilter.on_command``). ``workspace_resolution``:
-        the largest joint step (rad) between two checked points of that path.
+        the site ``ee_site``; needs ``robot_model``, the robot's MJCF text (an artifact's
+        ``robot.xml``, or :func:`robot_rl.kinematics.kinematic_model_xml`), whose forward
+        kinematics MuJoCo computes (:class:`robot_rl.kinematics.RobotKinematics`). A command whose
+        joint-space path from the current command leaves the box is scaled back toward the
+        current command (see ``SafetyFilter.on_command``). ``workspace_resolution``: the largest
+        joint step (rad) between two checked points of that path.
 
     Watchdog (times in seconds, from the ``t`` passed to the filter)
         ``cmd_timeout_s``: no accepted command for this long -> hold the last safe command.
@@ -84,7 +87,7 @@ class SafetyConfig:
     effort_limit: Any = None
     velocity_trip_factor: float = 1.0
     monitor_hold_s: float = 0.1
-    chain: Mapping[str, Any] | None = None
+    robot_model: str | None = field(default=None, repr=False)  # MJCF text: long
     ee_site: str = "ee"
     workspace_lower: Any = None
     workspace_upper: Any = None
@@ -173,6 +176,11 @@ class SafetyConfig:
         elif self.backup == "retreat":
             raise ValueError("SafetyConfig.backup='retreat' needs a home pose (SafetyConfig.home)")
 
+        if self.robot_model is not None and not isinstance(self.robot_model, str):
+            raise ValueError(
+                "SafetyConfig.robot_model must be the robot's MJCF as text (e.g. an artifact's robot.xml "
+                f"read with Path.read_text()), got {type(self.robot_model).__name__}"
+            )
         self.ws_lower = self.ws_upper = None
         if (self.workspace_lower is None) != (self.workspace_upper is None):
             raise ValueError("SafetyConfig: give both workspace_lower and workspace_upper, or neither")
@@ -183,16 +191,7 @@ class SafetyConfig:
                 raise ValueError("SafetyConfig.workspace_lower/upper must be 3 finite numbers each (x, y, z)")
             if (lo >= hi).any():
                 raise ValueError("SafetyConfig: workspace_lower must be < workspace_upper on every axis")
-            if self.chain is None:
-                raise ValueError(
-                    "SafetyConfig: a workspace box needs the robot's kinematics; pass "
-                    "chain=robot_rl.kinematics.chain_from_mjmodel(model, [ee_site])"
-                )
-            if self.ee_site not in (self.chain.get("sites") or {}):
-                raise ValueError(
-                    f"SafetyConfig.ee_site {self.ee_site!r} is not a site of the chain "
-                    f"(sites: {list(self.chain.get('sites') or {})})"
-                )
+            self._check_workspace_model()
             if not (self.workspace_resolution > 0):
                 raise ValueError("SafetyConfig.workspace_resolution must be > 0 (rad)")
             self.ws_lower, self.ws_upper = _frozen(lo), _frozen(hi)
@@ -201,43 +200,70 @@ class SafetyConfig:
     def njoint(self) -> int:
         return len(self.joint_names)
 
-    @classmethod
-    def from_chain(cls, chain: Mapping[str, Any], joint_names: Sequence[str] | None = None, **kwargs) -> "SafetyConfig":
-        """Config whose position limits are the chain's joint ranges (``chain_from_mjmodel``).
+    def _check_workspace_model(self) -> None:
+        """The workspace box needs the robot model, with the configured joints and ``ee_site``."""
+        if self.robot_model is None:
+            raise ValueError(
+                "SafetyConfig: a workspace box needs the robot's kinematics; pass robot_model=<the robot's "
+                "MJCF text> (an artifact's robot.xml, or robot_rl.kinematics.kinematic_model_xml(robot)), "
+                "e.g. SafetyConfig.from_model(xml, ...)"
+            )
+        kin = _kinematics(self.robot_model, self.joint_names)
+        if self.ee_site not in kin.site_names:
+            raise ValueError(
+                f"SafetyConfig.ee_site {self.ee_site!r} is not a site of the robot model "
+                f"(sites: {kin.site_names})"
+            )
 
-        ``joint_names`` defaults to the chain's joint order; other fields come from ``kwargs``
-        (``velocity_limit`` is required).
+    @classmethod
+    def from_model(cls, xml: str | Path, joint_names: Sequence[str] | None = None, **kwargs) -> "SafetyConfig":
+        """Config whose position limits are the joint ranges of the robot model ``xml`` (MJCF
+        text, or a path to it; stored as ``robot_model``).
+
+        ``joint_names`` defaults to the model's hinge and slide joints in model order; other
+        fields come from ``kwargs`` (``velocity_limit`` is required; ``position_lower`` /
+        ``position_upper`` given there override the model's ranges).
         """
-        names = list(joint_names if joint_names is not None else chain["joint_names"])
-        ranges = chain.get("joint_ranges") or {}
-        lo, hi = [], []
-        for n in names:
-            if n not in ranges:
-                raise ValueError(f"joint {n!r} is not in the chain (joints: {list(ranges)})")
-            r = ranges[n]
-            if r is None:
-                raise ValueError(f"joint {n!r} has no range in the model; pass position_lower/upper explicitly")
-            lo.append(r[0])
-            hi.append(r[1])
-        kwargs.setdefault("position_lower", lo)
-        kwargs.setdefault("position_upper", hi)
-        kwargs.setdefault("chain", chain)
+        text = Path(xml).read_text() if isinstance(xml, Path) else xml
+        if joint_names is None:
+            joint_names = _model_joint_names(text)
+        names = list(joint_names)
+        kin = _kinematics(text, names)
+        if "position_lower" not in kwargs or "position_upper" not in kwargs:
+            limited = np.isfinite(kin.lower) & np.isfinite(kin.upper)
+            unlimited = [n for n, ok in zip(names, limited) if not ok]
+            if unlimited:
+                raise ValueError(
+                    f"joints {unlimited} have no range in the robot model; pass position_lower/upper explicitly"
+                )
+        kwargs.setdefault("position_lower", kin.lower.tolist())
+        kwargs.setdefault("position_upper", kin.upper.tolist())
+        kwargs.setdefault("robot_model", text)
         return cls(joint_names=names, **kwargs)
 
-    def to_dict(self) -> dict:
-        """Plain-Python dict of the init fields (arrays as lists); ``SafetyConfig(**d)`` rebuilds
-        it. An unlimited ``max_command_rate`` stays ``math.inf``."""
-        out = {}
-        for f in fields(self):
-            if not f.init:
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
-        return out
+
+def _kinematics(xml: str, joint_names: Sequence[str]):
+    """``RobotKinematics`` of the model, model errors as ``ValueError`` naming the field."""
+    from robot_rl.kinematics import RobotKinematics
+
+    try:
+        return RobotKinematics(xml, list(joint_names))
+    except ValueError as e:
+        raise ValueError(f"SafetyConfig.robot_model: {e}") from None
+    except Exception as e:  # noqa: BLE001 - MuJoCo's XML/compile errors
+        raise ValueError(f"SafetyConfig.robot_model is not a valid MJCF model: {e}") from None
+
+
+def _model_joint_names(xml: str) -> list[str]:
+    """Hinge and slide joints of an MJCF model, in model order."""
+    import mujoco
+
+    try:
+        m = mujoco.MjModel.from_xml_string(xml)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"SafetyConfig.robot_model is not a valid MJCF model: {e}") from None
+    kinds = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    return [m.joint(i).name for i in range(m.njnt) if int(m.jnt_type[i]) in kinds]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -1,17 +1,19 @@
-"""Learned safety critic: risk features (numpy) and an ONNX risk model (onnxruntime).
+"""Learned safety critic: risk features (numpy + MuJoCo kinematics) and an ONNX risk model
+(onnxruntime).
 
 The critic maps a feature vector of the robot's current situation to a risk in [0, 1] (trained in
 simulation from constraint violations); :meth:`robot_rl.safety.SafetyFilter.set_risk` turns a
 high risk into a hand-over to the backup behaviour. Training and deployment must compute the
-*same* features, so both call :func:`risk_features` (numpy only, batched over leading axes).
+*same* features, so both call :func:`risk_features` (batched over leading axes) with a
+:class:`robot_rl.kinematics.RobotKinematics` of the same robot model (an artifact's ``robot.xml``).
 
 Feature layout (``RISK_FEATURE_GROUPS``; ``n`` = number of joints, total ``3 n + 7``), in order:
 
 1. ``joint_limit_margin`` (n): ``min(q - lower, upper - q) / (0.5 (upper - lower))`` per joint:
    1 at mid-range, 0 at a limit, negative beyond it.
-2. ``self_collision`` (1): smallest surface distance between capsules of non-adjacent links
-   (:meth:`Kinematics.self_collision_distance`) divided by ``collision_scale`` and clipped to
-   [-1, 1]; 1 when the chain has no capsule pairs.
+2. ``self_collision`` (1): smallest signed distance between geoms of non-adjacent links
+   (:meth:`RobotKinematics.self_collision_distance`, MuJoCo ``mj_geomDistance``) divided by
+   ``collision_scale`` and clipped to [-1, 1]; 1 when the model has no such pair.
 3. ``workspace_margin`` (6): end-effector distance to the box faces divided by the box half extent
    on that axis: ``(ee - lo) / h`` for x, y, z then ``(hi - ee) / h`` for x, y, z (1 at the centre,
    0 on a face, negative outside); all 1 when no workspace box is configured.
@@ -54,10 +56,6 @@ def risk_feature_names(joint_names: Sequence[str]) -> list[str]:
         else:
             names.append(group)
     return names
-
-
-def num_risk_features(njoint: int) -> int:
-    return 3 * njoint + 7
 
 
 @dataclass
@@ -111,11 +109,14 @@ class RiskLimits:
         )
 
 
-def risk_features(kin: Any, q, qd, q_cmd, limits: RiskLimits) -> np.ndarray:
+def risk_features(kin: Any, q, qd, q_cmd, limits: RiskLimits, self_collision=None) -> np.ndarray:
     """Risk features [..., 3 n + 7] (float32) for joint positions ``q``, velocities ``qd`` and
     commanded positions ``q_cmd`` (each [..., n], joint order = ``kin.joint_names``).
 
-    ``kin`` is a :class:`robot_rl.kinematics.Kinematics`; layout in the module docstring.
+    ``kin`` is a :class:`robot_rl.kinematics.RobotKinematics` (not thread-safe: one per thread);
+    layout in the module docstring. ``self_collision``: optional, ``kin.self_collision_distance(q)``
+    when the caller already has it (training computes it for its labels; MuJoCo evaluates one
+    configuration at a time, so this halves its cost).
     """
     q = np.asarray(q, dtype=np.float64)
     qd = np.asarray(qd, dtype=np.float64)
@@ -132,7 +133,11 @@ def risk_features(kin: Any, q, qd, q_cmd, limits: RiskLimits) -> np.ndarray:
     margin = np.minimum(q - limits.lower, limits.upper - q) / half
 
     q_flat = q.reshape(-1, n)
-    selfc = kin.self_collision_distance(q_flat) / limits.collision_scale
+    if self_collision is None:
+        self_collision = kin.self_collision_distance(q_flat)
+    else:
+        self_collision = np.broadcast_to(np.asarray(self_collision, dtype=np.float64), batch).reshape(-1)
+    selfc = self_collision / limits.collision_scale
     selfc = np.clip(np.where(np.isfinite(selfc), selfc, 1.0), -1.0, 1.0).reshape(*batch, 1)
 
     if limits.workspace_lower is None:
@@ -151,14 +156,16 @@ def risk_features(kin: Any, q, qd, q_cmd, limits: RiskLimits) -> np.ndarray:
 class SafetyCritic:
     """ONNX risk model run with onnxruntime (no torch).
 
-    The model takes one float32 input [batch, F] (F = ``num_risk_features(n)``) and returns the
-    risk [batch] or [batch, 1] in [0, 1] as its first output. Outputs are clipped to [0, 1] and
-    NaN/Inf become 1 (fail closed).
+    The model takes one float32 input [batch, F] (F = ``3 n + 7`` =
+    ``len(risk_feature_names(joint_names))``) and returns the risk [batch] or [batch, 1] in [0, 1]
+    as its first output. Outputs are clipped to [0, 1] and NaN/Inf become 1 (fail closed).
 
     Args:
         path: the ``.onnx`` file (or its bytes).
         kin, limits: optional; needed for :meth:`__call__` (features from q, qd, q_cmd) and to
-            check the model's input width and feature names against this robot.
+            check the model's input width and feature names against this robot. ``kin`` is a
+            :class:`robot_rl.kinematics.RobotKinematics` of the robot model in the joint order
+            of ``limits``.
         threads: onnxruntime intra-op threads (1 keeps latency low and steady).
     """
 

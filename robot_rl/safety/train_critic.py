@@ -2,15 +2,16 @@
 
     python -m robot_rl.safety.train_critic --out models/critics/iiwa-risk.onnx [--samples 200000 --seed 0]
 
-Pipeline (torch and MuJoCo are needed here, on the training machine only; the robot runs the
-exported ``.onnx`` with :class:`robot_rl.safety.SafetyCritic`, numpy and onnxruntime):
+Pipeline (torch is needed here, on the training machine only; the robot runs the exported
+``.onnx`` with :class:`robot_rl.safety.SafetyCritic`: numpy, onnxruntime and MuJoCo for the
+kinematics of the artifact's ``robot.xml``):
 
 1. **Data.** ``make_env("iiwa-reach", envs, dr="train")`` (physics domain randomization, pushes,
    action delays) is driven by a scripted, deliberately aggressive commander instead of a policy.
    Each env follows a *segment* (10-50 control steps, 30-80 toward a limit) with one goal and one speed: a random pose
    (uniform over, and a little beyond, the joint ranges), a pose with one or two joints at (or
    pushed past) a limit (wide joints chosen more often), a self-collision pose (from a bank of poses whose capsules overlap), or a
-   safe pose near the default; the action steers the task's joint target toward the goal at the
+   safe pose near the default; the action steers the env's joint target toward the goal at the
    segment's speed, plus noise. Episodes last ``episode_length_s`` (5 s) and start in a wider band
    around the default pose (``reset_joint_noise``, default +-1.5 rad per joint, clipped to the
    ranges), so states near limits and folded poses are common.
@@ -18,9 +19,11 @@ exported ``.onnx`` with :class:`robot_rl.safety.SafetyCritic`, numpy and onnxrun
    commanded to during the next control step. Its label is 1 if a constraint violation happens
    at any of the states ``t .. t + H`` (``H = --horizon`` control steps, default 15 = 0.3 s)
    under the commanded motion, where a violation is: a joint within ``--limit-margin`` (rad) of
-   its range limit, a self-collision surface distance
-   (:meth:`robot_rl.kinematics.Kinematics.self_collision_distance`, base capsule included) below
-   ``--collision-threshold`` (m), or, when a workspace box is given, the ``ee`` site outside it.
+   its range limit, a self-collision distance
+   (:meth:`robot_rl.kinematics.RobotKinematics.self_collision_distance` on the robot's
+   kinematic model, ``kinematic_model_xml``: geoms of non-adjacent links, the base's included)
+   below ``--collision-threshold`` (m), or, when a workspace box is given, the ``ee`` site outside
+   it.
    Samples whose horizon crosses an episode reset are dropped.
 3. **Features.** :func:`robot_rl.safety.risk_features` with :class:`RiskLimits` built the way the
    safety node builds them (hard joint ranges, velocity limit = action scale / control period, the
@@ -138,12 +141,17 @@ class CriticReport:
 
 
 def _make_kinematics(env):
-    from robot_rl.kinematics import Kinematics, chain_from_mjmodel
+    """The robot's kinematics as a deployed node builds them (from the artifact's robot.xml, which
+    is ``kinematic_model_xml``), and that XML text."""
+    from robot_rl.kinematics import RobotKinematics, kinematic_model_xml
 
-    m = env.model
-    sites = [m.site(i).name for i in range(m.nsite) if m.site(i).name]
-    chain = chain_from_mjmodel(m, sites)
-    return Kinematics(chain, joint_names=list(env.task.joint_names)), chain
+    xml = kinematic_model_xml(env.robot)
+    return RobotKinematics(xml, list(env.robot.joint_names)), xml
+
+
+def _joint_target(env) -> np.ndarray:
+    """[N, A] the joint position targets the env holds (float64 copy)."""
+    return env.action_terms.joint_target.double().numpy()
 
 
 def make_risk_limits(env, kin, cfg: CriticTrainConfig) -> RiskLimits:
@@ -158,20 +166,33 @@ def make_risk_limits(env, kin, cfg: CriticTrainConfig) -> RiskLimits:
     )
 
 
-def _collision_bank(kin, rng: np.random.Generator, want: int = 512, tries: int = 20) -> np.ndarray:
-    """Joint poses (inside the ranges) whose capsules overlap: goals that drive into self-collision."""
+def _collision_bank(kin, rng: np.random.Generator, want: int = 256, seeds: int = 8, batch: int = 2048,
+                    tries: int = 40, spread: float = 0.3) -> np.ndarray:
+    """Joint poses (inside the ranges) whose link geoms overlap: goals that drive into self-collision.
+
+    Uniform draws over the ranges until ``seeds`` such poses are found (about 1 in 1000 for the
+    iiwa), then random perturbations (``spread`` rad per joint) of the poses found so far, kept
+    when they collide too (about 1 in 3): the bank fills with a few distance evaluations per pose
+    (each is a MuJoCo call per configuration, ~80 us) instead of a thousand uniform draws.
+    """
     lo, hi = kin.lower, kin.upper
-    bank = []
+    found: list[np.ndarray] = []
     for _ in range(tries):
-        q = rng.uniform(lo, hi, size=(4096, kin.nq))
-        d = kin.self_collision_distance(q)
-        bank.append(q[d < 0.0])
-        if sum(len(b) for b in bank) >= want:
+        q = rng.uniform(lo, hi, size=(batch, kin.nq))
+        found.append(q[kin.self_collision_distance(q) < 0.0])
+        if sum(len(b) for b in found) >= seeds:
             break
-    bank = np.concatenate(bank)
-    if len(bank) == 0:
-        raise RuntimeError("found no self-colliding pose to drive toward; check the robot's capsules")
-    return bank[:want]
+    if not sum(len(b) for b in found):
+        raise RuntimeError("found no self-colliding pose to drive toward; check the robot's collision geoms")
+    for _ in range(tries):
+        have = sum(len(b) for b in found)
+        if have >= want:
+            break
+        pool = np.concatenate(found)
+        k = min(batch, 3 * (want - have))
+        q = np.clip(pool[rng.integers(len(pool), size=k)] + rng.normal(0.0, spread, (k, kin.nq)), lo, hi)
+        found.append(q[kin.self_collision_distance(q) < 0.0])
+    return np.concatenate(found)[:want]
 
 
 class _Commander:
@@ -232,12 +253,16 @@ class _Commander:
         return np.clip(a, -1.0, 1.0)
 
 
-def violations(kin, q: np.ndarray, limits: RiskLimits, cfg: CriticTrainConfig) -> dict[str, np.ndarray]:
-    """Per-state constraint violations (bool arrays over the leading axes of ``q``)."""
+def violations(kin, q: np.ndarray, limits: RiskLimits, cfg: CriticTrainConfig,
+               self_collision: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-state constraint violations (bool arrays over the leading axes of ``q``);
+    ``self_collision``: ``kin.self_collision_distance(q)`` if already computed."""
     margin = np.minimum(q - limits.lower, limits.upper - q).min(axis=-1)
+    if self_collision is None:
+        self_collision = kin.self_collision_distance(q)
     out = {
         "joint_limit": margin < cfg.limit_margin,
-        "self_collision": kin.self_collision_distance(q) < cfg.collision_threshold,
+        "self_collision": self_collision < cfg.collision_threshold,
     }
     if limits.workspace_lower is not None:
         ee = kin.site_pos(q, limits.ee_site)
@@ -247,7 +272,7 @@ def violations(kin, q: np.ndarray, limits: RiskLimits, cfg: CriticTrainConfig) -
 
 def collect(cfg: CriticTrainConfig, log=print) -> dict[str, Any]:
     """Simulate, label and featurize. Returns features [S, F], labels [S], env ids [S], and the
-    kinematics / limits / chain used."""
+    kinematics / limits / robot model (MJCF text, as an artifact's robot.xml) used."""
     import torch
 
     from robot_rl.sim import make_env
@@ -265,13 +290,13 @@ def collect(cfg: CriticTrainConfig, log=print) -> dict[str, Any]:
     # longer episodes than in policy training, so that far limits are reached before a reset
     task.episode_length_s = max(float(task.episode_length_s), cfg.episode_length_s)
     env = make_env(task, n, dr="train", seed=cfg.seed, nthread=cfg.threads)
-    kin, chain = _make_kinematics(env)
+    kin, robot_model = _make_kinematics(env)
     limits = make_risk_limits(env, kin, cfg)
     lo, hi = kin.lower, kin.upper
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise ValueError(f"task {cfg.task!r} has unlimited joints; the critic needs joint ranges")
     bank = _collision_bank(kin, rng)
-    cmdr = _Commander(n, lo, hi, np.asarray(env.task.default_pose), bank, rng, float(env.task.action_scale))
+    cmdr = _Commander(n, lo, hi, np.asarray(env.robot.default_pose), bank, rng, float(env.task.action_scale))
 
     # valid samples per env ~ (T - H) * (1 - H / episode_len); run until enough are collected
     ep = env.max_episode_length
@@ -285,19 +310,19 @@ def collect(cfg: CriticTrainConfig, log=print) -> dict[str, Any]:
     FRESH = np.zeros((steps + 1, n), dtype=bool)  # state t is the first of a new episode
     Q[0] = env.joint_pos.double().numpy()
     QD[0] = env.joint_vel.double().numpy()
-    CMD[0] = env.task.q_cmd.double().numpy()
+    CMD[0] = _joint_target(env)
     FRESH[0] = True
     t0 = time.perf_counter()
     with torch.inference_mode():
         for t in range(1, steps + 1):
-            a = cmdr.actions(env.task.q_cmd.double().numpy(), Q[t - 1], FRESH[t - 1])
-            cmd_before = env.task.q_cmd
+            cmd_before = _joint_target(env)
+            a = cmdr.actions(cmd_before, Q[t - 1], FRESH[t - 1])
             _, _, term, trunc, _ = env.step(torch.from_numpy(a).float())
             done = (term | trunc).numpy()
-            # the target the step applied; for envs that reset, the task has already replaced it
-            applied = env.task.q_cmd.double().numpy()
+            # the target the step applied; for envs that reset, the reset has already replaced it
+            applied = _joint_target(env)
             if done.any():
-                applied[done] = np.clip(cmd_before.double().numpy()[done] + env.task.action_scale * a[done], lo, hi)
+                applied[done] = np.clip(cmd_before[done] + env.task.action_scale * a[done], lo, hi)
             CMD[t] = applied
             Q[t] = env.joint_pos.double().numpy()
             QD[t] = env.joint_vel.double().numpy()
@@ -305,7 +330,9 @@ def collect(cfg: CriticTrainConfig, log=print) -> dict[str, Any]:
     sim_s = time.perf_counter() - t0
 
     H = cfg.horizon
-    viol = violations(kin, Q.reshape(-1, kin.nq), limits, cfg)
+    # one self-collision distance per simulated state, for the labels and the features
+    dist = kin.self_collision_distance(Q.reshape(-1, kin.nq))
+    viol = violations(kin, Q.reshape(-1, kin.nq), limits, cfg, self_collision=dist)
     any_v = np.zeros(Q.shape[0] * n, dtype=bool)
     for v in viol.values():
         any_v |= v
@@ -323,13 +350,14 @@ def collect(cfg: CriticTrainConfig, log=print) -> dict[str, Any]:
     if len(ts) > cfg.samples:
         keep = np.sort(rng.choice(len(ts), size=cfg.samples, replace=False))
         ts, envs = ts[keep], envs[keep]
-    feats = risk_features(kin, Q[ts, envs], QD[ts, envs], CMD[ts + 1, envs], limits)
+    feats = risk_features(kin, Q[ts, envs], QD[ts, envs], CMD[ts + 1, envs], limits,
+                          self_collision=dist.reshape(Q.shape[0], n)[ts, envs])
     y = label[ts, envs].astype(np.float32)
     breakdown = {k: float(v.reshape(Q.shape[0], n)[:T][valid].mean()) for k, v in viol.items()}
     log(f"[train_critic] simulated {steps} control steps x {n} envs in {sim_s:.1f} s; "
         f"{len(y)} samples, {y.mean():.1%} labelled risky (horizon {H} steps = {H * env.control_dt:.2f} s); "
         f"states in violation: " + ", ".join(f"{k} {v:.1%}" for k, v in breakdown.items()))
-    return {"features": feats, "labels": y, "env_ids": envs, "kin": kin, "chain": chain, "limits": limits,
+    return {"features": feats, "labels": y, "env_ids": envs, "kin": kin, "robot_model": robot_model, "limits": limits,
             "env": env, "breakdown": breakdown, "sim_s": sim_s}
 
 
@@ -551,7 +579,7 @@ def train_critic(out: str | Path, cfg: CriticTrainConfig | None = None, log=prin
     diff = float(np.abs(critic.predict(check) - ref).max())
     if not diff <= PARITY_TOL:
         raise RuntimeError(f"exported critic disagrees with the torch model by {diff:.2e} (> {PARITY_TOL:.0e})")
-    examples = {name: critic(*s) for name, s in example_states(kin, env.task.default_pose).items()}
+    examples = {name: critic(*s) for name, s in example_states(kin, env.robot.default_pose).items()}
     report = CriticReport(
         path=str(out), num_train=int((~test).sum()), num_test=int(test.sum()), positive_fraction=float(y.mean()),
         test_accuracy=acc, test_auc=auc, test_positive_rate_at_0_5=float((p_test > 0.5).mean()),

@@ -38,17 +38,18 @@ def linear_reach_artifact(trained: Path, out: Path, gain: float = 0.15) -> Path:
     from onnx import TensorProto, helper
 
     from robot_rl.artifact import sha256_file, spec_checksum
-    from robot_rl.kinematics import Kinematics
+    from robot_rl.kinematics import RobotKinematics
 
     spec = json.loads((trained / "spec.json").read_text())
-    kin = Kinematics(spec["kinematics"], joint_names=spec["joints"]["names"])
-    q0 = np.asarray(spec["joints"]["default_pose"])
+    names = spec["robot"]["joint_names"]
+    kin = RobotKinematics((trained / spec["robot"]["model"]).read_text(), names)
+    q0 = np.asarray(spec["robot"]["default_pose"])
+    site = spec["robot"]["frames"]["ee"]
     n = len(q0)
-    eps = 1e-6
-    J = np.stack([(kin.site_pos(q0 + eps * np.eye(n)[i], "ee") - kin.site_pos(q0 - eps * np.eye(n)[i], "ee")) / (2 * eps)
-                  for i in range(n)], axis=1)  # [3, n]
+    J = kin.site_jacobian(q0, site)  # [3, n]
     Jp = np.linalg.pinv(J)  # [n, 3]
-    k = gain / float(spec["action"]["scale"])
+    (arm,) = [t for t in spec["action"]["terms"] if t["func"] == "joint_position_delta"]
+    k = gain / float(arm["params"]["scale"])
     W = np.zeros((int(spec["observation"]["dim"]), n))
     i = 0
     for term in spec["observation"]["terms"]:
@@ -67,32 +68,34 @@ def linear_reach_artifact(trained: Path, out: Path, gain: float = 0.15) -> Path:
     model.ir_version = 8
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    shutil.copytree(trained, out)
+    (out / "parity.json").unlink()
     onnx.save(model, str(out / "policy.onnx"))
-    spec["files"] = {"policy.onnx": sha256_file(out / "policy.onnx")}
+    spec["policy"] = {"kind": "mlp", "onnx": "policy.onnx", "inputs": ["obs"], "outputs": ["actions"]}
+    spec["files"] = {f: sha256_file(out / f) for f in ("policy.onnx", spec["robot"]["model"])}
     spec["checksum"] = spec_checksum(spec)
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     return out
 
 
 def renamed_artifact(src: Path, out: Path, names: list[str]) -> Path:
-    """Copy of ``src`` whose spec names other joints (as if trained for another robot)."""
-    from robot_rl.artifact import spec_checksum
+    """Copy of ``src`` whose spec and robot model name other joints (as if trained for another robot)."""
+    from robot_rl.artifact import sha256_file, spec_checksum
 
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out)
     spec = json.loads((out / "spec.json").read_text())
-    old = spec["joints"]["names"]
-    rename = dict(zip(old, names))
-    spec["joints"]["names"] = list(names)
-    chain = spec["kinematics"]
-    for body in chain["bodies"]:
-        if body.get("joint"):
-            body["joint"] = rename[body["joint"]]
-    chain["joint_names"] = [rename[j] for j in chain["joint_names"]]
-    chain["joint_ranges"] = {rename[j]: r for j, r in chain["joint_ranges"].items()}
-    spec["action"]["names"] = list(names)
+    rename = dict(zip(spec["robot"]["joint_names"], names))
+    spec["robot"]["joint_names"] = list(names)
+    spec["observation"]["state_joints"] = [rename.get(j, j) for j in spec["observation"]["state_joints"]]
+    for term in spec["action"]["terms"]:
+        term["joints"] = [rename.get(j, j) for j in term["joints"]]
+    xml = (out / spec["robot"]["model"]).read_text()
+    for old, new in rename.items():
+        xml = xml.replace(f'"{old}"', f'"{new}"')
+    (out / spec["robot"]["model"]).write_text(xml)
+    spec["files"][spec["robot"]["model"]] = sha256_file(out / spec["robot"]["model"])
     spec["checksum"] = spec_checksum(spec)
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
     return out

@@ -22,7 +22,7 @@ def test_reach_then_policy_death_then_robot_death(graph, reach_artifact):
     out = Recorder(node, msgs.Float64MultiArray, "/forward_position_controller/commands")
     target_pub = node.create_publisher(msgs.PoseStamped, "/target_pose")
     node.start()
-    twin = graph.start("twin", seed=11)
+    twin = graph.start("twin", artifact=reach_artifact, seed=11)
     safety = graph.start("safety", artifact=reach_artifact)
     policy = graph.start("policy", artifact=reach_artifact, state_wait_s=30.0)
 

@@ -15,8 +15,8 @@ def test_twin_model_draws_held_out_dynamics_and_validates_commands():
     from robot_rl.hardware.twin import RobotTwin, TwinError
     from robot_rl.sim.tasks.iiwa_reach import EVAL_DR
 
-    a, b = RobotTwin(seed=1, physics_rate_hz=1000), RobotTwin(seed=1, physics_rate_hz=1000)
-    c = RobotTwin(seed=2, physics_rate_hz=1000)
+    a, b = RobotTwin("iiwa-reach", seed=1, physics_rate_hz=1000), RobotTwin("iiwa-reach", seed=1, physics_rate_hz=1000)
+    c = RobotTwin("iiwa-reach", seed=2, physics_rate_hz=1000)
     assert a.dr_params == b.dr_params != c.dr_params
     lo, hi = EVAL_DR.payload_kg
     assert lo <= a.dr_params["payload_kg"] <= hi and a.physics_dt == pytest.approx(1e-3)
@@ -39,7 +39,7 @@ def test_twin_model_draws_held_out_dynamics_and_validates_commands():
 def test_twin_node_publishes_fast_and_follows_commands(graph):
     from robot_rl.transport import msgs
 
-    twin = graph.start("twin", seed=4, latency_ms=2.0)
+    twin = graph.start("twin", task="iiwa-reach", seed=4, latency_ms=2.0)
     js = Recorder(graph.node, msgs.JointState, "/joint_states", qos="sensor_data")
     cmd = graph.node.create_publisher(msgs.Float64MultiArray, "/forward_position_controller/commands")
     traj = graph.node.create_publisher(msgs.JointTrajectory, "/forward_position_controller/joint_trajectory")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-IIWA_XML = Path(__file__).resolve().parents[2] / "models" / "iiwa14" / "iiwa14.xml"
 
 
 @pytest.fixture(scope="session")
-def iiwa_chain():
-    mujoco = pytest.importorskip("mujoco")
-    from robot_rl.kinematics import chain_from_mjmodel
+def iiwa_model_xml() -> str:
+    """The iiwa's kinematic model as an exported artifact carries it (robot.xml)."""
+    from robot_rl.kinematics import kinematic_model_xml
+    from robot_rl.robots import get_robot
 
-    return chain_from_mjmodel(mujoco.MjModel.from_xml_path(str(IIWA_XML)), ["ee"])
+    return kinematic_model_xml(get_robot("iiwa14"))
+
+
+@pytest.fixture(scope="session")
+def iiwa_joints() -> list[str]:
+    from robot_rl.robots import get_robot
+
+    return list(get_robot("iiwa14").joint_names)

@@ -67,30 +67,29 @@ def test_exported_model_loads_with_feature_names_and_matches_torch(trained):
     assert critic.num_features == 3 * kin.nq + 7 and critic.feature_names == risk_feature_names(kin.joint_names)
     assert report.parity_max_abs_diff <= 1e-5
     # a robot with other joint names is refused
-    from robot_rl.kinematics import Kinematics
+    from robot_rl.kinematics import RobotKinematics
 
-    chain = json.loads(json.dumps(held["chain"]))
-    rename = {j: f"other_{k}" for k, j in enumerate(chain["joint_names"])}
-    for b in chain["bodies"]:
-        if b.get("joint"):
-            b["joint"] = rename[b["joint"]]
-    chain["joint_names"] = [rename[j] for j in chain["joint_names"]]
-    chain["joint_ranges"] = {rename[j]: r for j, r in chain["joint_ranges"].items()}
+    xml = held["robot_model"]
+    others = []
+    for k, j in enumerate(kin.joint_names):
+        assert f'"{j}"' in xml
+        xml = xml.replace(f'"{j}"', f'"other_{k}"')
+        others.append(f"other_{k}")
     with pytest.raises(ValueError, match="different features"):
-        SafetyCritic(out, kin=Kinematics(chain), limits=held["limits"])
+        SafetyCritic(out, kin=RobotKinematics(xml, others), limits=held["limits"])
 
 
 def test_limit_state_is_risky_and_rest_is_safe(trained):
     out, _, held, _ = trained
     kin, limits = held["kin"], held["limits"]
     critic = SafetyCritic(out, kin=kin, limits=limits)
-    ex = example_states(kin, held["env"].task.default_pose)
+    ex = example_states(kin, held["env"].robot.default_pose)
     rest = critic(*ex["default pose at rest"])
     at_limit = critic(*ex["joint 1 0.03 rad from its upper limit, 0.3 rad/s outward"])
     assert rest < 0.2, rest
     assert at_limit > 0.5, at_limit
     # joint 4 (index 3) pushed to its lower limit at speed, as the node would see it
-    q = np.asarray(held["env"].task.default_pose, dtype=np.float64)
+    q = np.asarray(held["env"].robot.default_pose, dtype=np.float64)
     q[3] = kin.lower[3] + 0.02
     qd = np.zeros_like(q)
     qd[3] = -0.5
@@ -103,7 +102,7 @@ def test_violation_labels(trained):
     _, _, held, _ = trained
     kin, limits = held["kin"], held["limits"]
     cfg = CriticTrainConfig(**SMALL)
-    q0 = np.asarray(held["env"].task.default_pose, dtype=np.float64)
+    q0 = np.asarray(held["env"].robot.default_pose, dtype=np.float64)
     q_lim = q0.copy()
     q_lim[0] = kin.upper[0] - 0.01
     v = violations(kin, np.stack([q0, q_lim]), limits, cfg)

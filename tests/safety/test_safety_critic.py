@@ -1,4 +1,5 @@
-"""Risk features and the ONNX safety critic (onnxruntime, no torch)."""
+"""Risk features (MuJoCo kinematics of the robot model) and the ONNX safety critic (onnxruntime,
+no torch)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from robot_rl.kinematics import Kinematics
+from robot_rl.kinematics import RobotKinematics
 from robot_rl.safety import (
     RISK_FEATURE_GROUPS,
     RISK_METADATA_KEY,
@@ -19,7 +20,6 @@ from robot_rl.safety import (
     SafetyConfig,
     SafetyCritic,
     SafetyFilter,
-    num_risk_features,
     risk_feature_names,
     risk_features,
 )
@@ -28,10 +28,10 @@ Q0 = np.array([0.0, 0.5, 0.0, -1.2, 0.0, 0.8, 0.0])
 
 
 @pytest.fixture(scope="module")
-def setup(iiwa_chain):
-    kin = Kinematics(iiwa_chain)
-    cfg = SafetyConfig.from_chain(
-        iiwa_chain, velocity_limit=1.5, workspace_lower=[-0.8, -0.8, 0.1], workspace_upper=[0.8, 0.8, 1.3]
+def setup(iiwa_model_xml, iiwa_joints):
+    kin = RobotKinematics(iiwa_model_xml, iiwa_joints)
+    cfg = SafetyConfig.from_model(
+        iiwa_model_xml, velocity_limit=1.5, workspace_lower=[-0.8, -0.8, 0.1], workspace_upper=[0.8, 0.8, 1.3]
     )
     return kin, cfg, RiskLimits.from_config(cfg)
 
@@ -67,7 +67,7 @@ def _logistic_model(path, weights, bias, names=None, out_shape=("N", 1), output_
 def test_feature_layout_names_and_values(setup):
     kin, cfg, limits = setup
     names = risk_feature_names(kin.joint_names)
-    assert len(names) == num_risk_features(7) == 28
+    assert len(names) == 3 * 7 + 7 == 28
     assert [g for g, _ in RISK_FEATURE_GROUPS] == [
         "joint_limit_margin",
         "self_collision",
@@ -87,7 +87,9 @@ def test_feature_layout_names_and_values(setup):
     assert x.shape == (28,) and x.dtype == np.float32
     np.testing.assert_allclose(x[0], 1.0)  # joint 1 at mid-range
     np.testing.assert_allclose(x[1], 0.1, rtol=1e-5)  # 10 % of the half-range left
-    assert x[7] == pytest.approx(np.clip(kin.self_collision_distance(q) / 0.1, -1, 1), rel=1e-5)
+    d = kin.self_collision_distance(q)
+    assert 0.0 < d < 0.1  # links a few cm apart: the feature is not saturated
+    assert x[7] == pytest.approx(d / 0.1, rel=1e-5)
     ee = kin.fk(q)["sites"]["ee"]
     np.testing.assert_allclose(x[8:11], (ee - [-0.8, -0.8, 0.1]) / [0.8, 0.8, 0.6], rtol=1e-5)
     np.testing.assert_allclose(x[11:14], ([0.8, 0.8, 1.3] - ee) / [0.8, 0.8, 0.6], rtol=1e-5)
@@ -161,23 +163,24 @@ def test_critic_risk_drives_the_filter_backup(setup, tmp_path):
     np.testing.assert_allclose(out, q)
 
 
-def test_safety_layer_imports_without_torch_or_mujoco(iiwa_chain, tmp_path):
-    chain = tmp_path / "chain.json"
-    chain.write_text(json.dumps(iiwa_chain))
+def test_safety_layer_imports_and_runs_without_torch(iiwa_model_xml, tmp_path):
+    """A robot runs with onnxruntime, numpy and MuJoCo: the safety layer (filter with a workspace
+    box, critic features from the robot model) never imports torch."""
+    xml = tmp_path / "robot.xml"
+    xml.write_text(iiwa_model_xml)
     model = _logistic_model(tmp_path / "risk.onnx", np.zeros(28), 0.0)
     code = f"""
-import json, sys, numpy as np
-from robot_rl.kinematics import Kinematics
+import sys, numpy as np
+from pathlib import Path
+from robot_rl.kinematics import RobotKinematics
 from robot_rl.safety import SafetyConfig, SafetyFilter, SafetyCritic, RiskLimits
-chain = json.load(open({str(chain)!r}))
-cfg = SafetyConfig.from_chain(chain, velocity_limit=1.0, workspace_lower=[-1, -1, 0], workspace_upper=[1, 1, 2])
+cfg = SafetyConfig.from_model(Path({str(xml)!r}), velocity_limit=1.0, workspace_lower=[-1, -1, 0], workspace_upper=[1, 1, 2])
 f = SafetyFilter(cfg)
 names = list(cfg.joint_names)
-f.on_state(0.0, names, np.zeros(7)); f.on_command(0.0, names, np.full(7, 0.1)); f.tick(0.0)
-kin = Kinematics(chain)
+f.on_state(0.0, names, np.zeros(7)); assert f.on_command(0.0, names, np.full(7, 0.1)); f.tick(0.0)
+kin = RobotKinematics(Path({str(xml)!r}), names)
 c = SafetyCritic({str(model)!r}, kin=kin, limits=RiskLimits.from_config(cfg))
 assert abs(c(np.zeros(7), np.zeros(7), np.zeros(7)) - 0.5) < 1e-6
-bad = [m for m in ("torch", "mujoco") if m in sys.modules]
-assert not bad, bad
+assert "torch" not in sys.modules, "the safety layer imported torch"
 """
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -145,10 +145,9 @@ class RobotKinematics:
         if not len(self.self_collision_pairs):
             return out.reshape(batch)
         fromto = np.zeros(6)
+        m, d, dist = self.model, self.data, mujoco.mj_geomDistance
+        pairs = [(int(a), int(b)) for a, b in self.self_collision_pairs]
         for i, qi in enumerate(q2):
             self._set(qi)
-            best = np.inf
-            for a, b in self.self_collision_pairs:
-                best = min(best, mujoco.mj_geomDistance(self.model, self.data, int(a), int(b), 1.0, fromto))
-            out[i] = best
+            out[i] = min(dist(m, d, a, b, 1.0, fromto) for a, b in pairs)
         return out.reshape(batch)

@@ -121,6 +121,10 @@ class SimBackend(ABC):
     # -- state -------------------------------------------------------------------------------------
     qpos: torch.Tensor
     qvel: torch.Tensor
+    diverged: torch.Tensor | None = None
+    """After `step`: bool [N] marking worlds whose physics became invalid during the step and that
+    the simulator reset on its own (MuJoCo does on NaN/huge accelerations), or None when none did.
+    The env also checks the state for NaN/Inf itself."""
     joint_effort: torch.Tensor
     """[N, len(robot.joint_names)]: the actuator torque/force on each of the robot's joints."""
 

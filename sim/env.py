@@ -67,7 +67,10 @@ def _delayed(history: list[torch.Tensor], delay: torch.Tensor) -> torch.Tensor:
 
 
 def check_device(device: str) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--env.device {device}: use cpu or cuda[:index]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--env.device {device}: no CUDA GPU is available to torch on this machine; "
                          "use --env.device cpu (with --env.backend warp, Warp's CPU device)")
@@ -313,11 +316,15 @@ class BatchedEnv:
         return obs, reward, terminated, truncated, info
 
     def _non_finite(self) -> torch.Tensor | None:
-        """Envs whose physics state is NaN/Inf (None when all are finite: one reduction per step)."""
+        """Envs whose physics diverged this step: a NaN/Inf state, or one the simulator had to reset
+        itself (`sim.diverged`); None when there are none (one reduction per step)."""
         s = self.qpos_all.sum() + self.qvel_all.sum()
-        if bool(torch.isfinite(s)):
+        diverged = self.sim.diverged
+        if bool(torch.isfinite(s)) and diverged is None:
             return None
         bad = ~(torch.isfinite(self.qpos_all).all(1) & torch.isfinite(self.qvel_all).all(1))
+        if diverged is not None:
+            bad = bad | diverged.to(self.device)
         self.nan_resets += int(bad.sum())
         # NaN must not reach rewards or observations: park those envs at the model's initial state
         ids = bad.nonzero().flatten()

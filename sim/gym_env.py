@@ -34,7 +34,7 @@ from robot_rl.sim.tasks import make_task, task_names
 class GymEnv(gymnasium.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium convention)
 
-    def __init__(self, task: str = "iiwa-reach", dr: str = "train", seed: int = 0, backend: str = "mujoco"):
+    def __init__(self, task: str, dr: str = "train", seed: int = 0, backend: str = "mujoco"):
         self.env = BatchedEnv(make_task(task), 1, dr=dr, seed=seed, backend=backend, nthread=1, autoreset=False)
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.env.num_obs["policy"],), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.env.num_actions,), np.float32)

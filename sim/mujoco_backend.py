@@ -106,6 +106,8 @@ class MujocoBackend(SimBackend):
         self._out_sensor = None
         self._out_steps = 0
         self._frames = frame_sensors(model)
+        self._time = self.offsets["time"].start
+        self.diverged = None
         # torch views that always alias the numpy buffers above (zero-copy on CPU)
         self.qpos = torch.from_numpy(self.observed[:, self.offsets["qpos"]])
         self.qvel = torch.from_numpy(self.observed[:, self.offsets["qvel"]])
@@ -123,8 +125,8 @@ class MujocoBackend(SimBackend):
     @property
     def joint_effort(self) -> torch.Tensor:
         if self._effort is None:
-            self._effort = self._sensors[:, effort_sensors(self.model, self.robot.joint_names)]
-        return self._effort
+            self._effort = effort_sensors(self.model, self.robot.joint_names)
+        return self._sensors[:, self._effort]  # a view for a slice; list indexing copies (fresh each call)
 
     def frame_jacobian(self, site: str) -> torch.Tensor:
         sid = self.model.site(site).id
@@ -144,6 +146,7 @@ class MujocoBackend(SimBackend):
             self._out_sensor = np.empty((self.num_envs, nsubsteps, self.model.nsensordata))
             self._out_steps = nsubsteps
         self._ctrl[:, 0, :] = ctrl.detach().numpy() if ctrl.dtype == torch.float64 else ctrl.detach().double().numpy()
+        t_before = self.state[:, self._time].copy()
         if nsubsteps == 1:
             self.observed[:] = self.state
         self._pool.rollout(
@@ -160,6 +163,10 @@ class MujocoBackend(SimBackend):
         self.sensordata[:] = self._out_sensor[:, -1]
         if nsubsteps > 1:
             self.observed[:] = self._out_state[:, -2]
+        # MuJoCo resets a world whose velocities or accelerations blow up (mj_checkVel/Acc): its
+        # clock jumps back. Report those worlds instead of silently continuing from qpos0.
+        reset = self.state[:, self._time] < t_before + (nsubsteps - 0.5) * self.model.opt.timestep
+        self.diverged = torch.from_numpy(reset) if reset.any() else None
 
     def set_joint_state(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
         ids = env_ids.cpu().numpy()

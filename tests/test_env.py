@@ -138,3 +138,35 @@ def test_observed_joint_state_and_sensors_are_one_snapshot():
             d.qpos[:] = env.sim.qpos[i].numpy()
             mujoco.mj_kinematics(env.model, d)
             assert np.allclose(d.site("ee").xpos, env.sim.frame_pos("ee")[i].numpy(), atol=1e-6)
+
+
+def test_nan_state_resets_that_env_counts_it_and_stepping_goes_on():
+    env = make_env("iiwa-reach", 4, dr="off", seed=0, nthread=1)
+    env.reset()
+    a = torch.zeros(4, env.num_actions)
+    env.step(a)
+    env.sim.state[2, env.sim.offsets["qvel"]] = np.nan  # a physics blow-up in env 2
+    obs, rew, term, trunc, info = env.step(a)
+    assert info["nan_resets"] == 1 and env.nan_resets == 1
+    assert term[2] and not term[[0, 1, 3]].any(), "the blown-up transition ends as terminated"
+    assert rew[2] == 0.0 and torch.isfinite(rew).all()
+    assert torch.isfinite(obs["policy"]).all() and torch.isfinite(obs["critic"]).all()
+    assert env.episode_length[2] == 0, "that env starts a new episode"
+    for _ in range(5):
+        obs, rew, term, trunc, info = env.step(a)
+    assert info["nan_resets"] == 0 and torch.isfinite(env.sim.qvel).all()
+
+
+def test_unknown_robot_backend_or_device_are_one_clear_line():
+    from robot_rl.robots import get_robot
+    from robot_rl.sim.env import check_device
+
+    with pytest.raises(ValueError, match="unknown robot 'ur5'; registered robots: cartpole, iiwa14, panda"):
+        get_robot("ur5")
+    with pytest.raises(ValueError, match="unknown backend 'gazebo'; available backends: mujoco, warp, pybullet"):
+        make_env("iiwa-reach", 2, backend="gazebo")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            check_device("cuda")
+    with pytest.raises(ValueError, match="use cpu or cuda"):
+        check_device("tpu")

@@ -43,7 +43,7 @@ command is never replayed and the workspace check always covers the path actuall
 Workspace handling: a command is never rejected for the workspace; it is *scaled back*. The
 straight joint-space path from the current command (the last output) to the new target is sampled
 (``workspace_resolution`` rad apart, at most ``WORKSPACE_MAX_SAMPLES`` points) with MuJoCo forward
-kinematics of the robot model (``mj_kinematics`` on the filter's own ``MjData``, ~2 us a point),
+kinematics of the robot model (``mj_kinematics`` on the filter's own ``MjData``, ~1.5 us a point),
 from the start outward, stopping at the first point outside; the target becomes the farthest
 point along that path before the end-effector site would leave the box (refined by bisection to
 1/256 of a sample step). A path longer than ``WORKSPACE_MAX_SAMPLES`` samples is cut after the
@@ -166,7 +166,7 @@ def _time(t: Any, reason: str) -> float:
 class _SitePath:
     """World position of one site for a batch of joint configurations: MuJoCo ``mj_kinematics``
     of the robot model in a tight loop on a private ``MjData`` (the same numbers as
-    :meth:`robot_rl.kinematics.RobotKinematics.site_pos`, at ~2 us a point instead of ~10)."""
+    :meth:`robot_rl.kinematics.RobotKinematics.site_pos`, at ~1.5 us a point instead of ~8)."""
 
     def __init__(self, kin: Any, site: str):
         import mujoco

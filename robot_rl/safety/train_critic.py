@@ -10,7 +10,7 @@ kinematics of the artifact's ``robot.xml``):
    action delays) is driven by a scripted, deliberately aggressive commander instead of a policy.
    Each env follows a *segment* (10-50 control steps, 30-80 toward a limit) with one goal and one speed: a random pose
    (uniform over, and a little beyond, the joint ranges), a pose with one or two joints at (or
-   pushed past) a limit (wide joints chosen more often), a self-collision pose (from a bank of poses whose capsules overlap), or a
+   pushed past) a limit (wide joints chosen more often), a self-collision pose (from a bank of poses whose link geoms overlap), or a
    safe pose near the default; the action steers the env's joint target toward the goal at the
    segment's speed, plus noise. Episodes last ``episode_length_s`` (5 s) and start in a wider band
    around the default pose (``reset_joint_noise``, default +-1.5 rad per joint, clipped to the

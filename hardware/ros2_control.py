@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from robot_rl.joint_map import JointMap, JointMapError
+
 __all__ = ["DriverError", "Ros2ControlDriver", "INTERFACES"]
 
 INTERFACES = ("forward", "trajectory")
@@ -74,12 +76,15 @@ class Ros2ControlDriver:
         ctrl = [str(n) for n in (controller_joints if controller_joints else names)]
         if len(set(ctrl)) != len(ctrl):
             raise DriverError(f"controller_joints has duplicates: {ctrl}")
-        if set(ctrl) != set(names):
+        try:  # the commanded joints (names) -> the controller's joint order
+            perm = JointMap(ctrl, extra="refuse", what="the commanded joints").permutation(names)
+        except JointMapError as e:
             raise DriverError(
                 f"controller joints {ctrl} and the commanded joints {names} differ "
-                f"(missing in controller: {[n for n in names if n not in ctrl]}, "
-                f"unknown: {[n for n in ctrl if n not in names]}); set controller_joints to the "
-                "controller's 'joints' parameter")
+                f"(missing in controller: {e.unknown}, unknown: {e.missing}); set controller_joints to the "
+                "controller's 'joints' parameter") from None
+        # the robot's joint_states must report every controller joint (extra joints, e.g. a gripper's, are fine)
+        self._state_map = JointMap(ctrl, extra="ignore", what="the robot's joint_states")
         if not (math.isfinite(time_from_start) and time_from_start >= 0):
             raise DriverError(f"time_from_start must be >= 0 seconds, got {time_from_start}")
         self.msgs = msgs
@@ -87,7 +92,7 @@ class Ros2ControlDriver:
         self.controller_joints = ctrl
         self.interface = interface
         self.time_from_start = float(time_from_start)
-        self._perm = np.array([names.index(n) for n in ctrl], dtype=np.intp)
+        self._perm = perm
         base = controller.rstrip("/")
         if interface == "forward":
             self.topic = f"{base}/commands"
@@ -107,13 +112,14 @@ class Ros2ControlDriver:
     def check_joint_names(self, state_names: Sequence[str]) -> None:
         """Raise :class:`DriverError` unless every commanded joint is in the robot's
         ``/joint_states`` names (extra joints there, e.g. a gripper, are fine)."""
-        have = set(state_names)
-        missing = [n for n in self.controller_joints if n not in have]
-        if missing:
+        try:
+            self._state_map.check(list(state_names))
+        except JointMapError as e:
+            what = (f"does not report joints {e.missing}" if e.reason == "missing_joint"
+                    else f"names joints {e.duplicate} more than once")
             raise DriverError(
-                f"the robot's /joint_states does not report joints {missing} that the controller "
-                f"'{self.topic}' is configured for (robot reports {list(state_names)}); check the "
-                "controller_joints / robot parameters")
+                f"the robot's joint_states {what} that the controller '{self.topic}' is configured for "
+                f"(robot reports {list(state_names)}); check the controller_joints / robot parameters") from None
 
     def message(self, q) -> object:
         """The controller message for positions ``q`` (``joint_names`` order)."""

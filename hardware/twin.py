@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from robot_rl.joint_map import JointMap, JointMapError
+
 __all__ = ["RobotTwin", "TwinError"]
 
 
@@ -84,6 +86,9 @@ class RobotTwin:
             self.data.qpos[self._cmd_qadr[n_arm:]] = grip.open_position
         mujoco.mj_forward(model, self.data)
         self.command = self.data.qpos[self._cmd_qadr].copy()
+        self._finger_names = set(self.command_joints[n_arm:])
+        self._cmd_map_arm = JointMap(self.command_joints[:n_arm], extra="refuse", what="command")
+        self._cmd_map_full = JointMap(self.command_joints, extra="refuse", what="command")
         self._apply_command()
         # default sensor noise: the task's declared noise of joint positions / velocities x held-out scale
         terms = {t["func"]: t for t in env.observation_spec()}
@@ -112,27 +117,28 @@ class RobotTwin:
         """Hold joint position targets ``q`` (in ``command_joints`` order, or by ``names``; the
         gripper's fingers may be left out: they keep their target).
 
-        Raises :class:`TwinError` for a wrong length, unknown or missing names, or NaN/Inf (the
-        previous command stays). Targets are clipped to the joint ranges."""
-        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        Raises :class:`TwinError` for a wrong length, unknown, missing or repeated names (mapped
+        by :class:`robot_rl.joint_map.JointMap`), or NaN/Inf (the previous command stays).
+        Targets are clipped to the joint ranges."""
         new = self.command.copy()
         n_arm = len(self._act)
-        if names is not None:
-            names = list(names)
-            if len(names) != q.shape[0]:
-                raise TwinError(f"{len(names)} joint names but {q.shape[0]} positions")
-            index = {nm: i for i, nm in enumerate(names)}
-            missing = [nm for nm in self.command_joints[:n_arm] if nm not in index]
-            if missing:
-                raise TwinError(f"command lacks joints {missing}")
-            for k, nm in enumerate(self.command_joints):
-                if nm in index:
-                    new[k] = q[index[nm]]
-        elif q.shape[0] in (n_arm, len(self.command_joints)):
-            new[: q.shape[0]] = q
-        else:
-            raise TwinError(f"command has {q.shape[0]} values for {n_arm} joints"
-                            + (f" (or {len(self.command_joints)} with the fingers)" if len(self.command_joints) > n_arm else ""))
+        try:
+            if names is not None:
+                names = list(names)
+                full = any(n in self._finger_names for n in names)
+                jm = self._cmd_map_full if full else self._cmd_map_arm
+                new[: len(jm)] = jm.take(names, q)
+            else:
+                q = np.asarray(q, dtype=np.float64).reshape(-1)
+                if q.shape[0] not in (n_arm, len(self.command_joints)):
+                    with_fingers = len(self.command_joints) > n_arm
+                    raise TwinError(f"command has {q.shape[0]} values for {n_arm} joints"
+                                    + (f" (or {len(self.command_joints)} with the fingers)" if with_fingers else ""))
+                new[: q.shape[0]] = q
+        except JointMapError as e:
+            raise TwinError(str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise TwinError(f"command values are not numbers: {e}") from None
         if not np.isfinite(new).all():
             raise TwinError("command contains NaN/Inf")
         self.command = np.clip(new, self.lower, self.upper)

@@ -2,6 +2,8 @@
 
     robot-rl train [TASK] [--env.num-envs N --ppo.learning-rate X ...]
     robot-rl eval --checkpoint RUN_OR_FILE [--dr eval --episodes 100 --video out.mp4]
+    robot-rl eval --artifact DIR [--env.backend pybullet --dr eval --episodes 100]
+    robot-rl cross-sim --artifact DIR [--backends mujoco pybullet --episodes 100 --dr eval --out DIR]
     robot-rl export --checkpoint RUN_OR_FILE [--out models/policies/NAME]
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
@@ -13,16 +15,19 @@ import io
 import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,eval,export,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,eval,export,cross-sim,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (TASK: iiwa-reach, cartpole-swingup)
-  eval           evaluate a checkpoint: JSON report, optional mp4
+  eval           evaluate a checkpoint, or an exported artifact (--artifact DIR) on any simulator
+                 (--env.backend mujoco|warp|pybullet): JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
+  cross-sim      evaluate an artifact zero-shot in several simulators (mujoco, pybullet):
+                 cross_sim.json + cross_sim.png
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
   node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
@@ -36,16 +41,44 @@ class UsageError(ValueError):
 
 
 @dataclass
+class EvalEnvConfig:
+    backend: str = ""
+    """Simulator: mujoco, warp or pybullet (default: a checkpoint's training backend; mujoco for an artifact)."""
+    device: str = ""
+    """Torch/simulator device, cpu or cuda[:i] (default: cpu)."""
+
+
+@dataclass
 class EvalConfig:
-    checkpoint: str
+    checkpoint: str = ""
     """Run directory (its latest checkpoint) or checkpoint file."""
+    artifact: str = ""
+    """Exported policy artifact directory (`robot-rl export`), evaluated with its ONNX runtime
+    instead of a checkpoint."""
+    env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
     episodes: int = 100
     dr: Literal["train", "eval", "off"] = "eval"
     seed: int = 1
     report: str = ""
-    """JSON report path (default: <run>/eval_<dr>.json)."""
+    """JSON report path (default: <run>/eval_<dr>.json; <artifact>_eval_<backend>_<dr>.json
+    next to an artifact)."""
     video: str = ""
     """Write an mp4 of the first episode here."""
+
+
+@dataclass
+class CrossSimConfig:
+    artifact: str
+    """Exported policy artifact directory (`robot-rl export`)."""
+    backends: tuple[str, ...] = ("mujoco", "pybullet")
+    """Simulators to evaluate in; the first is the reference (the training simulator)."""
+    episodes: int = 100
+    """Episodes per simulator."""
+    dr: Literal["train", "eval", "off"] = "eval"
+    seed: int = 1
+    out: str = ""
+    """Report directory (default: <artifact>_cross_sim next to the artifact)."""
+    device: str = "cpu"
 
 
 @dataclass
@@ -106,19 +139,69 @@ def _train(args: list[str]) -> None:
     print(f"steps:      {r.total_steps:,} in {r.wall_s:.0f} s; success {r.success:.2%}, return {r.mean_return:.2f}")
 
 
+def _check_backend(name: str) -> None:
+    """An unknown backend or one whose simulator package is missing: one clear error line."""
+    from robot_rl.sim.backend import backend_class
+
+    try:
+        backend_class(name)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+
+
 def _eval(args: list[str]) -> None:
     from pathlib import Path
 
     cfg = _parse(EvalConfig, args, "robot-rl eval")
+    if bool(cfg.checkpoint) == bool(cfg.artifact):
+        raise UsageError("give either --checkpoint RUN_OR_FILE or --artifact DIR")
+    if cfg.artifact:
+        return _eval_artifact(cfg)
+    if cfg.env.backend:
+        _check_backend(cfg.env.backend)
     from robot_rl import checkpoint as ckpt
     from robot_rl.evaluate import evaluate
 
     path = ckpt.latest(cfg.checkpoint)
     report = cfg.report or str(path.parent.parent / f"eval_{cfg.dr}.json")
-    r = evaluate(path, cfg.episodes, cfg.dr, cfg.seed, video=cfg.video or None, report=report)
+    r = evaluate(path, cfg.episodes, cfg.dr, cfg.seed, video=cfg.video or None, report=report,
+                 backend=cfg.env.backend or None, device=cfg.env.device or "cpu")
     print(f"{r['task']} dr={r['dr']}: success {r['success_rate']:.2%}, return {r['mean_return']:.2f} "
           f"± {r['std_return']:.2f}, length {r['mean_episode_length']:.0f} steps over {r['episodes']} episodes")
     print(f"report: {Path(report)}" + (f"\nvideo:  {r['video']}" if cfg.video else ""))
+
+
+def _eval_artifact(cfg: EvalConfig) -> None:
+    from pathlib import Path
+
+    backend = cfg.env.backend or "mujoco"
+    _check_backend(backend)
+    from robot_rl.evaluate_artifact import evaluate_artifact
+
+    art = Path(cfg.artifact)
+    report = cfg.report or str(art.parent / f"{art.name}_eval_{backend}_{cfg.dr}.json")
+    r = evaluate_artifact(art, cfg.episodes, cfg.dr, cfg.seed, backend=backend, device=cfg.env.device or "cpu",
+                          report=report, video=cfg.video or None)
+    print(f"{r['task']} on {backend} dr={r['dr']}: success {r['success_rate']:.2%}, return {r['mean_return']:.2f} "
+          f"± {r['std_return']:.2f}, length {r['mean_episode_length']:.0f} steps over {r['episodes']} episodes; "
+          f"report: {Path(report)}" + (f", video: {r['video']}" if cfg.video else ""))
+
+
+def _cross_sim(args: list[str]) -> None:
+    cfg = _parse(CrossSimConfig, args, "robot-rl cross-sim")
+    for b in cfg.backends:
+        _check_backend(b)
+    from robot_rl.cross_sim import cross_sim_report
+
+    r = cross_sim_report(cfg.artifact, cfg.backends, cfg.episodes, cfg.dr, cfg.seed, cfg.out or None,
+                         device=cfg.device)
+    for name, s in r["simulators"].items():
+        gap = r["gap_to_reference"][name]
+        print(f"{r['task']} on {name:<8} dr={r['dr']}: success {s['success_rate']:.2%}, return "
+              f"{s['mean_return']:.2f} ± {s['std_return']:.2f} over {r['episodes']} episodes"
+              + ("" if name == r["reference"] else
+                 f" (vs {r['reference']}: success {gap['success_rate']:+.2%}, return {gap['mean_return']:+.2f})"))
+    print(f"report: {r['json']}, {r['png']}")
 
 
 def _export(args: list[str]) -> None:
@@ -165,8 +248,8 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "main": _main_job, "node": _node,
-            "launch": _launch, "tasks": _tasks}
+COMMANDS = {"train": _train, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "main": _main_job,
+            "node": _node, "launch": _launch, "tasks": _tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,9 @@ class DeployConfig:
     domain_id: int = 0
     """ROS_DOMAIN_ID for the deployment (0 = pick one from the process id)."""
     startup_timeout_s: float = 60.0
+    namespace: str = ""
+    """ROS namespace of the deployed graph (e.g. ``/arm1``; empty: the root namespace). Every topic
+    of the graph is relative, so the launch file's ``namespace`` argument moves all of them."""
 
 
 def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | None = None) -> dict:
@@ -66,12 +69,15 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
     cmd = [sys.executable, "-m", "robot_rl.launch_runner", str(launch_file), f"artifact:={artifact}",
            f"twin_seed:={cfg.twin_seed}", f"twin_dr:={cfg.twin_dr}",
            f"safety_rt_priority:={cfg.safety_rt_priority}"] + ([f"critic:={cfg.critic}"] if cfg.critic else [])
+    if cfg.namespace:
+        cmd.append(f"namespace:={cfg.namespace}")
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     lock = threading.Lock()
     latest: dict = {"ee": None, "safety": None, "policy": None}
-    node = create_node("deploy_check", backend="dds", domain_id=domain)
+    # in the graph's namespace, so the relative topic names below are the graph's
+    node = create_node("deploy_check", cfg.namespace, backend="dds", domain_id=domain)
 
     def on_ee(m):
         with lock:
@@ -149,4 +155,5 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
         "safety_loop_missed": loop.get("missed"),
         "command_latency": loop.get("command_latency", {}),
         "domain_id": domain,
+        "namespace": node.namespace,
     }

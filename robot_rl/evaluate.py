@@ -69,28 +69,11 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
     return ret, length, success, frames
 
 
-def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed: int = 1,
-             video: str | Path | None = None, report: str | Path | None = None,
-             video_size: tuple[int, int] = (480, 640)) -> dict:
-    from robot_rl.sim import make_env
-
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    ac, cfg, ck = load_policy(checkpoint)
-    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=cfg.env.backend,
-                   physics_variants=cfg.env.physics_variants)
-    if env.num_obs != ck["num_obs"]:
-        raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
-                                   f"task {cfg.env.task} gives {env.num_obs}")
-    ret, length, success, frames = run_episodes(env, DeterministicActor(ac, env.num_envs),
-                                                video_size if video else None)
+def episode_report(env, ret, length, success, frames, head: dict, video=None, report=None) -> dict:
+    """The report of `run_episodes`: `head` (what was evaluated) plus return, success and length
+    statistics and per-episode values; writes the video and the JSON report atomically."""
     result = {
-        "task": cfg.env.task,
-        "dr": dr,
-        "episodes": episodes,
-        "seed": seed,
-        "checkpoint": ck["path"],
-        "iteration": ck["iteration"],
+        **head,
         "mean_return": float(ret.mean()),
         "std_return": float(ret.std()),
         "success_rate": float(success.mean()),
@@ -111,3 +94,25 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
         write_json_atomic(Path(report), result)
         result["report"] = str(report)
     return result
+
+
+def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed: int = 1,
+             video: str | Path | None = None, report: str | Path | None = None,
+             video_size: tuple[int, int] = (480, 640), backend: str | None = None, device: str = "cpu") -> dict:
+    """Evaluate a checkpoint's deterministic policy (torch) on its training backend or `backend`."""
+    from robot_rl.sim import make_env
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    ac, cfg, ck = load_policy(checkpoint)
+    backend = backend or cfg.env.backend
+    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=backend, device=device,
+                   physics_variants=cfg.env.physics_variants)
+    if env.num_obs != ck["num_obs"]:
+        raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
+                                   f"task {cfg.env.task} gives {env.num_obs}")
+    ret, length, success, frames = run_episodes(env, DeterministicActor(ac.to(env.device), env.num_envs),
+                                                video_size if video else None)
+    head = {"task": cfg.env.task, "backend": backend, "dr": dr, "episodes": episodes, "seed": seed,
+            "checkpoint": ck["path"], "iteration": ck["iteration"]}
+    return episode_report(env, ret, length, success, frames, head, video, report)

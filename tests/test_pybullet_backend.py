@@ -63,11 +63,8 @@ def test_joints_and_frames_follow_mujoco_kinematics(iiwa):
     for i in range(n):
         d.qpos[:] = sim.qpos.numpy()[i]
         mujoco.mj_kinematics(model, d)
-        for site in ("ee", "flange"):
+        for site in sim._frames:  # every site with a frame sensor (ee, and the target on the world body)
             np.testing.assert_allclose(sim.frame_pos(site).numpy()[i], d.site_xpos[model.site(site).id], atol=1e-6)
-        # a site on the world body (the task's target marker) is where MuJoCo has it
-        np.testing.assert_allclose(sim.frame_pos("target").numpy()[i] if "target" in sim._frames
-                                   else d.site_xpos[model.site("target").id], d.site_xpos[model.site("target").id])
     # the frame tensor is a view that changes in place
     ee = sim.frame_pos("ee")
     before = ee.clone()
@@ -204,23 +201,24 @@ def _with_scene(task, edit):
     return spec.compile()
 
 
-def _free_box(spec, collide: bool):
+def _free_box(spec, gravcomp: float):
     body = spec.worldbody.add_body()
     body.name = "box"
     body.pos = [0.6, 0.0, 0.1]
+    body.gravcomp = gravcomp
     body.add_freejoint().name = "box_free"
     g = body.add_geom()
     g.type = mujoco.mjtGeom.mjGEOM_BOX
     g.size = [0.05, 0.05, 0.05]
-    g.contype = g.conaffinity = 1 if collide else 0
+    g.contype = g.conaffinity = 0
 
 
 def test_a_free_object_of_the_scene_is_unsupported_unless_visual_only(iiwa):
     t, model = iiwa
-    m = _with_scene(t, lambda s: (_free_box(s, collide=True), setattr(s.option, "disableflags", 0)))
-    with pytest.raises(UnsupportedFeature, match="box"):
+    m = _with_scene(t, lambda s: _free_box(s, gravcomp=0.0))  # it falls in MuJoCo
+    with pytest.raises(UnsupportedFeature, match="box_free"):
         PybulletBackend(m, t.robot, 1)
-    m = _with_scene(t, lambda s: _free_box(s, collide=False))  # a marker: held where it is put
+    m = _with_scene(t, lambda s: _free_box(s, gravcomp=1.0))  # a floating marker: held where it is put
     sim = PybulletBackend(m, t.robot, 2)
     assert tuple(sim.qpos.shape) == (2, m.nq) and m.nq == 7 + 7
     adr = m.jnt_qposadr[m.joint("box_free").id]
@@ -232,12 +230,15 @@ def test_a_free_object_of_the_scene_is_unsupported_unless_visual_only(iiwa):
 def test_constraints_and_stateful_actuators_are_unsupported(iiwa):
     t, _ = iiwa
 
-    def equality(spec):
+    def equality(spec):  # a nonlinear joint coupling (linear ones are supported: a gripper's)
         e = spec.add_equality()
+        e.name = "cubic"
         e.type = mujoco.mjtEq.mjEQ_JOINT
+        e.objtype = mujoco.mjtObj.mjOBJ_JOINT
         e.name1, e.name2 = "lbr_iiwa_joint_1", "lbr_iiwa_joint_3"
+        e.data[:5] = [0.0, 1.0, 0.0, 0.5, 0.0]
 
-    with pytest.raises(UnsupportedFeature, match="equality"):
+    with pytest.raises(UnsupportedFeature, match="equality constraint 'cubic'"):
         PybulletBackend(_with_scene(t, equality), t.robot, 1)
 
     def filtered(spec):
@@ -251,6 +252,36 @@ def test_constraints_and_stateful_actuators_are_unsupported(iiwa):
 
     with pytest.raises(UnsupportedFeature, match="lbr_iiwa_link_4"):
         PybulletBackend(_with_scene(t, moved), t.robot, 1)
+
+
+def test_a_collidable_floor_becomes_a_pybullet_plane(iiwa):
+    """With contacts, the links touch the floor with the model's own geoms (the fitted capsules,
+    not the URDF's meshes): folded down into it, the arm rests where MuJoCo's does."""
+    t, _ = iiwa
+
+    def floor_contacts(spec):
+        spec.option.disableflags = 0
+        for g in spec.geoms:  # the links collide with the floor only (not with each other)
+            g.contype, g.conaffinity = (0, 1) if g.name == "floor" else (1, 0)
+
+    m = _with_scene(t, floor_contacts)
+    target = np.array([0.0, 1.9, 0.0, -0.3, 0.0, 0.0, 0.0])
+    ee = []
+    for name in ("mujoco", "pybullet"):
+        sim = make_backend(name, m, t.robot, 1, nthread=1)
+        _start(sim, m, t.robot, 1)
+        _rollout(sim, [target[None]] * 100)
+        ee.append(sim.frame_pos("ee").numpy()[0].copy())
+    assert ee[1][2] > 0.0  # on the floor, not through it
+    np.testing.assert_allclose(ee[1], ee[0], atol=0.01)
+
+    def all_contacts(spec):
+        spec.option.disableflags = 0
+        for g in spec.geoms:
+            g.contype = g.conaffinity = 1
+
+    with pytest.raises(UnsupportedFeature, match="lbr_iiwa_link_.*can collide"):  # link against link
+        PybulletBackend(_with_scene(t, all_contacts), t.robot, 1)
 
 
 def test_a_robot_without_urdf_gets_one_from_the_model():
@@ -282,3 +313,26 @@ def test_env_runs_on_pybullet_with_eval_dr():
     assert torch.isfinite(obs["policy"]).all() and torch.isfinite(reward).all()
     frame = env.render(0, height=48, width=64)
     assert frame.shape == (48, 64, 3) and frame.std() > 0
+
+
+def test_panda_fingers_move_together_on_their_tendon_actuator():
+    """The Franka Hand: one position actuator on a tendon averaging both fingers, and a joint
+    equality coupling them (a pybullet gear constraint here, MuJoCo's soft constraint there)."""
+    t = make_task("panda-reach")
+    model = build_model(t)
+    robot = t.robot
+    grip = model.actuator(robot.gripper.actuator).id
+    fingers = [int(model.jnt_qposadr[model.joint(j).id]) for j in robot.gripper.joint_names]
+    out = []
+    for name in ("mujoco", "pybullet"):
+        sim = make_backend(name, model, robot, 1, nthread=1)
+        _start(sim, model, robot, 1)
+        ctrl = np.zeros((1, model.nu))
+        ctrl[0, sim.joint_actuator_index(robot.joint_names)] = robot.default_pose
+        ctrl[0, grip] = 0.03
+        q = _rollout(sim, [ctrl] * 40)[:, 0, fingers]
+        out.append(q)
+    mj, pyb = out
+    assert np.abs(pyb[:, 0] - pyb[:, 1]).max() < 1e-4  # coupled
+    np.testing.assert_allclose(pyb[-1], [0.03, 0.03], atol=1e-3)  # opened to the target
+    np.testing.assert_allclose(pyb[-1], mj[-1], atol=1e-3)

@@ -25,6 +25,10 @@ with `ros2 launch`. Launch arguments are given as NAME:=VALUE after the file.
   robot-rl launch launch/deploy.launch.xml robot:=ur5 use_twin:=true
   robot-rl launch robot_rl deploy.launch.xml          # file from robot_rl's share/launch
   robot-rl launch --show-args launch/deploy.launch.xml
+  robot-rl launch launch/deploy.launch.xml artifact:=... __ns:=/arm1   # whole graph under /arm1
+
+`__ns:=/NS` pushes a ROS namespace around the whole file, like including it inside
+<group><push-ros-namespace namespace="/NS"/></group> (ros2 launch has no such argument).
 
 Exit codes: 0 clean stop (SIGINT/SIGTERM, or all nodes finished cleanly), 1 a node failed,
 2 invalid launch file or arguments (nothing was started).

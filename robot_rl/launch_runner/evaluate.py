@@ -10,7 +10,9 @@ Semantics follow ros2/launch and launch_ros:
   ros2 launch; wrap it in a ``<group>`` to scope them) and fails when an unconditional argument
   without default of the included file is not given;
 * ``if``/``unless`` accept ``true``/``false``/``1``/``0`` (case-insensitive), anything else is an error;
-* a node's namespace is prefixed by the pushed ROS namespace unless absolute;
+* a node's namespace is prefixed by the pushed ROS namespace unless absolute; ``__ns:=/NS`` among
+  the command-line arguments pushes ``/NS`` around the whole file (robot-rl only, see
+  :data:`ROOT_NAMESPACE_ARG`);
 * node argv: ``<exe> [args] [--ros-args <ros_args>] --ros-args [-r __node:=N] [-r __ns:=/NS]
   [-p name:=value | --params-file F]... [-r from:=to]...``.
 
@@ -50,7 +52,12 @@ from .model import (
 from .resolve import Resolver, resolve_executable
 from .substitutions import evaluate
 
-__all__ = ["build_plan", "parse_cli_arguments", "render_param_value"]
+__all__ = ["build_plan", "parse_cli_arguments", "render_param_value", "ROOT_NAMESPACE_ARG"]
+
+ROOT_NAMESPACE_ARG = "__ns"
+"""``__ns:=/arm1`` among the launch arguments pushes that ROS namespace around the whole file (as if
+it were included inside ``<group><push-ros-namespace namespace="/arm1"/>``). A robot-rl extension:
+``ros2 launch`` would take it for an ordinary (unused) launch argument."""
 
 _MAX_INCLUDE_DEPTH = 40
 _OUTPUTS = ("screen", "log", "both")
@@ -384,13 +391,18 @@ def build_plan(
     env: dict[str, str] | None = None,
     resolver: Resolver | None = None,
 ) -> LaunchPlan:
-    """Load ``path``, apply ``arguments`` (``{"name": "value"}`` or ``["name:=value"]``), visit it.
+    """Load ``path``, apply ``arguments`` (``{"name": "value"}`` or ``["name:=value"]``; ``__ns`` pushes
+    a ROS namespace around the whole file), visit it.
 
     Everything is validated (unknown or missing arguments, unknown tags and attributes,
     substitutions, executables, parameter values) before this returns; nothing is started.
     Raises :class:`LaunchError`.
     """
     cli = dict(arguments) if isinstance(arguments, dict) else parse_cli_arguments(arguments)
+    root_ns = cli.pop(ROOT_NAMESPACE_ARG, None)
+    if root_ns is not None:  # robot-rl extension: the whole file in a pushed ROS namespace
+        root_ns = _absolute(_prefix_namespace(None, root_ns.strip()))
+        _validate_namespace(root_ns, f"{ROOT_NAMESPACE_ARG}:= on the command line")
     env = dict(os.environ if env is None else env)
     path = os.path.abspath(path)
     builder = _Builder(resolver or resolve_executable, load_launch_file)
@@ -420,6 +432,8 @@ def build_plan(
                               fix=f"pass {decl.name}:=VALUE on the command line", where=path)
 
     ctx = _Context(dict(cli), env, path)
+    if root_ns is not None:
+        ctx.configs["ros_namespace"] = root_ns
     try:
         builder.visit(top.actions, ctx)
     except LaunchError:

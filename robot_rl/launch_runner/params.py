@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from robot_rl.transport.param_values import ParamValueError, parse_param_value, rcl_scalar
+
 from .errors import LaunchError
 from .substitutions import Text, evaluate, parse_substitution
 
@@ -51,7 +53,10 @@ def _scalar(value: Any) -> bool:
 
 
 def _yaml(text: str) -> Any:
-    return yaml.safe_load(text)
+    """launch's YAML typing of parameter text: the shared parameter parser with launch_ros's rules
+    (PyYAML, YAML 1.1; e.g. ``1e3`` stays a string, unlike rcl: see
+    :mod:`robot_rl.transport.param_values`)."""
+    return parse_param_value(text, rules="launch")
 
 
 def _err(msg: str, where: str, fix: str = "fix the value or the type attribute") -> LaunchError:
@@ -67,7 +72,7 @@ def _coerce_text(text: str, type_id: str | None, *, can_be_str: bool, name: str,
             return text
         try:
             out = _yaml(text)
-        except yaml.YAMLError:
+        except ParamValueError:
             if can_be_str:
                 return text
             raise _err(f"value {text!r} of parameter '{name}' cannot be parsed as YAML", where,
@@ -105,7 +110,7 @@ def _coerce_text(text: str, type_id: str | None, *, can_be_str: bool, name: str,
     t = {"1": "true", "0": "false"}.get(text, text)
     try:
         out = _yaml(t) if t else t
-    except yaml.YAMLError:
+    except ParamValueError:
         out = t
     if isinstance(out, bool) or (can_be_str and isinstance(out, str)):
         return out
@@ -214,13 +219,26 @@ def evaluate_value(value: Any, type_id: str | None, ctx: Any, name: str, where: 
 
 
 def render(value: Any) -> str:
-    """YAML text for ``-p name:=<text>`` that parses back (PyYAML and rcl) to ``value``."""
+    """YAML text for ``-p name:=<text>`` that reads back as ``value`` under both rule sets: rcl's
+    (what the node does with it) and PyYAML's (what ``ros2 launch`` would write to its parameter
+    file). Strings that rcl would type differently from PyYAML (``1e3``, ``y``, ``inf``, ``0x1F``)
+    are quoted."""
     if isinstance(value, float):
         if math.isnan(value):
             return ".nan"
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
+    if isinstance(value, list):
+        return "[" + ", ".join(render(v) for v in value) + "]"
     out = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True)
     if out.endswith("\n...\n"):
         out = out[: -len("\n...\n")]
-    return out.strip()
+    out = out.strip()
+    if isinstance(value, str) and not out.startswith(("'", '"')):
+        try:
+            same = rcl_scalar(out) == value and type(rcl_scalar(out)) is str
+        except ValueError:
+            same = False
+        if not same:  # rcl would read it as a number or a bool: quote it
+            out = "'" + value.replace("'", "''") + "'"
+    return out

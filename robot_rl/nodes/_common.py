@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["NodeStartError", "make_node", "param", "run_node", "LatencyStats", "json_safe", "fail"]
+__all__ = ["NodeStartError", "make_node", "param", "floats", "run_node", "RateLimitedLog", "LatchableSubscription",
+           "LatencyStats", "json_safe", "fail"]
 
 
 class NodeStartError(RuntimeError):
@@ -38,33 +39,160 @@ def make_node(default_name: str, argv: Sequence[str] | None):
     return create_node(default_name, args=argv)
 
 
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise ValueError("expected true or false")
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    raise ValueError("expected an integer")
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    raise ValueError("expected a number")
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, (list, tuple, dict)):
+        raise ValueError("expected a string, not a list")
+    return v if isinstance(v, str) else str(v)
+
+
+def _to_list(v: Any) -> list:
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    raise ValueError("expected a list, e.g. [a, b]")
+
+
+def floats(v: Any) -> float | list[float]:
+    """``param`` kind: a number, or a list of numbers (e.g. a per-joint limit), as float(s)."""
+    if isinstance(v, (list, tuple)):
+        return [_to_float(x) for x in v]
+    return _to_float(v)
+
+
+_KINDS: dict[Any, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str,
+                                           list: _to_list}
+_KIND_NAMES = {bool: "bool (true/false)", int: "integer", float: "number", str: "string", list: "list",
+               floats: "number or list of numbers"}
+
+
 def param(node, name: str, default: Any, kind: Callable | None = None, *, check: Callable[[Any], bool] | None = None,
           expect: str = "") -> Any:
-    """Declare a parameter and convert it (``kind``: float, int, bool, str, list)."""
+    """Declare a parameter and return it as ``kind``: ``float``, ``int``, ``bool``, ``str``,
+    ``list``, :func:`floats` (a number or a list of numbers), any other converter, or None (as
+    given). A string value (a quoted ``-p`` value, or one given in ``parameters=``) is first typed
+    by :func:`robot_rl.transport.ros_args.parse_param_value`, the rules rcl applies to
+    ``-p name:=value``, so ``"[0.1, 0.2]"``, ``"true"`` and ``"1e3"`` mean what they mean on the
+    command line. Ints are accepted where a float is expected. A value of the wrong type, or one
+    ``check`` refuses, is a :class:`NodeStartError` naming the parameter and ``expect``."""
+    from robot_rl.transport.ros_args import RosArgsError, parse_param_value
+
     value = node.declare_parameter(name, default)
     if value is None:
         return None
+    given = value
     try:
-        if kind is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                value = low in ("true", "1", "yes")
-            else:
-                value = bool(value)
-        elif kind is list:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
-            value = list(value)
-        elif kind is not None:
-            value = kind(value)
-    except (TypeError, ValueError):
-        raise NodeStartError(f"parameter {name}={value!r} is not a valid {getattr(kind, '__name__', kind)}"
+        if isinstance(value, str) and kind not in (None, str):
+            value = parse_param_value(value)
+        conv = _KINDS.get(kind, kind)
+        if conv is not None:
+            value = conv(value)
+    except (TypeError, ValueError, RosArgsError) as e:
+        what = _KIND_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+        raise NodeStartError(f"parameter {name}={given!r} is not a valid {what}: {e}"
                              + (f" ({expect})" if expect else "")) from None
     if check is not None and not check(value):
-        raise NodeStartError(f"parameter {name}={value!r} is invalid" + (f": expected {expect}" if expect else ""))
+        raise NodeStartError(f"parameter {name}={given!r} is invalid" + (f": expected {expect}" if expect else ""))
     return value
+
+
+class RateLimitedLog:
+    """Logs rejected inputs without flooding: at most one line per ``reason`` every ``period_s``
+    seconds; lines suppressed in between are counted and the count is reported on the next line
+    for that reason (and by :meth:`flush`, e.g. at shutdown). Every line names its reason.
+
+        reject = RateLimitedLog(node.logger)
+        reject("non_finite", "rejected a command on %s: NaN in %s", topic, names)
+
+    ``counts``: every call per reason (logged or not). ``clock``: injectable for tests."""
+
+    def __init__(self, logger: logging.Logger, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 level: int = logging.WARNING):
+        self.logger, self.period_s, self.clock, self.level = logger, float(period_s), clock, level
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, reason: str, msg: str, *args: Any) -> bool:
+        """Log ``msg % args`` for ``reason`` unless one was logged less than ``period_s`` ago.
+        Returns True if a line was written."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = self.clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.period_s:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return False
+        self._last[reason] = now
+        n = self._suppressed.pop(reason, 0)
+        more = f" (+{n} more '{reason}' in the last {now - last:.1f} s, not logged)" if n and last is not None else ""
+        self.logger.log(self.level, f"[{reason}] {msg}{more}", *args)
+        return True
+
+    def flush(self) -> None:
+        """Report the counts still suppressed (one line per reason)."""
+        for reason, n in sorted(self._suppressed.items()):
+            if n:
+                self.logger.log(self.level, "[%s] %d more not logged (%d in all)", reason, n, self.counts[reason])
+        self._suppressed.clear()
+
+
+class LatchableSubscription:
+    """A subscription that hears volatile *and* transient-local (latched) publishers of a topic
+    without the incompatible-QoS warning a transient-local reader causes on a volatile publisher.
+
+    A volatile reader (reliable) always exists: it matches both kinds of publisher and gets every
+    new message. A latched publisher's *last* message, published before this node started, only
+    reaches a transient-local reader, so while the graph shows latched publishers of the topic
+    and no volatile one, a transient-local reader is added for ``history_s`` seconds after each
+    newly discovered latched publisher (its history arrives within milliseconds of matching), then
+    removed; it is never created while a volatile publisher exists. The callback may see a live
+    message twice while both readers exist: make it idempotent (an e-stop state is). The check
+    runs on a ``check_period_s`` timer from the node's graph API (``get_publishers_info_by_topic``).
+    """
+
+    def __init__(self, node, msg_type, topic: str, callback: Callable[[Any], None], *, history_s: float = 1.0,
+                 check_period_s: float = 0.1, clock: Callable[[], float] = time.monotonic):
+        self.node, self.msg_type, self.callback, self.history_s, self.clock = node, msg_type, callback, history_s, clock
+        self.volatile = node.create_subscription(msg_type, topic, callback)
+        self.topic = self.volatile.topic
+        self.latched = None
+        self._known: set = set()
+        self._until = 0.0
+        self.check()
+        self.timer = node.create_timer(check_period_s, self.check)
+
+    def check(self) -> None:
+        infos = self.node.get_publishers_info_by_topic(self.topic)
+        latched = {i.gid for i in infos if i.qos.durability == "transient_local"}
+        volatile = any(i.qos.durability != "transient_local" for i in infos)
+        new = latched - self._known
+        self._known = latched
+        now = self.clock()
+        if new and not volatile:
+            self._until = now + self.history_s
+            if self.latched is None:
+                self.latched = self.node.create_subscription(self.msg_type, self.topic, self.callback, qos="latched")
+        if self.latched is not None and (volatile or now > self._until):
+            self.latched.destroy()
+            self.latched = None
 
 
 def set_realtime_priority(node, priority: int) -> bool:

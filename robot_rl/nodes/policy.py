@@ -21,7 +21,10 @@ nothing here beyond its kind. The runtime and the held joint targets are reset (
 the measured pose) at start-up and after a joint-state outage.
 
 Start-up: waits up to ``state_wait_s`` for the first joint state and refuses to start (one-line
-error, exit code 2) when the robot lacks joints of the artifact. Nothing is published before every
+error, exit code 2) when the robot lacks joints of the artifact (matched by
+:class:`robot_rl.joint_map.JointMap`; extra joints are ignored). Rejected inputs (a command
+message without the fields or size the policy needs, NaN/Inf, a joint state lacking joints) are
+logged at most once a second per reason, with the number not logged. Nothing is published before every
 command has arrived or while the joint state is older than ``state_timeout_s``; the safety node
 then holds, then brakes.
 
@@ -38,7 +41,8 @@ import time
 
 import numpy as np
 
-from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
+from robot_rl.joint_map import JointMap, JointMapError
+from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
 
 
 def main(argv=None) -> int:
@@ -122,17 +126,21 @@ def _run(node) -> int:
 
     first = _wait_first_state(node, msgs, wait_s)
     robot = list(first.name)
-    missing = [n for n in state_joints if n not in robot]
-    if missing:
-        raise NodeStartError(
-            f"robot joint names {robot} disagree with the artifact's {state_joints} (missing: {missing}); "
-            "deploy an artifact trained for this robot")
-    extra = [n for n in robot if n not in state_joints]
+    jmap = JointMap(state_joints, what="the robot's joint_states")  # extra joints (a gripper's) are ignored
+    try:
+        jmap.check(robot)
+    except JointMapError as e:
+        detail = f"missing: {e.missing}" if e.reason == "missing_joint" else str(e)
+        raise NodeStartError(f"robot joint names {robot} disagree with the artifact's {state_joints} ({detail}); "
+                             "deploy an artifact trained for this robot") from None
+    extra = jmap.extras(robot)
     if extra:
         node.logger.info("ignoring joints the policy does not use: %s", extra)
+    reject = RateLimitedLog(node.logger)  # every rejected input is logged, at most once a second per reason
 
     latest = {"msg": first, "t": time.monotonic()}
     commands: dict[str, np.ndarray | None] = {}
+    subs: dict = {}
     for name, c in spec["observation"].get("commands", {}).items():
         init = param(node, name, None, list)
         commands[name] = None if init is None else np.asarray([float(v) for v in init], dtype=np.float64)
@@ -143,14 +151,15 @@ def _run(node) -> int:
             try:
                 v = read(msg)
             except (ValueError, TypeError, AttributeError) as e:
-                node.logger.warning("ignored command %s: %s", name, e)
+                reject(f"bad_{name}", "ignored a %s command on %s: %s", name, subs[name].topic, e)
                 return
             if np.isfinite(v).all():
                 commands[name] = v
             else:
-                node.logger.warning("ignored a non-finite %s %s", name, v)
+                reject(f"non_finite_{name}", "ignored a non-finite %s command on %s: %s", name, subs[name].topic,
+                       v.tolist())
 
-        node.create_subscription(cls, topic, on_command)
+        subs[name] = node.create_subscription(cls, topic, on_command)
 
     def on_state(msg):
         latest["msg"], latest["t"] = msg, time.monotonic()
@@ -161,10 +170,10 @@ def _run(node) -> int:
     infer = LatencyStats()
     loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0, "queue": []}
 
-    def wait_reason(reason):
+    def wait_reason(reason, log=True):
         if loop["waiting"] != reason:
             loop["waiting"] = reason
-            if reason:
+            if reason and log:
                 node.logger.warning("not commanding: %s", reason)
 
     def next_action(now: float, obs_fn):
@@ -195,9 +204,12 @@ def _run(node) -> int:
         try:
             q, dq, eff = msgs.joint_state_to_numpy(latest["msg"], state_joints)
         except (KeyError, ValueError) as e:
-            return wait_reason(f"bad joint state: {e}")
+            reject(getattr(e, "reason", "bad_joint_state"), "not commanding: rejected the joint state: %s", e)
+            return wait_reason(f"bad joint state: {e}", log=False)
         if not (np.isfinite(q).all() and np.isfinite(dq).all()):
-            return wait_reason("non-finite joint state")
+            reject("non_finite_joint_state", "not commanding: NaN/Inf in the joint state of %s",
+                   [j for j, a, b in zip(state_joints, q, dq) if not (np.isfinite(a) and np.isfinite(b))])
+            return wait_reason("non-finite joint state", log=False)
         wait_reason(None)
         n_act = len(observer.ctx.actuated)
         state = observer.state(q, dq, eff[:n_act] if np.isfinite(eff[:n_act]).all() else None, commands)
@@ -215,7 +227,7 @@ def _run(node) -> int:
     node.create_timer(1.0 / rate_hz, on_tick)
     node.logger.info("policy %s (%s, kind %s) at %.1f Hz -> %s", art.path, spec.get("task"), art.kind, rate_hz,
                      pub.topic)
-    code = run_node(node)
+    code = run_node(node, on_stop=reject.flush)
     node.logger.info("inference latency %s", dumps(infer.summary()))
     return code
 

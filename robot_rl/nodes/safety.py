@@ -8,8 +8,9 @@ Subscribes
     command, e.g. a gripper's on an arm-only policy, are ignored),
     ``policy/joint_command`` (sensor_msgs/JointState with ``name`` + ``position``: names are
     checked, a command without the right names is rejected),
-    ``safety/estop`` (std_msgs/Bool; ``true`` engages and *latches* the e-stop; both volatile and
-    transient-local (latched) publishers are heard),
+    ``safety/estop`` (std_msgs/Bool; ``true`` engages and *latches* the e-stop; volatile
+    publishers are heard with no QoS warning, and a latched (transient-local) publisher's last
+    value reaches a safety node started after it: ``LatchableSubscription``),
     ``safety/reset`` (std_msgs/Bool; ``true`` clears a latched e-stop once ``safety/estop`` has
     been released with ``false``; nothing else clears it).
 Publishes
@@ -23,16 +24,22 @@ Publishes
 Every tick runs :meth:`robot_rl.safety.SafetyFilter.tick` (see that module for modes: ok, hold,
 brake, estop, backup, fault). A raw policy command is never forwarded: the output only comes from
 validated, clipped, rate-limited targets. NaN/Inf, wrong-length and wrong-name commands are
-rejected and counted by reason. A stale policy (no command for ``cmd_timeout_s``) is held, then
-braked after ``brake_timeout_s``; stale joint states (``state_timeout_s``) stop commanding.
+rejected and counted by reason, and logged (at most one line per reason per second, with the
+number not logged); so are rejected joint states and refused e-stop resets. A stale policy (no
+command for ``cmd_timeout_s``) is held, then braked after ``brake_timeout_s``; stale joint states
+(``state_timeout_s``) stop commanding. Every stop moves within the velocity and
+``acceleration_limit`` limits (no jump). The reported command latency runs from a command's stamp
+to the first driver command computed from it; a command the filter did not use (fault, hold,
+brake) gives no sample.
 
 Parameters (defaults): ``artifact`` (required: the commanded joints, their position, velocity
 and effort limits, the control period and the robot model for kinematics come from it),
 ``rate_hz`` (1000), ``diagnostics_rate_hz`` (20), ``command_topic`` (policy/joint_command), ``controller`` (forward_position_controller),
 ``interface`` (forward | trajectory), ``controller_joints`` (spec joint order),
 ``time_from_start`` (0.0), ``velocity_limit`` (rad/s, scalar or list; default: the largest
-command rate the policy can ask for, `robot_rl.artifact.command_limits`), ``max_command_rate``
-(inf), ``position_margin`` (0.02 rad), ``velocity_trip_factor`` (1.5), ``effort_limit`` (spec
+command rate the policy can ask for, `robot_rl.artifact.command_limits`), ``acceleration_limit``
+(rad/s^2, scalar or list; default 10 x velocity_limit: a stop from full speed in 0.1 s),
+``max_command_rate`` (inf), ``position_margin`` (0.02 rad), ``velocity_trip_factor`` (1.5), ``effort_limit`` (spec
 effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
 ``state_timeout_s`` (0.05), ``fault_action`` (none | hold), ``estop_action`` (brake | hold),
 ``workspace_lower`` / ``workspace_upper`` ([x, y, z] box for site ``ee_site``; off by default),
@@ -49,19 +56,8 @@ import time
 
 import numpy as np
 
-from robot_rl.nodes._common import (LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node,
-                                     set_realtime_priority)
-
-
-def _vec(value):
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [float(v) for v in value]
-    if isinstance(value, str):
-        parts = [p for p in value.strip("[] ").split(",") if p.strip()]
-        return [float(p) for p in parts] if len(parts) != 1 else float(parts[0])
-    return float(value)
+from robot_rl.nodes._common import (LatchableSubscription, LatencyStats, NodeStartError, RateLimitedLog, dumps, fail,
+                                     floats, make_node, param, run_node, set_realtime_priority)
 
 
 def build_filter(node, spec: dict, artifact_dir):
@@ -80,7 +76,7 @@ def build_filter(node, spec: dict, artifact_dir):
     except ArtifactError as e:
         raise NodeStartError(str(e)) from None
     names = lim["names"]
-    effort = _vec(param(node, "effort_limit", None))
+    effort = param(node, "effort_limit", None, floats)
     if effort is None:
         effort = lim["effort"]
     elif effort == 0 or effort == []:
@@ -90,9 +86,10 @@ def build_filter(node, spec: dict, artifact_dir):
         joint_names=names,
         position_lower=lim["lower"],
         position_upper=lim["upper"],
-        velocity_limit=_vec(param(node, "velocity_limit", lim["velocity"])),
-        max_command_rate=_vec(param(node, "max_command_rate", math.inf)),
-        position_margin=_vec(param(node, "position_margin", 0.02)),
+        velocity_limit=param(node, "velocity_limit", lim["velocity"], floats),
+        acceleration_limit=param(node, "acceleration_limit", None, floats),
+        max_command_rate=param(node, "max_command_rate", math.inf, floats),
+        position_margin=param(node, "position_margin", 0.02, floats),
         velocity_trip_factor=param(node, "velocity_trip_factor", 1.5, float),
         effort_limit=effort,
         cmd_timeout_s=param(node, "cmd_timeout_s", 0.1, float),
@@ -110,8 +107,8 @@ def build_filter(node, spec: dict, artifact_dir):
         margin = kw["position_margin"]
         margin = [margin] * len(names) if not isinstance(margin, list) else margin
         kw["position_margin"] = [0.0 if j in grip["joint_names"] else m for j, m in zip(names, margin)]
-    ws_lo = _vec(param(node, "workspace_lower", None))
-    ws_hi = _vec(param(node, "workspace_upper", None))
+    ws_lo = param(node, "workspace_lower", None, floats)
+    ws_hi = param(node, "workspace_upper", None, floats)
     if ws_lo is not None or ws_hi is not None:
         kw.update(workspace_lower=ws_lo, workspace_upper=ws_hi, robot_model=robot_xml)
     if kw["backup"] == "retreat":
@@ -181,7 +178,9 @@ def _run(node) -> int:
     except DriverError as e:
         raise NodeStartError(str(e)) from None
 
-    state = {"checked": False, "error": None, "q": np.zeros(len(names)), "dq": np.zeros(len(names))}
+    state = {"checked": False, "error": None, "q": np.zeros(len(names)), "dq": np.zeros(len(names)),
+             "estop": None}
+    reject = RateLimitedLog(node.logger)  # every rejected input is logged, at most once a second per reason
 
     def on_state(msg):
         t = time.monotonic()
@@ -193,28 +192,45 @@ def _run(node) -> int:
                 node.shutdown()
                 return
             state["checked"] = True
-        if filt.on_state(t, list(msg.name), msg.position, msg.velocity, msg.effort) and critic is not None:
-            state["q"], state["dq"], _ = msgs.joint_state_to_numpy(msg, names)
+        if filt.on_state(t, list(msg.name), msg.position, msg.velocity, msg.effort):
+            if critic is not None:
+                state["q"], state["dq"], _ = msgs.joint_state_to_numpy(msg, names)
+        else:
+            st = filt.status
+            reject(st["last_state_fault"], "rejected a joint state on %s (the filter faults until a valid one "
+                   "arrives): %s", state_sub.topic, st["last_reject_detail"])
 
     def on_command(msg):
         if filt.on_command(time.monotonic(), list(msg.name), msg.position):
             stamp = msg.header.stamp
             loop["pending_stamp"] = float(stamp.sec) + float(stamp.nanosec) * 1e-9
+        else:
+            st = filt.status
+            reject(st["last_reject_reason"], "rejected a command on %s (never forwarded): %s", cmd_sub.topic,
+                   st["last_reject_detail"])
 
     def on_estop(msg):
-        filt.estop(time.monotonic(), bool(msg.data))
-        node.logger.warning("e-stop %s", "ENGAGED (latched until /safety/reset)" if msg.data else "released")
+        engaged = bool(msg.data)
+        filt.estop(time.monotonic(), engaged)
+        if engaged != state["estop"]:  # a latched publisher repeats itself: log changes only
+            state["estop"] = engaged
+            node.logger.warning("e-stop %s", f"ENGAGED (latched until {reset_sub.topic})" if engaged else "released")
 
     def on_reset(msg):
-        if msg.data:
-            ok = filt.reset_estop()
-            node.logger.warning("e-stop reset %s", "accepted" if ok else "refused: /safety/estop is still engaged")
+        if not msg.data:
+            return
+        was_latched = filt.status["estop_latched"]
+        if filt.reset_estop():
+            if was_latched:
+                node.logger.warning("e-stop reset accepted")
+        else:
+            reject("reset_refused", "refused an e-stop reset on %s: %s is still engaged (publish false first)",
+                   reset_sub.topic, estop_sub.topic)
 
-    node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
-    node.create_subscription(msgs.JointState, cmd_topic, on_command)
-    node.create_subscription(msgs.Bool, "safety/estop", on_estop)             # volatile publishers
-    node.create_subscription(msgs.Bool, "safety/estop", on_estop, qos="latched")  # latched ones
-    node.create_subscription(msgs.Bool, "safety/reset", on_reset)
+    state_sub = node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
+    cmd_sub = node.create_subscription(msgs.JointState, cmd_topic, on_command)
+    estop_sub = LatchableSubscription(node, msgs.Bool, "safety/estop", on_estop)
+    reset_sub = node.create_subscription(msgs.Bool, "safety/reset", on_reset)  # volatile: a reset is an event
     diag_pub = node.create_publisher(msgs.String, "safety/diagnostics")
 
     period = LatencyStats()
@@ -242,13 +258,18 @@ def _run(node) -> int:
         if cmd is not None:
             driver.write(cmd)
             loop["sent"] += 1
-            if loop["pending_stamp"] is not None:
+        if loop["pending_stamp"] is not None:
+            # latency: from a command to the first driver command computed from it; a command the
+            # filter did not use (fault: nothing sent; hold, brake...: the target was dropped) gives
+            # no sample, so a stale stamp never survives an outage
+            if cmd is not None and st["mode"] == "ok":
                 latency.add(time.time() - loop["pending_stamp"])
-                loop["pending_stamp"] = None
+            loop["pending_stamp"] = None
         compute.add(time.perf_counter() - a)
         if k % diag_every == 0:
             diag_pub.publish(msgs.String(data=dumps({
                 **st, "joint_names": names, "command": None if cmd is None else cmd,
+                "rate_limit": cfg.rate, "acceleration_limit": cfg.accel,
                 "driver_topic": driver.resolved_topic, "commands_sent": loop["sent"],
                 "loop": {"rate_hz": rate_hz, "period": period.summary(), "compute": compute.summary(),
                          "missed": loop["timer"].missed, "command_latency": latency.summary()},
@@ -259,7 +280,7 @@ def _run(node) -> int:
                                       expect="0 (off) or 1..99"))
     node.logger.info("safety filter on %s at %.0f Hz -> %s (%s); joints %s", cmd_topic, rate_hz,
                      driver.resolved_topic, interface, names)
-    code = run_node(node)
+    code = run_node(node, on_stop=reject.flush)
     node.logger.info("loop period %s, compute %s", dumps(period.summary()), dumps(compute.summary()))
     if state["error"]:
         return fail(node.name, state["error"])

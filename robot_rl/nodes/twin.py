@@ -11,7 +11,8 @@ Subscribes
     ``<controller>/commands`` (std_msgs/Float64MultiArray, one value per joint in
     ``joint_names`` order) and ``<controller>/joint_trajectory`` (trajectory_msgs/JointTrajectory:
     the first point's positions, mapped by ``joint_names``). The last valid command is held; until
-    the first one the twin holds its initial pose. Invalid commands are dropped and counted.
+    the first one the twin holds its initial pose. Invalid commands are dropped, counted and
+    logged (at most one line a second per topic, with the number not logged).
 
 Parameters (defaults): ``artifact`` (a policy artifact: the twin simulates the robot of its task)
 or ``task`` (a task name; one of the two is required), ``seed`` (0), ``dr`` (eval: the held-out range;
@@ -31,7 +32,7 @@ import sys
 import time
 
 
-from robot_rl.nodes._common import LatencyStats, NodeStartError, dumps, fail, make_node, param, run_node
+from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
 
 
 def main(argv=None) -> int:
@@ -93,14 +94,13 @@ def _run(node, msgs) -> int:
 
     js_pub = node.create_publisher(msgs.JointState, "joint_states")
     ee_pub = node.create_publisher(msgs.PoseStamped, "twin/ee_pose")
-    rejected = {"count": 0}
+    reject = RateLimitedLog(node.logger)  # every rejected command is logged, at most once a second per topic
 
     def on_forward(msg):
         try:
             twin.set_command(msg.data)
         except TwinError as e:
-            rejected["count"] += 1
-            node.logger.warning("dropped command on %s/commands: %s", controller, e)
+            reject("bad_command", "dropped a command on %s (the last valid one is held): %s", fwd_sub.topic, e)
 
     def on_trajectory(msg):
         try:
@@ -108,11 +108,11 @@ def _run(node, msgs) -> int:
                 raise TwinError("trajectory has no points")
             twin.set_command(msg.points[0].positions, names=list(msg.joint_names))
         except TwinError as e:
-            rejected["count"] += 1
-            node.logger.warning("dropped trajectory on %s/joint_trajectory: %s", controller, e)
+            reject("bad_trajectory", "dropped a trajectory on %s (the last valid command is held): %s",
+                   traj_sub.topic, e)
 
-    node.create_subscription(msgs.Float64MultiArray, f"{controller}/commands", on_forward)
-    node.create_subscription(msgs.JointTrajectory, f"{controller}/joint_trajectory", on_trajectory)
+    fwd_sub = node.create_subscription(msgs.Float64MultiArray, f"{controller}/commands", on_forward)
+    traj_sub = node.create_subscription(msgs.JointTrajectory, f"{controller}/joint_trajectory", on_trajectory)
 
     queue: collections.deque = collections.deque()
     pub_period = 1.0 / pub_hz
@@ -142,11 +142,11 @@ def _run(node, msgs) -> int:
         if now >= sched["next_log"]:
             sched["next_log"] = now + 10.0
             node.logger.info("sim %.2f s / wall %.2f s, commands %d (rejected %d), physics call %s",
-                             twin.sim_time, now, twin.commands_received, rejected["count"],
+                             twin.sim_time, now, twin.commands_received, sum(reject.counts.values()),
                              dumps(step_cost.summary()))
 
     node.create_timer(min(twin.physics_dt, pub_period), on_timer)
-    return run_node(node)
+    return run_node(node, on_stop=reject.flush)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ class SafetyConfig:
         effort above it brakes. ``max_command_rate``: rad/s cap on the change of the position
         command (the effective rate is ``min(max_command_rate, velocity_limit)``). A brake caused
         by a measured velocity or effort lasts at least ``monitor_hold_s`` after the last sample
-        over the limit.
+        over the limit. ``acceleration_limit`` (rad/s^2; default ``10 * velocity_limit``, i.e. a
+        stop from full speed within 0.1 s, about what a position-controlled arm's own trajectory
+        limits allow): the largest change of the command velocity per second in every motion the
+        filter makes itself (brake, e-stop, hold, fault hold, backup; see ``SafetyFilter``).
 
     Workspace
         ``workspace_lower`` / ``workspace_upper``: axis-aligned box [x, y, z] (world frame, m) for
@@ -105,6 +108,7 @@ class SafetyConfig:
     home: Any = None
     retreat_rate: Any = 0.25
     strict_state_names: bool = True
+    acceleration_limit: Any = None
 
     # derived, read-only arrays (filled by __post_init__)
     lower: np.ndarray = field(init=False, repr=False)
@@ -113,6 +117,7 @@ class SafetyConfig:
     cmd_upper: np.ndarray = field(init=False, repr=False)
     velocity: np.ndarray = field(init=False, repr=False)
     rate: np.ndarray = field(init=False, repr=False)
+    accel: np.ndarray = field(init=False, repr=False)
     effort: np.ndarray | None = field(init=False, repr=False)
     home_q: np.ndarray | None = field(init=False, repr=False)
     retreat: np.ndarray = field(init=False, repr=False)
@@ -142,6 +147,10 @@ class SafetyConfig:
         self.velocity = _per_joint("velocity_limit", self.velocity_limit, n, positive=True)
         rate = _per_joint("max_command_rate", self.max_command_rate, n, positive=True, allow_inf=True)
         self.rate = _frozen(np.minimum(rate, self.velocity))
+        if self.acceleration_limit is None:  # default: stop from the velocity limit in 0.1 s
+            self.accel = _frozen(10.0 * self.velocity)
+        else:
+            self.accel = _per_joint("acceleration_limit", self.acceleration_limit, n, positive=True)
         self.effort = None if self.effort_limit is None else _per_joint("effort_limit", self.effort_limit, n, positive=True)
         if not (self.velocity_trip_factor >= 1.0):
             raise ValueError("SafetyConfig.velocity_trip_factor must be >= 1 (1 = trip at the limit)")

@@ -14,8 +14,9 @@ Data path (positions are in the configured ``joint_names`` order)::
                               -> workspace: scale back along the path from the current command
                               -> target
     tick(t)                  -- pick a mode (priority order below)
-                              -> move the output toward the mode's goal, at most rate * dt per
-                                 joint, along a straight line in joint space
+                              -> ok: move the output toward the target, at most rate * dt per
+                                 joint, along a straight line in joint space; any other mode:
+                                 the filter's own motion within rate and acceleration limits
                               -> (command or None, status)
 
 Modes, highest priority first (the first that applies wins):
@@ -23,22 +24,32 @@ Modes, highest priority first (the first that applies wins):
     ======== ================================================ =====================================
     mode     when                                             output
     ======== ================================================ =====================================
-    brake    internal error (latched until ``reset_fault``)   measured position at brake start
+    brake    internal error (latched until ``reset_fault``)   stop, then to the measured position
+                                                              latched at brake start
     estop    e-stop engaged (latched until ``reset_estop``)   ``estop_action``: brake | hold
     fault    no / invalid / stale joint state                 ``fault_action``: None | hold
-    brake    measured velocity or effort over its limit       measured position at brake start
+    brake    measured velocity or effort over its limit       same (brake)
     backup   risk > threshold (until < threshold-hysteresis)  ``backup``: hold | retreat to home
-    brake    no command for ``brake_timeout_s``               measured position at brake start
-    hold     no command yet / for ``cmd_timeout_s`` / no new  last safe command
+    brake    no command for ``brake_timeout_s``               same (brake)
+    hold     no command yet / for ``cmd_timeout_s`` / no new  stop, then hold where it stopped
              command since the last intervention
     ok       fresh, validated command                         target, rate limited
     ======== ================================================ =====================================
 
-"hold" keeps sending the last safe command (the last output); "brake" latches the measured joint
-position when braking starts and keeps sending that (re-latching every tick would let the arm sag
-under gravity). After any non-``ok`` tick the pending target is dropped: the filter resumes only
-on a command received after the intervention, validated from where the output is then, so an old
-command is never replayed and the workspace check always covers the path actually taken.
+Every mode but ``ok`` moves the output by :class:`robot_rl.safety.braking.FilterMotion`, never by a
+jump: no step above ``rate * dt`` and no change of step above ``acceleration_limit * dt**2`` per
+joint, the command velocity being tracked from the last outputs. It first decelerates along the
+direction of motion to rest (from full speed within 0.1 s and about ``v**2 / (2 a)`` by default),
+then: "hold" (and e-stop "hold", fault "hold", backup "hold") keeps sending that stopping point;
+"brake" goes on, along a straight joint-space line with a trapezoidal profile, to the measured
+joint position latched when braking started, and keeps sending that (re-latching every tick would
+let the arm sag under gravity); backup "retreat" does the same toward ``home`` at
+``min(retreat_rate, rate)``. In ``ok`` the output follows the workspace-checked straight line to
+the target at the rate limit only (bending that line to smooth accelerations would leave the
+checked path); the policy's own commands set those accelerations. After any non-``ok`` tick the
+pending target is dropped: the filter resumes only on a command received after the intervention,
+validated from where the output is then, so an old command is never replayed and the workspace
+check always covers the path actually taken.
 
 Workspace handling: a command is never rejected for the workspace; it is *scaled back*. The
 straight joint-space path from the current command (the last output) to the new target is sampled
@@ -54,14 +65,16 @@ commands at 50 Hz never comes near the cut (256 x 0.02 rad = 5.1 rad by default)
 command is already outside the box (e.g. at start-up), the path may go on only while it does not
 get farther outside, so the robot can always come back in. Because the tick moves along that same
 straight line (uniform rate scaling, not per-joint clipping), every command sent stays on the
-checked path. The backup "retreat" to ``home`` is the one motion not checked per step: ``home``
-itself is checked (inside the joint limits and the box) when the filter is built, and the path to
-it is the straight joint-space line at ``retreat_rate``.
+checked path. The filter's own motions are not checked per step: a stop overshoots the current
+line by at most its stopping distance (clipped to the joint limits), and the backup "retreat" to
+``home`` (itself checked, inside the joint limits and the box, when the filter is built) follows the
+straight joint-space line from where the output came to rest.
 
-Fail closed: an exception anywhere in :meth:`tick` latches an internal error and sends a brake
-command (the measured position; or the last output if no valid state exists; or nothing); an
-exception while handling a command rejects the command. A raw policy command is never returned:
-outputs only come from validated, clipped targets moved by the rate limiter.
+Fail closed: an exception anywhere in :meth:`tick` latches an internal error and brakes (that tick
+sends one braking step from the last output; with no usable output, the latched brake position;
+with neither, nothing); an exception while handling a command rejects the command. A raw policy
+command is never returned: outputs only come from validated, clipped targets moved by the rate
+limiter.
 
 Thread safety: each public method holds one lock, so state, command, e-stop and risk callbacks
 may come from other threads than the tick.
@@ -75,6 +88,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from robot_rl.joint_map import JointMap, JointMapError
+
+from .braking import BRAKE as _M_BRAKE
+from .braking import RETREAT as _M_RETREAT
+from .braking import STOP as _M_STOP
+from .braking import FilterMotion
 from .config import SafetyConfig
 
 # most points of one command's path the workspace check evaluates (see the module docstring)
@@ -140,6 +159,7 @@ STATUS_KEYS = (
     "counters",
     "last_reject_reason",
     "last_state_fault",
+    "last_reject_detail",
     "last_intervention",
     "last_error",
 )
@@ -208,7 +228,10 @@ class SafetyFilter:
     def __init__(self, config: SafetyConfig, kinematics: Any = None):
         self.config = cfg = config
         n = self.n = cfg.njoint
-        self._index = {name: i for i, name in enumerate(cfg.joint_names)}
+        # name -> index mapping of commands (strict) and joint states (extras per strict_state_names)
+        self._cmd_map = JointMap(cfg.joint_names, extra="refuse", what="command")
+        self._state_map = JointMap(cfg.joint_names, extra="refuse" if cfg.strict_state_names else "ignore",
+                                   what="joint state")
         self._kin = None
         if cfg.ws_lower is not None:
             if kinematics is None:
@@ -237,6 +260,8 @@ class SafetyFilter:
         self._cmd_hi = np.array(cfg.cmd_upper)
         self._rate_inv = 1.0 / np.array(cfg.rate)
         self._retreat_inv = 1.0 / np.array(cfg.retreat)
+        # the filter's own motions (hold, brake, e-stop, fault hold, backup) within rate and accel
+        self._motion = FilterMotion(cfg.rate, cfg.accel, np.minimum(cfg.retreat, cfg.rate))
         self._vel_trip = np.array(cfg.velocity) * cfg.velocity_trip_factor
         self._eff_trip = None if cfg.effort is None else np.array(cfg.effort)
         self._home = None if cfg.home_q is None else np.array(cfg.home_q)
@@ -247,14 +272,13 @@ class SafetyFilter:
         self._target = np.zeros(n)
         self._out = np.zeros(n)
         self._brake_pos = np.zeros(n)
+        self._prev_out = np.zeros(n)
+        self._vel = np.zeros(n)  # command velocity: (last output - the one before) / dt
         self._d = np.zeros(n)
         self._tmp = np.zeros(n)
         self._cmd_buf = np.zeros(n)
         self._state_buf = np.zeros(n)
         self._lock = threading.Lock()
-        # name -> permutation caches: (names tuple, index array)
-        self._cmd_perm_cache: tuple[tuple, np.ndarray] | None = None
-        self._state_perm_cache: tuple[tuple, np.ndarray] | None = None
         self._reset_state()
 
     # ------------------------------------------------------------------------------------------
@@ -271,7 +295,9 @@ class SafetyFilter:
         self._target_limits: tuple[str, ...] = ()
         self._target_limits_rate: tuple[str, ...] = ("rate",)
         self._have_out = False
-        self._braking = False
+        self._motion.reset()
+        self._vel[:] = 0.0
+        self._last_dt = 0.0
         self._estop_input = False
         self._estop_latched = False
         self._risk = 0.0
@@ -304,6 +330,7 @@ class SafetyFilter:
             "counters": self.counters,
             "last_reject_reason": None,
             "last_state_fault": None,
+            "last_reject_detail": None,
             "last_intervention": None,
             "last_error": None,
         }
@@ -315,28 +342,14 @@ class SafetyFilter:
     # ------------------------------------------------------------------------------------------
     # inputs
 
-    def _perm(self, names: Sequence[str], cache_attr: str, strict: bool, prefix: str) -> np.ndarray:
-        key = tuple(names)
-        cache = getattr(self, cache_attr)
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        perm = np.full(self.n, -1, dtype=np.int64)
-        for k, name in enumerate(key):
-            i = self._index.get(name)
-            if i is None:
-                if strict:
-                    raise _Reject(prefix + "unknown_joint", f"unknown joint {name!r}")
-                continue
-            if perm[i] >= 0:
-                raise _Reject(prefix + "duplicate_joint", f"joint {name!r} given twice")
-            perm[i] = k
-        if (perm < 0).any():
-            missing = [self.config.joint_names[i] for i in np.flatnonzero(perm < 0)]
-            raise _Reject(prefix + "missing_joint", f"missing joints {missing}")
-        setattr(self, cache_attr, (key, perm))
-        return perm
+    def _perm(self, names: Sequence[str], jmap: JointMap, prefix: str) -> np.ndarray:
+        """Permutation of a message's values into the configured order (cached by the map)."""
+        try:
+            return jmap.permutation(names)
+        except JointMapError as e:
+            raise _Reject(prefix + e.reason, str(e)) from None
 
-    def _read_vector(self, names, values, cache_attr: str, strict: bool, prefix: str, out: np.ndarray) -> np.ndarray | None:
+    def _read_vector(self, names, values, jmap: JointMap, prefix: str, out: np.ndarray) -> np.ndarray | None:
         """Validate one (names, values) message into ``out`` (configured order).
 
         Returns the permutation used (None when ``names`` is None, i.e. configured order)."""
@@ -356,7 +369,7 @@ class SafetyFilter:
         else:
             if isinstance(names, str) or len(names) != vals.shape[0]:
                 raise _Reject(prefix + "wrong_length", f"{len(names)} names but {vals.shape[0]} values")
-            perm = self._perm(names, cache_attr, strict, prefix)
+            perm = self._perm(names, jmap, prefix)
             np.take(vals, perm, out=out)
         # only the configured joints count (values of ignored extra joints may be anything)
         if not np.isfinite(out).all():
@@ -375,15 +388,15 @@ class SafetyFilter:
         with self._lock:
             try:
                 t = _time(t, "state_bad_time")
-                perm = self._read_vector(names, position, "_state_perm_cache", self.config.strict_state_names, "state_", self._state_buf)
+                perm = self._read_vector(names, position, self._state_map, "state_", self._state_buf)
                 vel = self._optional_vector(velocity, perm, self._meas_vel, len(position))
                 eff = self._optional_vector(effort, perm, self._meas_eff, len(position))
             except _Reject as rej:
-                self._state_rejected(rej.reason)
+                self._state_rejected(rej.reason, str(rej))
                 return False
             except Exception as exc:  # fail closed: an unreadable state is a fault
                 self.status["last_error"] = f"on_state: {exc!r}"
-                self._state_rejected("state_internal_error")
+                self._state_rejected("state_internal_error", repr(exc))
                 return False
             np.copyto(self._meas, self._state_buf)
             self._have_state = True
@@ -426,7 +439,8 @@ class SafetyFilter:
             raise _Reject("state_non_finite", "NaN or Inf in velocity/effort")
         return True
 
-    def _state_rejected(self, reason: str) -> None:
+    def _state_rejected(self, reason: str, detail: str = "") -> None:
+        self.status["last_reject_detail"] = detail or reason
         self._state_fault = reason
         self.counters["states_rejected"][reason] += 1
         self.status["last_state_fault"] = reason
@@ -443,7 +457,7 @@ class SafetyFilter:
         with self._lock:
             try:
                 t = _time(t, "bad_time")
-                self._read_vector(names, values, "_cmd_perm_cache", True, "", self._cmd_buf)
+                self._read_vector(names, values, self._cmd_map, "", self._cmd_buf)
                 if not self._have_out:
                     raise _Reject("no_state", "no joint state received yet; command dropped")
                 limits: list[str] = []
@@ -460,11 +474,11 @@ class SafetyFilter:
                         self._cmd_buf *= alpha
                         self._cmd_buf += self._out
             except _Reject as rej:
-                self._command_rejected(rej.reason)
+                self._command_rejected(rej.reason, str(rej))
                 return False
             except Exception as exc:  # fail closed: a command we could not check is dropped
                 self.status["last_error"] = f"on_command: {exc!r}"
-                self._command_rejected("internal_error")
+                self._command_rejected("internal_error", repr(exc))
                 return False
             np.copyto(self._target, self._cmd_buf)
             self._have_target = True
@@ -476,7 +490,8 @@ class SafetyFilter:
                 self.counters["commands_clipped"][r] += 1
             return True
 
-    def _command_rejected(self, reason: str) -> None:
+    def _command_rejected(self, reason: str, detail: str = "") -> None:
+        self.status["last_reject_detail"] = detail or reason
         self.counters["commands_rejected"][reason] += 1
         self.status["last_reject_reason"] = reason
 
@@ -629,6 +644,7 @@ class SafetyFilter:
             if dt > cfg.max_tick_dt_s:
                 dt = cfg.max_tick_dt_s
         self._t_tick = t
+        self._last_dt = dt
         self.counters["ticks"] += 1
         state_age = t - self._t_state
         cmd_age = math.inf if self._t_cmd is None else t - self._t_cmd
@@ -665,32 +681,31 @@ class SafetyFilter:
 
         # ---- output ----
         limits: tuple[str, ...] = ()
-        braking = False
         send = True
+        motion = self._motion
+        np.copyto(self._prev_out, self._out)
         if mode is OK:
+            motion.reset()
             if self._step_toward(self._target, self._rate_inv, dt):
                 limits = self._target_limits_rate
                 self.counters["rate_limited_ticks"] += 1
             else:
                 limits = self._target_limits
-        elif mode is HOLD:
-            pass
-        elif mode is BRAKE or (mode is ESTOP and cfg.estop_action == "brake"):
-            braking = True
-            if not self._braking:
-                src = self._meas if self._have_state else self._out
-                np.minimum(src, self._hi, out=self._brake_pos)
-                np.maximum(self._brake_pos, self._lo, out=self._brake_pos)
-            np.copyto(self._out, self._brake_pos)
-        elif mode is ESTOP:  # estop_action == "hold"
-            pass
-        elif mode is BACKUP:
-            if cfg.backup == "retreat":
-                if self._step_toward(self._home, self._retreat_inv, dt):
-                    limits = ("rate",)
-        else:  # FAULT
-            send = cfg.fault_action == "hold"
-        self._braking = braking
+        elif mode is FAULT and cfg.fault_action != "hold":
+            send = False
+            motion.reset()
+        elif self._have_out:  # the filter's own motion: stop, then brake / retreat to a goal, or hold
+            if mode is BRAKE or (mode is ESTOP and cfg.estop_action == "brake"):
+                if motion.kind != _M_BRAKE:  # the measured position when braking begins, latched
+                    np.clip(self._meas if self._have_state else self._out, self._lo, self._hi, out=self._brake_pos)
+                motion.start(_M_BRAKE, self._brake_pos)
+            elif mode is BACKUP and cfg.backup == "retreat":
+                motion.start(_M_RETREAT, self._home)
+            else:  # hold, e-stop hold, fault hold, backup hold
+                motion.start(_M_STOP)
+            motion.step(self._out, self._vel, dt)
+            if motion.kind == _M_RETREAT and not np.array_equal(self._out, self._home):
+                limits = ("rate",)
         if mode is not OK:
             self._have_target = False
             if reason != self._prev_reason:
@@ -705,7 +720,12 @@ class SafetyFilter:
             np.maximum(o, self._lo, out=o)
             if not math.isfinite(float(np.dot(o, o))):
                 raise FloatingPointError("non-finite safety output")
+            if dt > 0.0:
+                np.subtract(o, self._prev_out, out=self._vel)
+                self._vel /= dt
             out = o.copy()
+        else:
+            self._vel[:] = 0.0  # nothing sent: the driver holds its last command
 
         st["t"] = t
         st["mode"] = mode
@@ -738,7 +758,8 @@ class SafetyFilter:
                 st["t"] = float(t)
             except Exception:
                 st["t"] = None
-            if not self._braking:
+            motion = self._motion
+            if motion.kind != _M_BRAKE:
                 if self._have_state and np.isfinite(self._meas).all():
                     src = self._meas
                 elif self._have_out and np.isfinite(self._out).all():
@@ -746,10 +767,25 @@ class SafetyFilter:
                 else:
                     return None, st
                 np.clip(src, self._lo, self._hi, out=self._brake_pos)
-                self._braking = True
-            if not np.isfinite(self._brake_pos).all():
-                return None, st
-            np.copyto(self._out, self._brake_pos)
-            return self._brake_pos.copy(), st
+                motion.start(_M_BRAKE, self._brake_pos)
+            if not (self._have_out and np.isfinite(self._out).all() and np.isfinite(self._vel).all()):
+                if not np.isfinite(self._brake_pos).all():
+                    return None, st
+                np.copyto(self._out, self._brake_pos)  # no usable output: the latched brake position
+                self._vel[:] = 0.0
+                return self._brake_pos.copy(), st
+            np.copyto(self._prev_out, self._out)
+            try:  # one braking step, with the last tick's dt (this tick's time may be the problem)
+                motion.step(self._out, self._vel, self._last_dt)
+                np.clip(self._out, self._lo, self._hi, out=self._out)
+                if not np.isfinite(self._out).all():
+                    raise FloatingPointError("non-finite brake step")
+                if self._last_dt > 0.0:
+                    np.subtract(self._out, self._prev_out, out=self._vel)
+                    self._vel /= self._last_dt
+            except Exception:  # hold the last output
+                np.copyto(self._out, self._prev_out)
+                self._vel[:] = 0.0
+            return self._out.copy(), st
         except Exception:
             return None, self.status

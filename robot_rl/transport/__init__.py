@@ -34,13 +34,14 @@ import os
 from typing import Any, Iterable, Sequence
 
 from . import msgs
-from .base import Node, Publisher, Subscription, Timer, TransportError
+from .base import BARE_DDS_APP, EndpointInfo, Node, Publisher, Subscription, Timer, TransportError
 from .names import NameError_, expand_topic_name, resolve_topic_name
 from .qos import LATCHED, SENSOR_DATA, QoSProfile, resolve_qos
 from .ros_args import RosArgs, RosArgsError, parse_ros_args
 
 __all__ = [
     "create_node", "available_backends", "Node", "Publisher", "Subscription", "Timer", "TransportError",
+    "EndpointInfo", "BARE_DDS_APP",
     "QoSProfile", "SENSOR_DATA", "LATCHED", "resolve_qos", "RosArgs", "RosArgsError", "parse_ros_args",
     "NameError_", "expand_topic_name", "resolve_topic_name", "msgs",
 ]

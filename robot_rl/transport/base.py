@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from . import names as _names
@@ -32,7 +33,24 @@ def _wait_until(ready: Callable[[], bool], timeout: float) -> bool:
 from .qos import QoSLike, QoSProfile
 from .ros_args import RosArgs, parse_ros_args
 
-__all__ = ["Node", "Publisher", "Subscription", "Timer", "TransportError"]
+__all__ = ["Node", "Publisher", "Subscription", "Timer", "TransportError", "EndpointInfo", "BARE_DDS_APP"]
+
+BARE_DDS_APP = "_CREATED_BY_BARE_DDS_APP_"
+"""The node name and namespace ROS 2 reports for an endpoint no node claims."""
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """One publisher or subscription of a topic, as the ROS graph shows it (rclpy's
+    ``TopicEndpointInfo``): ``node_name`` / ``node_namespace`` (``_CREATED_BY_BARE_DDS_APP_``
+    when no node claims it), ``topic_type`` (``pkg/msg/Name``), ``qos`` (reliability and
+    durability; history and depth are not part of discovery) and ``gid`` (16 bytes)."""
+
+    node_name: str
+    node_namespace: str
+    topic_type: str
+    qos: QoSProfile
+    gid: bytes
 
 
 class TransportError(RuntimeError):
@@ -190,6 +208,15 @@ class Node(ABC):
     @abstractmethod
     def get_node_names_and_namespaces(self) -> list[tuple[str, str]]:
         """(name, namespace) of every node visible in the ROS graph, this one included."""
+
+    @abstractmethod
+    def get_publishers_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        """Every publisher of ``topic`` (expanded for this node, not remapped, as rclpy does)
+        in the ROS graph: its node, type, QoS and GID."""
+
+    @abstractmethod
+    def get_subscriptions_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        """Every subscription of ``topic`` (see :meth:`get_publishers_info_by_topic`)."""
 
     # -- executor --------------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ What makes it a ROS 2 peer (see shared/notes/ros2-wire.md):
   peers (rclpy's default rmw) match types with sequences/nested structs. A user's own
   ``CYCLONEDDS_URI`` is appended last, so it can override any of it;
 * one DDS participant per process and domain (as rmw does since Foxy), with ``enclave=/;`` in its
-  USER_DATA, announcing its nodes and their reader/writer GIDs on ``ros_discovery_info``
-  (reliable, transient-local, keep-last 1), republished on every change, whenever a new reader of
-  it appears, and once a second, so ``ros2 node list`` and rclpy's graph API see the nodes.
+  USER_DATA, announcing its nodes and their reader/writer GIDs on ``ros_discovery_info``, so
+  ``ros2 node list``, ``ros2 topic info -v`` and rclpy's graph API see our nodes and name our
+  endpoints (including the workaround rmw_fastrtps / Fast DDS 3 needs: see
+  :mod:`robot_rl.transport.dds_graph`, which also gives our own view of the graph).
 
 Receive path: every subscription has a read condition attached to the node's wait set; the
 executor thread blocks in the wait set (GIL released) until data arrives, a timer is due, or the
@@ -32,7 +33,6 @@ import ctypes
 import sys
 from typing import Any, Callable, Iterable, Sequence
 
-from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsParticipant
 from cyclonedds.core import (
     DDSException, GuardCondition, InstanceState, Listener, Policy, Qos, ReadCondition, SampleState,
     ViewState, WaitSet,
@@ -45,7 +45,9 @@ from cyclonedds.util import duration
 
 from . import names as _names
 from .base import Node, Publisher, Subscription, Timer, TransportError
-from .msgs import Gid, Message, NodeEntitiesInfo, ParticipantEntitiesInfo, Time
+from .base import EndpointInfo
+from .dds_graph import DISCOVERY_TOPIC, DomainGraph
+from .msgs import Gid, Message, NodeEntitiesInfo, Time
 from .qos import QoSLike, QoSProfile, resolve_qos
 from .ros_args import RosArgs
 
@@ -53,8 +55,8 @@ __all__ = ["DdsNode", "cyclone_config", "domain_id_from_env", "DISCOVERY_TOPIC"]
 
 log = logging.getLogger("robot_rl.transport.dds")
 
-DISCOVERY_TOPIC = "ros_discovery_info"
 _FAST_DDS_VENDOR = "1.15"
+_WRITER_LINGER = "200 ms"
 _INFINITE_NS = 1 << 62
 _TAKE_BATCH = 256
 
@@ -114,6 +116,9 @@ def cyclone_config(discovery_range: str | None = None, static_peers: Sequence[st
         + general
         + (f"<Discovery>{discovery}</Discovery>" if discovery else "")
         + f"<Compatibility><IgnoreTypeInformation>{_FAST_DDS_VENDOR}</IgnoreTypeInformation></Compatibility>"
+        # a reliable writer deleted with data unacknowledged by a reader of a crashed peer (whose
+        # lease has not expired yet) waits this long for acks: 1 s by default, per writer
+        + f"<Internal><WriterLingerDuration>{_WRITER_LINGER}</WriterLingerDuration></Internal>"
         + "</Domain></CycloneDDS>"
     )
     return f"{xml},{user_uri}" if user_uri else xml
@@ -192,18 +197,10 @@ class _DomainContext:
                 "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST at most 32 participants fit on one machine per domain"
             ) from e
         self.gid = self.participant.get_guid().bytes
-        self._disc_topic = Topic(self.participant, DISCOVERY_TOPIC, ParticipantEntitiesInfo)
-        self._disc_writer = DataWriter(self.participant, self._disc_topic, qos=_dds_qos(
-            QoSProfile(reliability="reliable", durability="transient_local", depth=1)))
-        self._graph_reader: DataReader | None = None
-        self._part_reader: BuiltinDataReader | None = None
-        self._graph: dict[bytes, ParticipantEntitiesInfo] = {}
-        self._alive: set[bytes] = set()
-        self._changed = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._discovery_loop, name=f"ros_discovery_info[{domain_id}]",
-                                        daemon=True)
-        self._thread.start()
+        self.graph = DomainGraph(
+            self.participant, self.gid, self._own_nodes,
+            writer_qos=_dds_qos(QoSProfile(reliability="reliable", durability="transient_local", depth=1)),
+            reader_qos=_dds_qos(QoSProfile(reliability="reliable", durability="transient_local", history="keep_all")))
 
     # topics ----------------------------------------------------------------------------------
 
@@ -224,74 +221,25 @@ class _DomainContext:
     # graph -----------------------------------------------------------------------------------
 
     def graph_changed(self) -> None:
-        self._changed.set()
+        self.graph.changed()
 
-    def _entities_info(self) -> ParticipantEntitiesInfo:
+    def _own_nodes(self) -> list:
         with self.lock:
-            infos = [n._entities_info() for n in self.nodes]
-        return ParticipantEntitiesInfo(gid=Gid(self.gid), node_entities_info_seq=infos)
-
-    def _discovery_loop(self) -> None:
-        last_pub = 0.0
-        last_matched = -1
-        while not self._stop.is_set():
-            changed = self._changed.wait(0.1)
-            if self._stop.is_set():
-                break
-            try:
-                matched = self._disc_writer.get_publication_matched_status().total_count
-                now = time.monotonic()
-                if changed or matched != last_matched or now - last_pub >= 1.0:
-                    self._changed.clear()
-                    self._disc_writer.write(self._entities_info())
-                    last_pub, last_matched = now, matched
-                self._drain_graph()
-            except DDSException as e:  # participant being deleted
-                if not self._stop.is_set():
-                    log.debug("ros_discovery_info publisher: %s", e)
-
-    def _drain_graph(self) -> None:
-        with self.lock:
-            reader, preader = self._graph_reader, self._part_reader
-            if reader is None:
-                return
-            for sample in reader.take(N=_TAKE_BATCH):
-                if isinstance(sample, ParticipantEntitiesInfo):
-                    self._graph[bytes(sample.gid.data)] = sample
-            for sample in preader.take(N=_TAKE_BATCH):
-                info = sample.sample_info
-                key = sample.key.bytes
-                if info.instance_state == InstanceState.Alive:
-                    self._alive.add(key)
-                else:
-                    self._alive.discard(key)
+            return [n._entities_info() for n in self.nodes]
 
     def node_names_and_namespaces(self) -> list[tuple[str, str]]:
         with self.lock:
-            if self._graph_reader is None:
-                qos = _dds_qos(QoSProfile(reliability="reliable", durability="transient_local",
-                                          history="keep_all"))
-                self._graph_reader = DataReader(self.participant, self._disc_topic, qos=qos)
-                self._part_reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsParticipant)
-            self._drain_graph()
-            out = [(info.node_name, info.node_namespace)
-                   for gid, entry in self._graph.items() if gid in self._alive or gid == self.gid
-                   for info in entry.node_entities_info_seq]
-            # our own nodes, even before our own announcement came back
-            out += [(n.name, n.namespace) for n in self.nodes]
-            return sorted(set(out))
+            own = [(n.name, n.namespace) for n in self.nodes]
+        return self.graph.node_names_and_namespaces(own)
 
     def close(self) -> None:
-        self._stop.set()
-        self._changed.set()
-        self._thread.join(timeout=2.0)
+        self.graph.close()
         with self.lock:
-            for e in (self._graph_reader, self._part_reader, self._disc_writer):
+            for e in self.graph.entities():
                 _delete(e)
             for topic in self.topics.values():
                 _delete(topic)
             self.topics.clear()
-            _delete(self._disc_topic)
             _delete(self.participant)
             _delete(self.domain)
 
@@ -477,6 +425,16 @@ class DdsNode(Node):
     def get_node_names_and_namespaces(self) -> list[tuple[str, str]]:
         self._check_alive()
         return self._ctx.node_names_and_namespaces()
+
+    def get_publishers_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        self._check_alive()
+        return self._ctx.graph.endpoints(_names.dds_topic_name(self.resolve_topic_name(topic, only_expand=True)),
+                                         readers=False)
+
+    def get_subscriptions_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        self._check_alive()
+        return self._ctx.graph.endpoints(_names.dds_topic_name(self.resolve_topic_name(topic, only_expand=True)),
+                                         readers=True)
 
     # entities ----------------------------------------------------------------------------------
 

@@ -395,13 +395,31 @@ class ParticipantEntitiesInfo(Message, typename="rmw_dds_common::msg::dds_::Part
 # numpy helpers
 
 
+_JOINT_MAPS: dict[tuple, Any] = {}
+
+
+def _joint_map(names: Sequence[str]):
+    """A cached :class:`robot_rl.joint_map.JointMap` (extra joints ignored) for ``names``."""
+    from robot_rl.joint_map import JointMap
+
+    key = tuple(names)
+    jm = _JOINT_MAPS.get(key)
+    if jm is None:
+        if len(_JOINT_MAPS) >= 32:
+            _JOINT_MAPS.clear()
+        jm = _JOINT_MAPS[key] = JointMap(key, what="JointState")
+    return jm
+
+
 def joint_state_to_numpy(msg: JointState, names: Sequence[str] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(position, velocity, effort) of a JointState as float64 arrays.
 
-    With ``names``, the arrays are reordered to that joint order (a ``KeyError`` names any joint
-    the message lacks). Fields the message leaves empty come back as arrays of NaN of the right
-    length, so a consumer can tell "not reported" from zero.
+    With ``names``, the arrays are reordered to that joint order by
+    :class:`robot_rl.joint_map.JointMap` (joints the message has beyond ``names`` are ignored; a
+    missing or duplicated joint raises :class:`robot_rl.joint_map.JointMapError`, which is a
+    ``KeyError`` and a ``ValueError`` naming the joints). Fields the message leaves empty come back
+    as arrays of NaN of the right length, so a consumer can tell "not reported" from zero.
     """
     pos = np.asarray(msg.position, dtype=np.float64)
     n = len(msg.name) if len(msg.name) else len(pos)
@@ -414,11 +432,7 @@ def joint_state_to_numpy(msg: JointState, names: Sequence[str] | None = None
             raise ValueError(f"JointState has {n} names but a field of length {arr.size}")
         out.append(arr)
     if names is not None:
-        index = {name: i for i, name in enumerate(msg.name)}
-        try:
-            idx = np.fromiter((index[name] for name in names), dtype=np.intp, count=len(names))
-        except KeyError as e:
-            raise KeyError(f"joint {e.args[0]!r} is not in the JointState (has {list(msg.name)})") from None
+        idx = _joint_map(names).permutation(msg.name)
         out = [a[idx] for a in out]
     return out[0], out[1], out[2]
 

@@ -25,7 +25,7 @@ from rclpy.node import Node as _RclpyNode
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile as _RclpyQoS, ReliabilityPolicy
 
-from .base import Node, Publisher, Subscription, Timer, TransportError
+from .base import EndpointInfo, Node, Publisher, Subscription, Timer, TransportError
 from .msgs import Message, Time
 from .qos import QoSLike, QoSProfile, resolve_qos
 from .ros_args import RosArgs
@@ -246,6 +246,27 @@ class RclpyNode(Node):
     def get_node_names_and_namespaces(self) -> list[tuple[str, str]]:
         self._check_alive()
         return sorted(set(self._node.get_node_names_and_namespaces()))
+
+    def _endpoints(self, infos) -> list[EndpointInfo]:
+        out = []
+        for i in infos:
+            q = i.qos_profile
+            out.append(EndpointInfo(
+                i.node_name, i.node_namespace, i.topic_type,
+                QoSProfile(reliability="best_effort" if q.reliability == ReliabilityPolicy.BEST_EFFORT else "reliable",
+                           durability="transient_local" if q.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                           else "volatile"),
+                bytes(i.endpoint_gid)[:16]))
+        return sorted(out, key=lambda e: (e.node_namespace, e.node_name, e.gid))
+
+    def get_publishers_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        self._check_alive()
+        return self._endpoints(self._node.get_publishers_info_by_topic(self.resolve_topic_name(topic, only_expand=True)))
+
+    def get_subscriptions_info_by_topic(self, topic: str) -> list[EndpointInfo]:
+        self._check_alive()
+        return self._endpoints(
+            self._node.get_subscriptions_info_by_topic(self.resolve_topic_name(topic, only_expand=True)))
 
     @property
     def rclpy_node(self) -> _RclpyNode:

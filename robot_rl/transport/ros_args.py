@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from . import param_values as _param_values
 from .names import NameError_, RemapRule, normalize_namespace, validate_node_name
 
 __all__ = ["RosArgs", "RosArgsError", "parse_ros_args", "parse_param_value", "load_params_file"]
@@ -165,7 +166,10 @@ def _apply(out: RosArgs, flag: str, value: str) -> None:
             node, lhs = lhs.split(":", 1)
         if not lhs or not re.match(r"^[A-Za-z_][A-Za-z0-9_./]*$", lhs):
             raise RosArgsError(f"invalid parameter name {lhs!r} in {value!r}")
-        parsed = parse_param_value(raw)
+        try:
+            parsed = parse_param_value(raw)
+        except RosArgsError as e:
+            raise RosArgsError(f"-p {value}: {e}") from None
         if node:
             out.node_params.setdefault(node, {})[lhs] = parsed
         else:
@@ -188,80 +192,29 @@ def _apply(out: RosArgs, flag: str, value: str) -> None:
         out.log_file_name = value
 
 
-_TRUE = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"}
-_FALSE = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"}
-_INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
-_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
-
-
 def parse_param_value(text: str) -> Any:
-    """Type a ``-p name:=value`` value like ROS 2's YAML rules: bool, int, float, string or a
-    homogeneous list ``[a, b]``; quotes force a string (``'1'`` is the string ``"1"``)."""
-    s = text.strip()
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
-        return s[1:-1]
-    if s.startswith("[") and s.endswith("]"):
-        inner = s[1:-1].strip()
-        if not inner:
-            return []
-        items = [parse_param_value(x) for x in _split_list(inner)]
-        kinds = {type(x) for x in items}
-        if kinds == {int, float}:
-            return [float(x) for x in items]
-        if len(kinds) > 1:
-            raise RosArgsError(f"parameter list {text!r} mixes types {sorted(k.__name__ for k in kinds)}")
-        return items
-    if s in _TRUE:
-        return True
-    if s in _FALSE:
-        return False
-    if _INT_RE.match(s):
-        return int(s.replace("_", ""))
-    if _FLOAT_RE.match(s):
-        return float(s.replace("_", ""))
-    if s.lower() in (".inf", "+.inf"):
-        return float("inf")
-    if s.lower() == "-.inf":
-        return float("-inf")
-    if s.lower() == ".nan":
-        return float("nan")
-    return text
-
-
-def _split_list(inner: str) -> list[str]:
-    items, cur, quote = [], [], None
-    for ch in inner:
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-            cur.append(ch)
-        elif ch == ",":
-            items.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    items.append("".join(cur))
-    return [x.strip() for x in items]
+    """Type a ``-p name:=value`` value exactly as rcl does (bool, int, float, string or a list of
+    one type; quotes force a string: ``'1'`` is the string ``"1"``). See
+    :mod:`robot_rl.transport.param_values` for the rules; raises :class:`RosArgsError`."""
+    try:
+        return _param_values.parse_param_value(text, rules="rcl")
+    except _param_values.ParamValueError as e:
+        raise RosArgsError(str(e)) from None
 
 
 def load_params_file(path: str, node_name: str, fully_qualified_name: str | None = None) -> dict[str, Any]:
     """Parameters for one node from a ROS 2 params YAML file (``/**``, ``node`` or ``/ns/node`` keys
-    with a ``ros__parameters`` mapping; nested mappings become dotted names). Uses PyYAML, or
-    ruamel.yaml when PyYAML is absent."""
+    with a ``ros__parameters`` mapping; nested mappings become dotted names). Values are typed by
+    rcl's rules (:func:`robot_rl.transport.param_values.parse_params_yaml`)."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise RosArgsError(f"--params-file {path}: {e}") from None
     try:
-        doc = _safe_load_yaml(text) or {}
-    except RosArgsError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any YAML syntax error
-        raise RosArgsError(f"--params-file {path}: not valid YAML: {e}") from None
+        doc = _param_values.parse_params_yaml(text) or {}
+    except _param_values.ParamValueError as e:
+        raise RosArgsError(f"--params-file {path}: {e}") from None
     if not isinstance(doc, dict):
         raise RosArgsError(f"--params-file {path}: top level must be a mapping of node names")
     fqn = fully_qualified_name or "/" + node_name
@@ -272,20 +225,6 @@ def load_params_file(path: str, node_name: str, fully_qualified_name: str | None
         if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
             out.update(_flatten(section["ros__parameters"]))
     return out
-
-
-def _safe_load_yaml(text: str) -> Any:
-    try:
-        import yaml  # type: ignore  # PyYAML
-    except ImportError:
-        pass
-    else:
-        return yaml.safe_load(text)
-    try:
-        from ruamel.yaml import YAML  # type: ignore
-    except ImportError:
-        raise RosArgsError("reading --params-file needs a YAML parser: pip install pyyaml") from None
-    return YAML(typ="safe", pure=True).load(text)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

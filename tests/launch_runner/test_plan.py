@@ -157,6 +157,30 @@ def test_namespaces_and_groups(tmp_path):
     assert argv["d"] == ["--ros-args", "-r", "__node:=d", "-r", "__ns:=/robot/inner"]
 
 
+def test_root_namespace_argument(tmp_path):
+    """`__ns:=/NS` on the command line pushes a namespace around the whole file (robot-rl only)."""
+    from robot_rl.launch_runner import LaunchError
+
+    f = write(tmp_path, "r.launch.xml", """<launch>
+      <arg name="namespace" default=""/>
+      <node pkg="p" exec="root" name="root"/>
+      <node pkg="p" exec="abs" name="abs" namespace="/abs"/>
+      <group>
+        <push-ros-namespace namespace="$(var namespace)"/>
+        <node pkg="p" exec="a" name="a"/>
+        <node pkg="p" exec="b" name="b" namespace="sub"/>
+      </group>
+    </launch>""")
+    ns = lambda args: {n.name: n.namespace for n in plan(f, args).nodes}  # noqa: E731
+    assert ns({}) == {"root": None, "abs": "/abs", "a": "/", "b": "/sub"}
+    assert ns({"namespace": "arm1"}) == {"root": None, "abs": "/abs", "a": "/arm1", "b": "/arm1/sub"}
+    assert ns({"__ns": "/arm2"}) == {"root": "/arm2", "abs": "/abs", "a": "/arm2", "b": "/arm2/sub"}
+    assert ns({"__ns": "arm2", "namespace": "left"})["b"] == "/arm2/left/sub"
+    assert plan(f, ["__ns:=/arm2"]).nodes[0].arguments == ["--ros-args", "-r", "__node:=root", "-r", "__ns:=/arm2"]
+    with pytest.raises(LaunchError, match="invalid namespace '/9bad'"):
+        plan(f, {"__ns": "/9bad"})
+
+
 def test_group_forwarding_and_keep(tmp_path):
     f = write(tmp_path, "g.launch.xml", """<launch>
       <let name="x" value="outer"/>
@@ -244,9 +268,16 @@ def test_parameter_values_xml_yaml(tmp_path, xml_value, yaml_value, expected):
 
 
 def test_rendered_parameter_values_parse_back():
-    for v in [0, -3, 2.5, 1e20, 1e-7, True, False, "x", "true", "1", "a: b", "it's", "",
-              [1, 2], [0.5, 1.0], ["a", "b c"], [True, False], float("inf")]:
-        assert yaml.safe_load(render_param_value(v)) == v
+    """-p text the node (rcl rules) and ros2 launch (PyYAML) both read back as the value."""
+    from robot_rl.transport.param_values import parse_param_value
+
+    for v in [0, -3, 2.5, 1e20, 1e-7, 1.0, True, False, "x", "true", "1", "a: b", "it's", "", "1e3", "y", "N",
+              "inf", "nan", "0x1F", "010", "1_000", "~", "null", "/a/b", [1, 2], [0.5, 1.0], ["a", "b c"],
+              ["1e3", "y"], [True, False], float("inf"), float("-inf")]:
+        text = render_param_value(v)
+        assert yaml.safe_load(text) == v, (v, text)
+        got = parse_param_value(text)
+        assert got == v and type(got) is type(v), (v, text, got)
 
 
 def test_typed_parameters(tmp_path):

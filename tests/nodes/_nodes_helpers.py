@@ -176,11 +176,14 @@ class Recorder:
         with self._lock:
             return self.items[-1][1] if self.items else None
 
-    def wait_for(self, pred, timeout: float, what: str = "a message"):
+    def wait_for(self, pred, timeout: float, what: str = "a message", since: float | None = None):
+        """The newest message satisfying ``pred`` (received at or after ``since``, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                for _, m in reversed(self.items):
+                for t, m in reversed(self.items):
+                    if since is not None and t < since:
+                        break
                     if pred(m):
                         return m
             time.sleep(0.01)
@@ -188,14 +191,16 @@ class Recorder:
 
 
 class StatePublisher:
-    """Publishes a constant JointState at ``rate_hz`` from a thread (a stand-in robot)."""
+    """Publishes a constant JointState at ``rate_hz`` from a thread (a stand-in robot); ``paused``
+    (an Event) suspends it, e.g. for a joint-state outage."""
 
-    def __init__(self, node, names, q, rate_hz: float = 500.0):
+    def __init__(self, node, names, q, rate_hz: float = 500.0, topic: str = "/joint_states"):
         from robot_rl.transport import msgs
 
         self.msgs, self.names, self.q = msgs, list(names), np.asarray(q, dtype=np.float64)
-        self.pub = node.create_publisher(msgs.JointState, "/joint_states")
+        self.pub = node.create_publisher(msgs.JointState, topic)
         self.period = 1.0 / rate_hz
+        self.paused = threading.Event()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -204,7 +209,8 @@ class StatePublisher:
         nxt = time.perf_counter()
         zeros = np.zeros(len(self.names))
         while not self._stop.is_set():
-            self.pub.publish(self.msgs.joint_state_from_numpy(self.names, self.q, zeros, zeros))
+            if not self.paused.is_set():
+                self.pub.publish(self.msgs.joint_state_from_numpy(self.names, self.q, zeros, zeros))
             nxt += self.period
             time.sleep(max(0.0, nxt - time.perf_counter()))
 

@@ -45,19 +45,26 @@ def test_reach_then_policy_death_then_robot_death(graph, reach_artifact):
     target_pub.publish(msg)
     time.sleep(0.3)
 
-    # 2. the policy dies: hold (cmd_stale), then brake (cmd_timeout_brake); never a bad command
+    # 2. the policy dies: hold (cmd_stale), then brake (cmd_timeout_brake); never a bad command.
+    # The brake moves the command, within the rate and acceleration limits, to the position
+    # measured when it began (a few mrad of sag under the payload below the held command), then
+    # holds it there: constant, not re-latched every tick.
     t_kill = time.monotonic()
     policy.kill()
     dg.wait_for(lambda m: diag(m)["reason"] == "cmd_timeout_brake", 5, "brake after the policy died")
-    time.sleep(0.3)
+    time.sleep(0.5)
     reasons = [diag(m)["reason"] for m in dg.since(t_kill)]
     assert "cmd_stale" in reasons and "cmd_timeout_brake" in reasons
     assert reasons.index("cmd_stale") < reasons.index("cmd_timeout_brake"), reasons
     after = np.array([np.asarray(m.data) for m in out.since(t_kill)])
     assert after.ndim == 2 and after.shape[1] == 7 and np.isfinite(after).all()
+    # no jump: at most the rate limit x max_tick_dt_s (10 ms) between two driver commands
+    assert np.abs(np.diff(after, axis=0)).max() <= 0.01 * max(diag(dg.last())["rate_limit"]) + 1e-9
     braking = [np.asarray(diag(m)["command"]) for m in dg.since(t_kill) if diag(m)["mode"] == "brake"]
-    assert len(braking) >= 3 and all(np.array_equal(b, braking[0]) for b in braking), "brake command moved"
-    np.testing.assert_allclose(after[-1], braking[0], atol=1e-12)
+    assert len(braking) >= 5
+    assert all(np.array_equal(b, braking[-1]) for b in braking[-3:]), "the brake command did not settle"
+    assert np.abs(braking[-1] - braking[0]).max() < 0.05  # the sag, not a motion
+    np.testing.assert_allclose(after[-1], braking[-1], atol=1e-12)
 
     # 3. the robot dies: state stale -> fault, and the safety node stops commanding
     twin.kill()

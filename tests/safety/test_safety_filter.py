@@ -174,10 +174,11 @@ def test_states_are_mapped_by_name():
     out, _ = f.tick(0.0)
     np.testing.assert_array_equal(out, [0.1, 0.2, 0.3])  # holds the measured position, reordered
     f.estop(0.001, True)
-    assert f.on_state(0.001, ["j3", "j1", "j2"], [0.33, 0.11, 0.22])
-    out, st = f.tick(0.001)
-    assert st["mode"] == "estop"
-    np.testing.assert_array_equal(out, [0.11, 0.22, 0.33])  # brake = measured position
+    for k in range(1, 200):  # brake: to the measured position (reordered), within the limits
+        assert f.on_state(k * 0.001, ["j3", "j1", "j2"], [0.33, 0.11, 0.22])
+        out, st = f.tick(k * 0.001)
+        assert st["mode"] == "estop"
+    np.testing.assert_array_equal(out, [0.11, 0.22, 0.33])
 
 
 # ------------------------------------------------------------------------------------------
@@ -274,10 +275,16 @@ def test_command_watchdog_holds_then_brakes_then_resumes_on_new_command():
     last_ok = trace[100][0]
     assert trace[101][1:] == ("hold", "cmd_stale")
     for k in range(101, 501):
-        np.testing.assert_array_equal(trace[k][0], last_ok)  # hold the last safe command
+        np.testing.assert_array_equal(trace[k][0], last_ok)  # at rest: hold the last safe command
     assert trace[501][1:] == ("brake", "cmd_timeout_brake")
-    for k in range(501, 801):
-        # brake: the measured position when braking began, latched (not re-read each tick)
+    # brake: back to the measured position when braking began, within the rate and acceleration
+    # limits (0.04 rad at 10 rad/s^2: 2 sqrt(0.04 / 10) = 0.13 s), then latched there (not re-read
+    # each tick: the measurement moves to 0.02 at k = 600)
+    path = np.array([trace[k][0][0] for k in range(500, 801)])
+    assert (np.diff(path) <= 1e-15).all() and path.min() >= 0.01 - 1e-15
+    assert np.abs(np.diff(path)).max() <= 0.001 + 1e-12
+    assert np.abs(np.diff(path, 2)).max() <= 10.0 * 1e-6 + 1e-12
+    for k in range(640, 801):
         np.testing.assert_array_equal(trace[k][0], meas)
     assert f.counters["interventions"]["cmd_stale"] == 1
     assert f.counters["interventions"]["cmd_timeout_brake"] == 1
@@ -313,10 +320,18 @@ def test_stale_state_can_hold_instead():
     f = make_filter(fault_action="hold")
     _start(f)
     f.on_command(0.0, JOINTS, [0.5, 0.0, 0.0])
-    ok_out, _ = f.tick(0.05)
-    out, st = f.tick(0.2)
-    assert st["reason"] == "state_stale"
-    np.testing.assert_array_equal(out, ok_out)
+    outs, reasons = [], []
+    for k in range(1, 300):  # no joint state after t = 0: stale after state_timeout_s = 0.05
+        out, st = f.tick(k * 0.001)
+        outs.append(out)
+        reasons.append(st["reason"])
+    outs = np.array(outs)
+    assert reasons[48] is None and set(reasons[50:]) == {"state_stale"}
+    ok_out = outs[49]  # moving at 1 rad/s when the state went stale
+    # decelerates at 10 rad/s^2 (0.05 rad from 1 rad/s), then holds where it stopped
+    assert np.abs(np.diff(outs[40:], 2, axis=0)).max() <= 10.0 * 1e-6 + 1e-12
+    assert 0.04 < outs[-1][0] - ok_out[0] <= 0.05 + 0.001
+    np.testing.assert_array_equal(outs[-50:], np.broadcast_to(outs[-1], (50, 3)))
 
 
 @pytest.mark.parametrize(
@@ -365,26 +380,30 @@ def test_extra_state_joints_allowed_when_not_strict():
     [([0.0, 2.5, 0.0], None, "velocity_limit"), ([0.0, -1.5, 0.0], [0.0, 0.0, -11.0], "effort_limit")],
 )
 def test_measured_velocity_or_effort_over_limit_brakes(vel, eff, reason):
-    f = make_filter(monitor_hold_s=0.1)
+    f = make_filter(monitor_hold_s=0.5)
     _start(f)
     f.on_command(0.0, JOINTS, [0.5, 0.0, 0.0])
-    f.tick(0.01)
+    run(f, 0.001, 0.02)  # moving at 1 rad/s
     assert f.on_state(0.02, JOINTS, [0.003, 0.0, 0.0], vel, eff)
     out, st = f.tick(0.02)
     assert st["mode"] == "brake" and st["reason"] == reason
-    np.testing.assert_array_equal(out, [0.003, 0.0, 0.0])
-    for k in range(21, 121):  # back under the limit, but the brake lasts monitor_hold_s
+    brake_start = out[0]
+    outs = []
+    for k in range(21, 520):  # back under the limit, but the brake lasts monitor_hold_s
         t = k * 0.001
         f.on_command(t, JOINTS, [0.5, 0.0, 0.0])
         state(f, t, [0.004, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
         out, st = f.tick(t)
         assert st["mode"] == "brake"
-        np.testing.assert_array_equal(out, [0.003, 0.0, 0.0])
-    state(f, 0.121, [0.004, 0.0, 0.0])
-    out, st = f.tick(0.121)
+        outs.append(out[0])
+    # stops within v^2 / (2 a) = 0.05 rad, then goes back to the position measured at the trip
+    assert max(outs) <= brake_start + 0.05 + 1e-9
+    assert outs[-1] == 0.003 and outs[-100:] == [0.003] * 100
+    state(f, 0.521, [0.004, 0.0, 0.0])
+    out, st = f.tick(0.521)
     assert st["mode"] == "hold" and st["reason"] == "awaiting_command"
-    f.on_command(0.122, JOINTS, [0.5, 0.0, 0.0])
-    out, st = f.tick(0.122)
+    f.on_command(0.522, JOINTS, [0.5, 0.0, 0.0])
+    out, st = f.tick(0.522)
     assert st["mode"] == "ok"
     np.testing.assert_allclose(out, [0.004, 0.0, 0.0])  # rate limited from the brake position
 
@@ -397,30 +416,30 @@ def test_estop_latches_until_explicit_reset():
     f = make_filter()
     _start(f)
     f.on_command(0.0, JOINTS, [0.5, 0.0, 0.0])
-    f.tick(0.01)
+    run(f, 0.001, 0.02)
     state(f, 0.02, [0.007, 0.0, 0.0])
     f.estop(0.02, True)
     out, st = f.tick(0.02)
     assert st["mode"] == "estop" and st["estop_latched"] and st["estop_engaged"]
-    np.testing.assert_array_equal(out, [0.007, 0.0, 0.0])
     f.estop(0.03, False)  # releasing the button alone does not clear the stop
-    for k in range(30, 200):
+    for k in range(21, 400):
         t = k * 0.001
         f.on_command(t, JOINTS, [0.5, 0.0, 0.0])
         state(f, t, [0.008, 0.0, 0.0])
         out, st = f.tick(t)
         assert st["mode"] == "estop"
-        np.testing.assert_array_equal(out, [0.007, 0.0, 0.0])
-    f.estop(0.2, True)
+    # braked: stopped, then back to the position measured when the stop engaged, held there
+    np.testing.assert_array_equal(out, [0.007, 0.0, 0.0])
+    f.estop(0.4, True)
     assert not f.reset_estop()  # refused while the input is engaged
-    assert f.tick(0.2)[1]["mode"] == "estop"
-    f.estop(0.21, False)
+    assert f.tick(0.4)[1]["mode"] == "estop"
+    f.estop(0.41, False)
     assert f.reset_estop()
-    state(f, 0.21, [0.008, 0.0, 0.0])
-    out, st = f.tick(0.21)
+    state(f, 0.41, [0.008, 0.0, 0.0])
+    out, st = f.tick(0.41)
     assert st["mode"] == "hold" and st["reason"] == "awaiting_command" and not st["estop_latched"]
-    f.on_command(0.211, JOINTS, [0.5, 0.0, 0.0])
-    out, st = f.tick(0.211)
+    f.on_command(0.411, JOINTS, [0.5, 0.0, 0.0])
+    out, st = f.tick(0.411)
     assert st["mode"] == "ok"
     np.testing.assert_allclose(out, [0.008, 0.0, 0.0])
     assert f.counters["interventions"]["estop"] == 1
@@ -438,11 +457,14 @@ def test_estop_outranks_stale_state_and_can_hold():
     f = make_filter(estop_action="hold")
     _start(f, (0.2, 0.0, 0.0))
     f.on_command(0.0, JOINTS, [0.5, 0.0, 0.0])
-    ok_out, _ = f.tick(0.01)
+    ok_out = run(f, 0.001, 0.02, q=[0.2, 0.0, 0.0])[-1][1]
     f.estop(0.02, True)
-    out, st = f.tick(1.0)  # state long stale: e-stop still sends its hold command
-    assert st["mode"] == "estop"
-    np.testing.assert_array_equal(out, ok_out)
+    trace = run(f, 0.02, 1.0)  # state long stale: e-stop still sends its hold command
+    assert {m for _, _, m, _ in trace} == {"estop"}
+    outs = np.array([o for _, o, _, _ in trace])
+    assert np.abs(np.diff(outs, 2, axis=0)).max() <= 10.0 * 1e-6 + 1e-12
+    assert 0.0 < outs[-1][0] - ok_out[0] <= 0.05 + 0.001  # stopped, then held
+    np.testing.assert_array_equal(outs[-1], outs[200])
 
 
 # ------------------------------------------------------------------------------------------
@@ -458,12 +480,16 @@ def test_high_risk_hands_over_to_hold_with_hysteresis():
     trace = run(f, 0.001, 0.05, cmd=target)
     assert all(m == "ok" for _, _, m, _ in trace)
     f.set_risk(0.05, 0.85)
-    held = trace[-1][1]
+    outs = []
     for t0, risk in ((0.05, 0.85), (0.1, 0.75), (0.15, 0.71)):  # 0.71 is not below 0.8 - 0.1
         f.set_risk(t0, risk)
         for _, out, mode, reason in run(f, t0, t0 + 0.05, cmd=target):
             assert (mode, reason) == ("backup", "risk")
-            np.testing.assert_array_equal(out, held)
+            outs.append(out)
+    outs = np.array(outs)  # decelerates to a stop within the limits, then holds
+    assert np.abs(np.diff(outs, 2, axis=0)).max() <= 10.0 * 1e-6 + 1e-12
+    held = outs[-1]
+    np.testing.assert_array_equal(outs[-30:], np.broadcast_to(held, (30, 3)))
     f.set_risk(0.2, 0.69)
     state(f, 0.2, held)
     _, st = f.tick(0.2)  # commands that arrived during the backup are not resumed
@@ -481,8 +507,10 @@ def test_high_risk_retreats_home_at_the_retreat_rate():
     outs = np.array([o for _, o, _, _ in trace])
     assert all(m == "backup" for _, _, m, _ in trace)
     assert np.abs(np.diff(outs, axis=0)).max() <= 0.0005 + 1e-12
-    np.testing.assert_allclose(outs[500], [0.25, -0.125, 0.0], atol=1e-9)  # t = 0.5 s
-    np.testing.assert_allclose(outs[-1], [0.5, -0.25, 0.0])
+    # a straight line (joint 2 moves half as much), accelerating at joint 1's 10 rad/s^2 to 0.5 rad/s
+    np.testing.assert_allclose(outs[:, 1], -0.5 * outs[:, 0], atol=1e-12)
+    np.testing.assert_allclose(outs[500], [0.2375, -0.11875, 0.0], atol=5e-4)  # t = 0.5 s (0.5 - 0.05 / 2) * 0.5 rad/s
+    np.testing.assert_array_equal(outs[-1], [0.5, -0.25, 0.0])
 
 
 def test_non_finite_or_stale_risk_fails_closed():
@@ -500,6 +528,80 @@ def test_non_finite_or_stale_risk_fails_closed():
     f.on_command(0.07, JOINTS, [0.1, 0.0, 0.0])
     _, st = f.tick(0.07)  # no risk for 60 ms > risk_timeout_s
     assert st["mode"] == "backup" and st["reason"] == "risk_stale" and st["risk"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------
+# the filter's own motions: rate and acceleration limits (10 x velocity_limit by default)
+
+ACCEL = np.array([10.0, 20.0, 30.0])  # 10 x velocity_limit of make_filter
+DT = 0.001
+
+
+@pytest.mark.parametrize("case", ["estop_brake", "estop_hold", "fault_hold", "backup_hold", "retreat",
+                                  "cmd_timeout_brake", "velocity_trip", "internal_error"])
+def test_filter_motions_respect_rate_and_acceleration_limits(case):
+    """From full speed (1 rad/s on every joint, the robot lagging 0.02 rad behind the command),
+    every intervention decelerates within the limits: no step above rate * dt, no change of
+    step above accel * dt^2, stopped within v^2 / (2 a) + v dt (0.051 rad) in about v / a = 0.1 s,
+    then holds (or goes on to its goal: the position measured when braking began, home)."""
+    kw = dict(fault_action="hold", monitor_hold_s=5.0, brake_timeout_s=0.3)
+    if case == "estop_hold":
+        kw["estop_action"] = "hold"
+    if case in ("backup_hold", "retreat"):
+        kw.update(backup="retreat" if case == "retreat" else "hold", home=[-0.2, 0.1, -0.3], retreat_rate=1.0)
+    f = make_filter(**kw)
+    _start(f)
+    target = [0.9, 0.9, 0.9]
+    lag = 0.02
+    outs, meas, modes, trig = [], [], [], 300
+    for k in range(1, 2500):
+        t = k * DT
+        if (k < trig or case not in ("cmd_timeout_brake", "fault_hold")) and k % 20 == 0:
+            f.on_command(t, JOINTS, target)
+        q = (outs[-1] if outs else np.zeros(3)) - lag
+        vel = None
+        if k == trig:
+            if case.startswith("estop"):
+                f.estop(t, True)
+            elif case in ("backup_hold", "retreat"):
+                f.set_risk(t, 1.0)
+            elif case == "velocity_trip":
+                vel = [0.0, 2.5, 0.0]
+            elif case == "internal_error":
+                f._step_toward = lambda *a: 1 / 0
+        if case != "fault_hold" or k < trig:
+            state(f, t, q, vel)
+        out, st = f.tick(t)
+        if case == "internal_error" and k == trig:
+            del f._step_toward
+        outs.append(out.copy())
+        meas.append(q)
+        modes.append((st["mode"], st["reason"]))
+    outs = np.array(outs)
+    first = next(i for i in range(100, len(modes)) if modes[i][0] != "ok")  # the intervention (k = i + 1)
+    assert first >= trig - 1
+    steps = np.diff(outs[first - 3:], axis=0)  # steady motion, then the intervention
+    assert np.allclose(steps[0], DT)  # it was moving at full speed
+    assert np.abs(steps).max() <= 1.0 * DT + 1e-12
+    assert (np.abs(np.diff(steps, axis=0)) <= ACCEL * DT * DT + 1e-12).all()
+    at_first = outs[first - 1]  # the last output before the intervention
+    stop_dist = 1.0 ** 2 / (2 * ACCEL.min()) + 1.0 * DT  # every joint brakes at the slowest joint's rate
+    assert (outs[first:] - at_first).max() <= stop_dist + 1e-12
+    assert (outs[first:first + 101] - at_first).max() >= 0.049  # not harder than the limit either
+    if case in ("estop_hold", "fault_hold", "backup_hold", "cmd_timeout_brake"):
+        np.testing.assert_array_equal(np.diff(outs[first + 101:first + 103], axis=0), 0.0)  # stopped
+    final = outs[-1]
+    np.testing.assert_array_equal(outs[-100:], np.broadcast_to(final, (100, 3)))  # then holds, exactly
+    if case in ("estop_brake", "velocity_trip", "internal_error"):
+        np.testing.assert_allclose(final, meas[first], atol=1e-12)  # the position measured at the brake
+    elif case == "retreat":
+        np.testing.assert_array_equal(final, [-0.2, 0.1, -0.3])
+    elif case == "cmd_timeout_brake":  # held (stopped), then braked to where the robot was measured then
+        brake = next(i for i in range(first, len(modes)) if modes[i][0] == "brake")
+        assert modes[first] == ("hold", "cmd_stale") and brake == first + 200
+        np.testing.assert_allclose(final, meas[brake], atol=1e-12)
+    else:
+        assert 0.049 <= (final - at_first).min() and (final - at_first).max() <= stop_dist
 
 
 # ------------------------------------------------------------------------------------------
@@ -577,8 +679,8 @@ def test_exception_while_checking_a_command_rejects_it():
 
 
 def test_random_input_stream_never_breaks_invariants():
-    """Fuzz: whatever arrives, every output is finite, within the hard limits, and (outside
-    braking) moves at most rate * dt per joint from the previous output."""
+    """Fuzz: whatever arrives, every output is finite, within the hard limits, and moves at most
+    rate * dt per joint from the previous output."""
     rng = np.random.default_rng(0)
     f = make_filter(position_margin=0.05, backup="retreat", home=[0.0, 0.5, -0.5], retreat_rate=0.5)
     lo, hi = np.array([-1.0, -2.0, -3.0]), np.array([1.0, 2.0, 3.0])
@@ -607,7 +709,7 @@ def test_random_input_stream_never_breaks_invariants():
             continue
         assert np.isfinite(out).all()
         assert (out >= lo).all() and (out <= hi).all()
-        if prev is not None and st["mode"] in ("ok", "hold", "backup"):
+        if prev is not None:  # every mode, braking included, moves at most rate * dt
             assert np.abs(out - prev).max() <= 0.001 + 1e-12
         prev = out
         q = q + 0.3 * (out - q)

@@ -66,7 +66,7 @@ def test_remapping_rules():
 def test_parse_ros_args_full():
     argv = ["--my-flag", "3", "--ros-args", "-r", "__node:=arm", "-r", "__ns:=/robot",
             "-r", "joint_states:=/hw/joint_states", "--remap", "arm:cmd:=/arm_cmd",
-            "-p", "rate:=500.0", "-p", "use_sim_time:=true", "--param", "gains:=[1, 2.5]",
+            "-p", "rate:=500.0", "-p", "use_sim_time:=true", "--param", "gains:=[1.0, 2.5]",
             "-p", "arm:name:='007'", "-p", "label:=hello", "--log-level", "debug",
             "--log-level", "rcl:=warn", "--disable-rosout-logs", "-e", "/enc", "--", "positional"]
     a = parse_ros_args(argv)
@@ -98,6 +98,10 @@ def test_parse_ros_args_multiple_sections_and_node_specific_name():
     (["--ros-args", "-r", "__weird:=x"], "special remap"),
     (["--ros-args", "--log-level", "loud"], "log level"),
     (["--ros-args", "-p", "x:=[1, a]"], "mixes types"),
+    (["--ros-args", "-p", "x:=[1, 2.5]"], "decimal point"),  # rcl rejects an int/float mix too
+    (["--ros-args", "-p", "x:={a: 1}"], "mapping"),
+    (["--ros-args", "-p", "x:=[1, [2]]"], "nested list"),
+    (["--ros-args", "-p", "x:="], "empty parameter value"),
 ])
 def test_parse_ros_args_errors(argv, match):
     with pytest.raises(RosArgsError, match=match):
@@ -111,6 +115,91 @@ def test_parse_ros_args_errors(argv, match):
 ])
 def test_parse_param_value(text, value):
     assert parse_param_value(text) == value
+
+
+# text -> what real rcl (ROS 2 Kilted, rcl_yaml_param_parser) makes of `-p x:=<text>`; the rcl
+# column is checked against rcl itself by test_param_typing_matches_real_rcl.
+RCL_TYPING = [
+    ("1", 1), ("-1", -1), ("+1", 1), ("0x1F", 31), ("010", 8), ("08", 8.0), ("-0", 0),
+    ("9223372036854775808", 9.223372036854776e18), ("1_000", "1_000"), ("0b11", "0b11"), ("0o17", "0o17"),
+    ("1e3", 1000.0), ("1.0e+3", 1000.0), (".5", 0.5), ("5.", 5.0), ("-.5", -0.5), ("0x1p3", 8.0),
+    ("1e999", "1e999"), ("4.9e-324", "4.9e-324"), (".inf", float("inf")), ("-.inf", float("-inf")),
+    ("inf", float("inf")), ("Infinity", float("inf")), ("y", True), ("N", False), ("on", True), ("OFF", False),
+    ("~", "~"), ("null", "null"), ("'1'", "1"), ('"true"', "true"), ("!!str 5", "5"), ("1:30", "1:30"),
+    ("12abc", "12abc"), (" 3 ", 3), ("[1, 2]", [1, 2]), ("[y, n]", [True, False]), ("- a\n- b", ["a", "b"]),
+    ("['a', 'b']", ["a", "b"]), ("/a/b", "/a/b"), ("a b", "a b"),
+]
+
+
+@pytest.mark.parametrize("text,value", RCL_TYPING)
+def test_param_typing_follows_rcl(text, value):
+    got = parse_param_value(text)
+    assert type(got) is type(value) and got == value
+
+
+def test_param_typing_matches_real_rcl():
+    """The table above, and the mixed/mapping errors, as real rcl types them (ROS environment)."""
+    import json
+    import math
+    import subprocess
+
+    from _transport_helpers import ros_python
+
+    probe = r"""
+import json, sys
+import rclpy
+from rclpy.node import Node
+out = []
+for i, text in enumerate(json.loads(sys.argv[1])):
+    try:
+        rclpy.init(args=["n", "--ros-args", "-p", f"x:={text}"])
+    except Exception:
+        out.append(["ERROR", None]); continue
+    node = Node(f"probe{i}", automatically_declare_parameters_from_overrides=True)
+    p = node.get_parameter("x")
+    v = p.value
+    v = list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else v
+    out.append([p.type_.name, repr(v) if isinstance(v, float) else v])
+    node.destroy_node()
+    rclpy.shutdown()
+print(json.dumps(out))
+"""
+    texts = [t for t, _ in RCL_TYPING] + ["[1, 2.5]", "{a: 1}", "[1, a]"]
+    r = subprocess.run([ros_python(), "-c", probe, json.dumps(texts)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    kinds = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING"}
+    for (text, value), (kind, v) in zip(RCL_TYPING, got):
+        if isinstance(value, list):
+            assert kind.endswith("_ARRAY") and v == value, (text, kind, v)
+        else:
+            v = float(v) if kind == "DOUBLE" else v
+            assert kind == kinds[type(value)] and (v == value or (math.isnan(v) and math.isnan(value))), (text, kind, v)
+    assert [k for k, _ in got[len(RCL_TYPING):]] == ["ERROR"] * 3
+
+
+@pytest.mark.parametrize("text", ["1e3", "1_000", "0b11", "1:30", "y", "~", "010", "08", ".inf", "1.0e3",
+                                  "[1, 2.5]", "{a: 1}", "'1'", "inf", "0x1F", "yes", "- 1"])
+def test_launch_rules_are_pyyaml(text):
+    """ros2 launch types <param value> text with PyYAML (YAML 1.1); rules="launch" is exactly that."""
+    import math
+
+    import yaml
+
+    from robot_rl.transport.param_values import parse_param_value as ppv
+
+    want, got = yaml.safe_load(text), ppv(text, rules="launch")
+    assert type(got) is type(want) and (got == want or (isinstance(want, float) and math.isnan(want)))
+
+
+def test_params_file_is_typed_by_rcl_rules(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("arm:\n  ros__parameters:\n    big: 1e3\n    flag: y\n    word: '1'\n    n: 1_000\n")
+    assert parse_ros_args(["--ros-args", "--params-file", str(f)]).params_for("arm") == {
+        "big": 1000.0, "flag": True, "word": "1", "n": "1_000"}
+    f.write_text("arm:\n  ros__parameters:\n    gains: [1, 2.5]\n")
+    with pytest.raises(RosArgsError, match="gains'.*mixes types"):
+        parse_ros_args(["--ros-args", "--params-file", str(f)]).params_for("arm")
 
 
 def test_params_file(tmp_path):

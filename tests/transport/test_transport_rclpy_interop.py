@@ -130,3 +130,88 @@ def test_same_node_code_on_both_backends(backend):
     if backend == "rclpy":
         for topic, ours, theirs in report["resolution"]:
             assert ours == theirs, f"{topic!r}: we resolve {ours!r}, rclpy resolves {theirs!r}"
+
+
+SECOND_DDS_PROCESS = r"""
+import sys
+from robot_rl.transport import create_node, msgs
+node = create_node("graph_b", "/arm2", backend="dds")
+node.create_publisher(msgs.JointState, "joint_command")
+node.create_subscription(msgs.JointState, "joint_states", lambda m: None)
+node.start()
+print("ready", flush=True)
+sys.stdin.readline()
+node.shutdown()
+print("done", flush=True)
+"""
+
+
+def test_rclpy_graph_names_our_nodes_and_namespaces():
+    """rclpy (Fast DDS) names the node and namespace of our publishers and subscriptions, with two
+    of our processes in the domain (each node listed once), and forgets a process that leaves; our
+    backend names rclpy's endpoints the same way."""
+    python = ros_python()
+    domain = next_domain_id()
+    topics = ["/arm1/joint_command", "/arm1/joint_states", "/arm2/joint_command", "/arm2/joint_states"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        mp.delenv("CYCLONEDDS_URI", raising=False)
+        mp.setenv("ROS_DOMAIN_ID", str(domain))
+        node = create_node("graph_a", "/arm1", backend="dds", domain_id=domain)
+        node.create_publisher(msgs.JointState, "joint_command")
+        node.create_subscription(msgs.JointState, "joint_states", lambda m: None)
+        other = LineProcess([MAIN_PYTHON, "-c", SECOND_DDS_PROCESS], env=subprocess_env(ROS_DOMAIN_ID=domain))
+        probe = LineProcess([python, str(HERE / "_rclpy_graph_peer.py"), *topics],
+                            env=subprocess_env(ROS_DOMAIN_ID=domain))
+        try:
+            assert other.read_line(TIMEOUT) == "ready", other.stderr()
+            assert probe.read_line(TIMEOUT) == "ready", probe.stderr()
+
+            def report():
+                probe.send("report\n")
+                return json.loads(probe.read_line(TIMEOUT))
+
+            want = {("publishers", "/arm1/joint_command"): ("graph_a", "/arm1"),
+                    ("subscriptions", "/arm1/joint_states"): ("graph_a", "/arm1"),
+                    ("publishers", "/arm2/joint_command"): ("graph_b", "/arm2"),
+                    ("subscriptions", "/arm2/joint_states"): ("graph_b", "/arm2")}
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                r = report()
+                got = {k: [(e["node"], e["ns"]) for e in r[k[0]][k[1]]] for k in want}
+                if all(got[k] == [v] for k, v in want.items()) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert all(got[k] == [v] for k, v in want.items()), got
+            assert r["publishers"]["/arm1/joint_command"][0]["type"] == "sensor_msgs/msg/JointState"
+            nodes = [tuple(n) for n in r["nodes"]]
+            for ours in (("graph_a", "/arm1"), ("graph_b", "/arm2")):
+                assert nodes.count(ours) == 1, nodes
+
+            # and the other way round: our graph API names rclpy's publisher
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                pubs = node.get_publishers_info_by_topic("joint_states")
+                if pubs:
+                    break
+                time.sleep(0.05)
+            assert [(p.node_name, p.node_namespace, p.topic_type, p.qos.durability) for p in pubs] == [
+                ("graph_probe", "/", "sensor_msgs/msg/JointState", "volatile")]
+            subs = node.get_subscriptions_info_by_topic("/arm2/joint_states")
+            assert [(s.node_name, s.node_namespace) for s in subs] == [("graph_b", "/arm2")]
+
+            other.send("stop\n")
+            assert other.read_line(TIMEOUT) == "done", other.stderr()
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                r = report()
+                if ["graph_b", "/arm2"] not in r["nodes"]:
+                    break
+                time.sleep(0.1)
+            assert ["graph_b", "/arm2"] not in r["nodes"] and ["graph_a", "/arm1"] in r["nodes"], r["nodes"]
+            assert [(e["node"], e["ns"]) for e in r["publishers"]["/arm1/joint_command"]] == [("graph_a", "/arm1")]
+            probe.send("stop\n")
+        finally:
+            probe.close()
+            other.close()
+            node.shutdown()

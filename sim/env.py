@@ -38,6 +38,7 @@ import torch
 
 from robot_rl.sim import randomization as R
 from robot_rl.sim.backend import BACKENDS, make_backend
+from robot_rl.sim.delay import DelayLine
 from robot_rl.sim.model import build_model
 from robot_rl.sim.physics_bank import PhysicsBank
 from robot_rl.sim.physics_params import FIELDS, model_fields
@@ -52,17 +53,14 @@ def _index(idx: list[int], device) -> slice | torch.Tensor:
     return torch.tensor(idx, device=device)
 
 
-def _shift_in(history: list[torch.Tensor], new: torch.Tensor) -> list[torch.Tensor]:
-    """History `[newest, ..., oldest]` (`D + 1` tensors `[N, ...]`) with `new` pushed in front.
-    A list of tensors, not one stacked tensor: shifting moves references, never data."""
-    return [new, *history[:-1]]
-
-
-def _delayed(history: list[torch.Tensor], delay: torch.Tensor) -> torch.Tensor:
-    """`history[delay[i]][i]` for every env i (`history` newest first, see `_shift_in`)."""
-    out = history[0]
-    for d in range(1, len(history)):
-        out = torch.where((delay == d).view(-1, *([1] * (out.dim() - 1))), history[d], out)
+def _runs(cols: list[int]) -> list[slice]:
+    """Consecutive runs of column indices as slices: [0, 1, 2, 5, 6] -> [0:3, 5:7]."""
+    out: list[slice] = []
+    for c in cols:
+        if out and out[-1].stop == c:
+            out[-1] = slice(out[-1].start, c + 1)
+        else:
+            out.append(slice(c, c + 1))
     return out
 
 
@@ -185,7 +183,7 @@ class BatchedEnv:
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
-        self._action_buf = [torch.zeros(n, a, device=self.device) for _ in range(self.dr.max_action_delay + 1)]
+        self._action_line = DelayLine(n, a, self.dr.max_action_delay, self.device)
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self.ctrl = torch.zeros(n, model.nu, device=self.device)
         self.action_terms.allocate(n, self.actions)
@@ -203,20 +201,21 @@ class BatchedEnv:
             torch.full((d,), t.noise * t.scale, device=self.device)
             for t, d in zip(self.policy_group.terms, self.policy_group.dims)
         ])
-        self._obs_buf = [
-            torch.zeros(n, self.num_obs["policy"], device=self.device) for _ in range(self.dr.max_obs_delay + 1)
-        ]
+        # sensor noise is drawn for the noisy columns only, as runs of consecutive columns
+        self._noisy = _runs((self._noise_std > 0).nonzero().flatten().tolist())
+        self._noise_scale = [self._noise_std[sl] * self.dr.obs_noise_scale for sl in self._noisy]
+        self._obs_line = DelayLine(n, self.num_obs["policy"], self.dr.max_obs_delay, self.device)
 
-    def _control_map(self) -> list[tuple[list[int], slice | None]]:
+    def _control_map(self) -> list[tuple[slice | torch.Tensor, slice | None]]:
         """For each action term: the actuator columns it drives (a gripper drives its one actuator
         with its first finger target)."""
         out = []
         grip = self.robot.gripper
         for term in self.action_terms.terms:
             if grip is not None and tuple(term.joints) == tuple(grip.joint_names):
-                out.append(([self.model.actuator(grip.actuator).id], slice(0, 1)))
+                out.append((_index([self.model.actuator(grip.actuator).id], self.device), slice(0, 1)))
             else:
-                out.append((self.sim.joint_actuator_index(term.joints), None))
+                out.append((_index(self.sim.joint_actuator_index(term.joints), self.device), None))
         return out
 
     # -- state the task reads ------------------------------------------------------------------
@@ -268,9 +267,7 @@ class BatchedEnv:
         actions = torch.nan_to_num(actions, nan=0.0).clamp(-1.0, 1.0)
         self.last_actions = self.actions
         self.actions = actions
-        # action delay: env i applies the action from `delay_i` control steps ago
-        self._action_buf = _shift_in(self._action_buf, actions)
-        applied = _delayed(self._action_buf, self.dr_params["action_delay_steps"])
+        applied = self._action_line.push(actions)  # env i applies the action from `delay_i` steps ago
         for out, (cols, sel) in zip(self.action_terms(applied, self.state), self._ctrl_map):
             self.ctrl[:, cols] = out if sel is None else out[:, sel]
         self.sim.step(self.ctrl, self.task.decimation)
@@ -283,7 +280,7 @@ class BatchedEnv:
             if len(due):
                 self._assign_physics(due)
         bad = self._non_finite()
-        reward = self.task.reward(self) * 1.0
+        reward = self.task.reward(self)
         terminated = self.task.terminated(self)
         if bad is not None:
             reward = torch.where(bad, torch.zeros_like(reward), reward)
@@ -311,8 +308,7 @@ class BatchedEnv:
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)
-        dr = self.dr_values.clone()
-        info["dr"] = {k: dr[:, i] for i, k in enumerate(R.PARAM_NAMES)}
+        info["dr"] = dict(zip(R.PARAM_NAMES, self.dr_values.clone().unbind(1)))
         return obs, reward, terminated, truncated, info
 
     def _non_finite(self) -> torch.Tensor | None:
@@ -361,8 +357,9 @@ class BatchedEnv:
         self.episode_return[ids] = 0.0
         self.actions[ids] = 0.0
         self.last_actions[ids] = 0.0
-        for past in self._action_buf:
-            past[ids] = 0.0
+        self._action_line.fill(ids, 0.0)
+        self._action_line.set_delays(ids, self.dr_params["action_delay_steps"][ids])
+        self._obs_line.set_delays(ids, self.dr_params["obs_delay_steps"][ids])
         if self.dr.push_interval_s[1] > 0:
             self._schedule_push(ids)
 
@@ -408,20 +405,25 @@ class BatchedEnv:
             ) * std
         self.state.last_action = self.actions
         clean = self.policy_group(self.state)
-        policy = clean + self._obs_bias
-        if self.dr.obs_noise_scale > 0:
-            noise = torch.randn(clean.shape, generator=self.gen, device=self.device)
-            policy.addcmul_(noise, self._noise_std * self.dr.obs_noise_scale)
+        noisy = self.dr.obs_noise_scale > 0 and bool(self._noisy)
+        policy = clean + self._obs_bias if self.dr.obs_bias_scale > 0 else (clean.clone() if noisy else clean)
+        if noisy:
+            noise = torch.randn((self.num_envs, sum(sl.stop - sl.start for sl in self._noisy)), generator=self.gen,
+                                device=self.device)
+            i = 0
+            for sl, std in zip(self._noisy, self._noise_scale):
+                k = sl.stop - sl.start
+                policy[:, sl].addcmul_(noise[:, i : i + k], std)
+                i += k
         # observation delay: env i sees the observation from `delay_i` control steps ago
+        line = self._obs_line
         if advance:
-            self._obs_buf = _shift_in(self._obs_buf, policy)
+            line.shift(policy)
         else:  # never write into a history tensor that was returned to the caller
-            self._obs_buf = [past.clone() for past in self._obs_buf]
+            line.own()
         if len(fresh):  # a new episode's history holds its first observation only
-            first = policy[fresh]
-            for past in self._obs_buf[1 if advance else 0:]:  # (after a shift, [0] is `policy`)
-                past[fresh] = first
-        policy = _delayed(self._obs_buf, self.dr_params["obs_delay_steps"])
+            line.fill(fresh, policy[fresh])
+        policy = line.output()
         privileged = clean if self._critic_is_policy else self.critic_group(self.state)
         critic = torch.cat([privileged, self.dr_values], dim=1)
         return {"policy": policy, "critic": critic}

@@ -16,11 +16,15 @@ stays in cache and is shared by the envs, like Isaac Lab's material buckets, whi
 * With `num_variants >= num_envs` (or 0) every env owns variant `env_id` and re-samples it at each
   of its resets: exact per-env sampling.
 
-All bookkeeping is batched torch code on the env's device; it knows nothing of the simulator.
+The bookkeeping is numpy on small arrays (a bank only exists on CPU backends; backends with
+per-world parameters are exact), with a numpy generator seeded from the env's torch generator, so
+it is reproducible from the env's seed; it knows nothing of the simulator. `assign` takes and
+returns torch tensors.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -41,13 +45,13 @@ class PhysicsBank:
         self.exact = self.num_variants == num_envs
         self.draining = 0 if self.exact else max(1, self.num_variants // 4)
         """How many variants are kept closed to new envs so they can empty and be re-sampled."""
-        self.gen = gen
         self.device = device
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)))
         s = self.num_variants
-        self.env_variant = torch.full((num_envs,), -1, dtype=torch.long, device=device)
-        self.users = torch.zeros(s, dtype=torch.long, device=device)
-        self.uses = torch.zeros(s, dtype=torch.long, device=device)
-        self.open = torch.zeros(s, dtype=torch.bool, device=device)
+        self.env_variant = np.full(num_envs, -1, dtype=np.int64)
+        self.users = np.zeros(s, dtype=np.int64)
+        self.uses = np.zeros(s, dtype=np.int64)
+        self.open = np.zeros(s, dtype=bool)
 
     def assign(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Release the variants of envs `ids` and draw new ones.
@@ -55,30 +59,26 @@ class PhysicsBank:
         Returns `(variants, refresh)`: the variant of each env in `ids`, and the variants that must
         be re-sampled (written into the simulator) before those envs step."""
         if self.exact:
-            self.env_variant[ids] = ids
             return ids, ids
-        old = self.env_variant[ids]
-        old = old[old >= 0]
-        if len(old):
-            self.users.index_add_(0, old, torch.full_like(old, -1))
-        refresh = (~self.open & (self.users == 0)).nonzero().flatten()
+        idx = ids.cpu().numpy()
+        old = self.env_variant[idx]
+        np.subtract.at(self.users, old[old >= 0], 1)
+        refresh = np.flatnonzero(~self.open & (self.users == 0))
         self.open[refresh] = True
         self.uses[refresh] = 0
         # keep `draining` variants closed to new envs: close the open ones that served most episodes
         need = self.draining - int((~self.open).sum())
         if need > 0:
-            served = torch.where(self.open & (self.uses > 0), self.uses, torch.zeros_like(self.uses))
-            top = served.topk(need).indices
+            served = np.where(self.open, self.uses, 0)
+            top = np.argsort(-served, kind="stable")[:need]
             self.open[top[served[top] > 0]] = False
-        candidates = self.open.nonzero().flatten()
-        n = len(ids)
+        candidates = np.flatnonzero(self.open)
+        n = len(idx)
         if n <= len(candidates):  # spread draws: no variant twice in one call when avoidable
-            pick = torch.randperm(len(candidates), generator=self.gen, device=self.device)[:n]
+            variants = self.rng.choice(candidates, n, replace=False)
         else:
-            pick = torch.randint(len(candidates), (n,), generator=self.gen, device=self.device)
-        variants = candidates[pick]
-        one = torch.ones_like(variants)
-        self.users.index_add_(0, variants, one)
-        self.uses.index_add_(0, variants, one)
-        self.env_variant[ids] = variants
-        return variants, refresh
+            variants = candidates[self.rng.integers(len(candidates), size=n)]
+        np.add.at(self.users, variants, 1)
+        np.add.at(self.uses, variants, 1)
+        self.env_variant[idx] = variants
+        return torch.from_numpy(variants).to(ids.device), torch.from_numpy(refresh).to(ids.device)

@@ -91,18 +91,20 @@ class ReachTask(Task):
         return torch.linalg.norm(self.target - env.frame("ee"), dim=1)
 
     def reward(self, env):
+        """-d + 0.5 (1 - tanh(d / 0.1)) + 0.5 (1 - tanh(d / 0.02)) - 0.005 |a - a_prev|^2
+        - 0.0005 |qdot|^2 - 0.02 |q - q_default|^2, with d the ee-to-target distance; the last term
+        keeps the redundant arm near its default posture in the null space (over many reaches it
+        would otherwise drift toward its joint limits)."""
         d = self.distance(env)
-        action_rate = torch.sum((env.actions - env.last_actions) ** 2, dim=1)
-        return (
-            -d
-            + 0.5 * (1.0 - torch.tanh(d / 0.1))
-            + 0.5 * (1.0 - torch.tanh(d / 0.02))
-            - 0.005 * action_rate
-            - 0.0005 * torch.sum(env.joint_vel**2, dim=1)
-            # stay near the default posture in the arm's null space: over many reaches a redundant
-            # arm would otherwise drift toward its joint limits
-            - 0.02 * torch.sum((env.joint_pos - env.default_pose) ** 2, dim=1)
-        )
+        r = 1.0 - d
+        r.sub_(torch.tanh(d * 10.0), alpha=0.5)
+        r.sub_(torch.tanh(d * 50.0), alpha=0.5)
+        da = env.actions - env.last_actions
+        r.sub_(torch.linalg.vecdot(da, da), alpha=0.005)
+        r.sub_(torch.linalg.vecdot(env.joint_vel, env.joint_vel), alpha=0.0005)
+        dq = env.joint_pos - env.default_pose
+        r.sub_(torch.linalg.vecdot(dq, dq), alpha=0.02)
+        return r
 
     def success(self, env):
         return self.distance(env) < self.success_radius

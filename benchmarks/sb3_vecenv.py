@@ -14,7 +14,7 @@
   observation-delay buffer) -- the one difference is that its sensor-noise sample is drawn from a
   separate generator, so the env's own random stream (DR, targets, pushes) is identical to what
   our trainer sees with the same seed. It relies on `BatchedEnv` internals (`_reset_idx`,
-  `policy_group`, `state`, `_obs_bias`, `_obs_buf`); `check_terminal_obs()` verifies it against a twin env
+  `policy_group`, `state`, `_obs_bias`, `_obs_line`); `check_terminal_obs()` verifies it against a twin env
   that does not reset.
 * `infos[i]["episode"] = {"r", "l", "t"}` and `infos[i]["is_success"]` are set for finished envs, so
   SB3's logger shows episode return/length/success as with its Monitor wrapper.
@@ -72,7 +72,7 @@ class TerminalObsEnv(BatchedEnv):
         # `_observe` has not shifted the delay history for this step yet: after the shift, entry d
         # would hold what entry d-1 holds now, and entry 0 the observation computed above.
         delay = self.dr_params["obs_delay_steps"][ids].long()
-        history = torch.stack([past[ids] for past in self._obs_buf])  # [D + 1, len(ids), dim]
+        history = torch.stack([past[ids] for past in self._obs_line.history])  # [D + 1, len(ids), dim]
         delayed = history[(delay - 1).clamp(min=0), torch.arange(len(ids), device=self.device)]
         return torch.where((delay > 0)[:, None], delayed, now)
 

@@ -8,9 +8,10 @@ from the policy to the twin.
 
 Command latency is measured by the safety node: from the stamp the policy node puts on a command
 when it publishes it to the moment the safety node publishes the first driver command computed
-after accepting it (one DDS hop policy -> safety, the wait for the next 1 kHz tick, the filter).
-The remaining hop, safety -> twin, is one more DDS delivery on loopback (see
-`python -m robot_rl.transport.latency`).
+from it (one DDS hop policy -> safety, the wait for the next 1 kHz tick, the filter); a command
+the filter did not use (during a fault, a hold or a brake) gives no sample. The remaining hop,
+safety -> twin, is one more DDS delivery on loopback (see `python -m robot_rl.transport.latency`).
+`DeployConfig.namespace` runs the whole graph (and the check's own node) in a ROS namespace.
 """
 
 from __future__ import annotations

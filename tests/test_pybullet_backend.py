@@ -21,7 +21,8 @@ import torch
 from robot_rl.sim import make_env, make_task
 from robot_rl.sim.backend import UnsupportedFeature, make_backend
 from robot_rl.sim.model import build_model
-from robot_rl.sim.pybullet_backend import PybulletBackend, urdf_from_model
+from robot_rl.sim.pybullet.urdf import urdf_from_model
+from robot_rl.sim.pybullet_backend import PybulletBackend
 
 pytest.importorskip("pybullet")
 
@@ -157,11 +158,11 @@ def test_physics_fields_map_to_the_links(iiwa):
     t, model = iiwa
     sim = PybulletBackend(model, t.robot, 2)
     b = model.body("lbr_iiwa_link_4").id
-    link = sim._body_link[b]
+    link = sim._map.body_link[b]
     mass = np.repeat(model.body_mass[None], 2, 0)
     mass[1, b] = 5.0
     sim.set_physics("body_mass", np.arange(2), mass)
-    info = [pb.getDynamicsInfo(sim._bodies[i], link, physicsClientId=sim._client) for i in range(2)]
+    info = [pb.getDynamicsInfo(sim._world.bodies[i], link, physicsClientId=sim._world.client) for i in range(2)]
     assert info[0][0] == pytest.approx(2.7) and info[1][0] == pytest.approx(5.0)
     # inertia: MuJoCo's principal axes (sorted) mapped to the URDF's, plus the armature about the
     # joint axis (link z): (0.03, 0.01, 0.029) + (0, 0, 0.1), unchanged by the mass change
@@ -172,9 +173,10 @@ def test_physics_fields_map_to_the_links(iiwa):
     arm[1] = 0.2
     sim.set_physics("body_inertia", np.arange(2), inertia)
     sim.set_physics("dof_armature", np.arange(2), arm)
-    diag = pb.getDynamicsInfo(sim._bodies[1], link, physicsClientId=sim._client)[2]
+    diag = pb.getDynamicsInfo(sim._world.bodies[1], link, physicsClientId=sim._world.client)[2]
     np.testing.assert_allclose(diag, (0.06, 0.02, 0.058 + 0.2), rtol=1e-9)
-    assert pb.getDynamicsInfo(sim._bodies[0], link, physicsClientId=sim._client)[2][2] == pytest.approx(0.129)
+    diag = pb.getDynamicsInfo(sim._world.bodies[0], link, physicsClientId=sim._world.client)[2]
+    assert diag[2] == pytest.approx(0.129)
 
 
 def test_unsupported_parameters_and_devices_are_named(iiwa):

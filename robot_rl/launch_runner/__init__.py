@@ -19,6 +19,11 @@ Supported subset (anything else is an error naming the problem):
 * substitutions: ``var env optenv find-pkg-share find-pkg-prefix dirname filename eval not and or
   any all equals notequals``.
 
+Launch arguments are ``NAME:=VALUE``; ``__ns:=/NS`` additionally pushes a ROS namespace around the
+whole file (a robot-rl extension; with ``ros2 launch`` use the file's own namespace argument, e.g.
+``deploy.launch.xml namespace:=arm1``). ``<param value>`` text is typed with launch_ros's rules
+(PyYAML, YAML 1.1) through :func:`robot_rl.transport.param_values.parse_param_value`.
+
 Node processes get the argv ros2 launch gives them:
 ``<exe> [args] --ros-args -r __node:=NAME -r __ns:=/NS -p name:=value ... -r from:=to ...``
 (parameters as ``-p`` rules; parameter files as ``--params-file``). Inside a node,

@@ -214,7 +214,9 @@ def _run(node) -> int:
         filt.estop(time.monotonic(), engaged)
         if engaged != state["estop"]:  # a latched publisher repeats itself: log changes only
             state["estop"] = engaged
-            node.logger.warning("e-stop %s", f"ENGAGED (latched until {reset_sub.topic})" if engaged else "released")
+            node.logger.warning("e-stop %s", f"ENGAGED (latched until {reset_sub.topic})" if engaged else
+                                "released" + (f" (still latched: publish true on {reset_sub.topic})"
+                                              if filt.status["estop_latched"] else ""))
 
     def on_reset(msg):
         if not msg.data:
@@ -237,7 +239,7 @@ def _run(node) -> int:
     compute = LatencyStats()
     diag_every = max(1, int(round(rate_hz / diag_hz)))
     critic_every = max(1, int(round(rate_hz / critic_hz)))
-    # command latency: policy stamp -> the first driver command computed after it was accepted
+    # command latency: policy stamp -> the first driver command computed from that command
     latency = LatencyStats()
     loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None}
 

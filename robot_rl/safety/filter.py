@@ -259,7 +259,6 @@ class SafetyFilter:
         self._cmd_lo = np.array(cfg.cmd_lower)
         self._cmd_hi = np.array(cfg.cmd_upper)
         self._rate_inv = 1.0 / np.array(cfg.rate)
-        self._retreat_inv = 1.0 / np.array(cfg.retreat)
         # the filter's own motions (hold, brake, e-stop, fault hold, backup) within rate and accel
         self._motion = FilterMotion(cfg.rate, cfg.accel, np.minimum(cfg.retreat, cfg.rate))
         self._vel_trip = np.array(cfg.velocity) * cfg.velocity_trip_factor

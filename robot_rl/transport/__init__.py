@@ -24,7 +24,11 @@ Backends (``backend=``):
 Messages are the classes in :mod:`robot_rl.transport.msgs` for both backends. QoS: a
 :class:`QoSProfile`, a preset (``"default"``, ``"sensor_data"``, ``"latched"``) or an int depth.
 Command-line ROS arguments (``--ros-args -r from:=to -p name:=value -r __node:=x -r __ns:=/y``)
-are parsed by :func:`parse_ros_args` and applied when passed as ``args=``.
+are parsed by :func:`parse_ros_args` and applied when passed as ``args=``; ``-p`` values are typed
+by rcl's rules (:mod:`robot_rl.transport.param_values`). Graph introspection:
+``node.get_node_names_and_namespaces()``, ``node.get_publishers_info_by_topic(topic)`` and
+``node.get_subscriptions_info_by_topic(topic)`` (:class:`EndpointInfo`: node, namespace, type,
+QoS, GID), on both backends; real ROS 2 tools name our DDS backend's nodes too.
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ def test_estop_publishers_of_both_kinds_and_latency_after_an_outage(graph, train
         assert volatile.incompatible_qos_count == 0 and latched.incompatible_qos_count == 0
         release_and_reset(volatile)
 
-        # 3. latency: commands at 50 Hz, then a joint-state outage during which the policy sends
-        # nothing (its state is stale too), then both come back
+        # 3. latency: commands at 50 Hz, then a joint-state outage; the policy goes on for a while
+        # (its own state timeout, 0.1 s, is longer than the safety node's 0.05 s), then stops until
+        # the state comes back 0.6 s later
         def commands(seconds):
             end = time.monotonic() + seconds
             while time.monotonic() < end:
@@ -157,9 +158,11 @@ def test_estop_publishers_of_both_kinds_and_latency_after_an_outage(graph, train
 
         commands(0.5)
         robot.paused.set()
-        dg.wait_for(lambda m: diag(m)["reason"] == "state_stale", 5, "the outage", since=time.monotonic())
+        commands(0.15)
+        dg.wait_for(lambda m: diag(m)["reason"] == "state_stale", 5, "the outage")
         time.sleep(0.6)
         robot.paused.clear()
+        time.sleep(0.05)  # the policy commands again once it has a fresh state itself
         commands(1.0)
         t = time.monotonic()
         lat = diag(dg.wait_for(lambda m: True, 5, "diagnostics", since=t))["loop"]["command_latency"]

@@ -35,6 +35,9 @@ def main() -> None:
     deadline = time.monotonic() + 5.0
     while len(ticks) < 3 and time.monotonic() < deadline:  # let the 100 Hz timer show it runs
         time.sleep(0.01)
+    # the graph API, same on both backends: this node's own subscription and the pinger's publisher
+    subs = [(e.node_name, e.node_namespace, e.topic_type) for e in node.get_subscriptions_info_by_topic(sub.topic)]
+    pubs = [(e.node_name, e.node_namespace) for e in node.get_publishers_info_by_topic(sub.topic)]
     node.shutdown()
     report = {
         "backend": node.backend, "gain": gain, "ping_topic": sub.topic, "ticks": len(ticks),
@@ -43,6 +46,7 @@ def main() -> None:
             "name": list(received[0].name), "position": received[0].position.tolist(),
             "frame_id": received[0].header.frame_id},
         "exception": repr(node.exception) if node.exception else None,
+        "ping_subscriptions": subs, "ping_publishers": pubs,
     }
     if backend == "rclpy":
         report["resolution"] = compare_with_rclpy()

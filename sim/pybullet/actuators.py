@@ -1,12 +1,12 @@
 """MuJoCo's actuator model as pybullet joint torques.
 
 pybullet's default velocity motors are disabled (replaced by the friction-loss motors, below)
-and the joints are TORQUE controlled:
-`force = gain * ctrl + bias` with MuJoCo's affine gain/bias (`gain[0] + gain[1] L + gain[2] Ldot`,
-`bias[0] + bias[1] L + bias[2] Ldot`, `L` the transmission length: `gear * q` for a joint,
-`sum(coef * q)` for a fixed tendon such as the Panda's gripper), `ctrl` clamped to `ctrlrange`,
-the force to `forcerange`, the joint torque to the joint's `actuatorfrcrange`, all from the per-env
-`actuator_gainprm/biasprm`; `joint_effort` is that actuator torque (MuJoCo's `jointactuatorfrc`).
+and the joints are TORQUE controlled: `force = gain * ctrl + bias` with MuJoCo's affine gain/bias
+(`gain[0] + gain[1] L + gain[2] Ldot`, `bias[0] + bias[1] L + bias[2] Ldot`, `L` the
+transmission length: `gear * q` for a joint, `sum(coef * q)` for a fixed tendon such as the
+Panda's gripper), `ctrl` clamped to `ctrlrange`, the force to `forcerange`, the joint torque to
+the joint's `actuatorfrcrange`, all from the per-env `actuator_gainprm/biasprm`; `joint_effort`
+is that actuator torque (MuJoCo's `jointactuatorfrc`).
 Passive terms: `-damping * qdot` and the joint stiffness spring are added to the torque
 (pybullet's own URDF joint damping and its default link damping are switched off, `world`). A
 linear joint equality (the Panda's finger coupling) is a pybullet gear constraint (nearly rigid,

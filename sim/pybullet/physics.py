@@ -2,7 +2,8 @@
 written to that env's pybullet copy: link masses (and the shadow's `gravcomp * mass`, for the
 gravity compensation), link inertias (with the armature, `actuators.link_inertia`), the
 friction-loss motors and the links' contact friction; the actuator and damping fields are read
-by the torques at every step (`actuators.Actuators.torques`). They start at the MuJoCo model's
+by the torques at every step (`actuators.Actuators.torques`), and checked against the internal
+step by the backend (`internal_step`). They start at the MuJoCo model's
 nominal values; a change is written only where a value changed (pybullet calls are slow).
 pybullet cannot move a link's centre of mass: `body_ipos` must stay nominal."""
 
@@ -34,7 +35,7 @@ class Physics:
         self._applied_frictionloss = np.full((n, rmap.ndof), np.nan)
         ids = np.arange(n)
         self._apply_masses(ids)
-        self.apply_frictionloss(ids, force=True)
+        self.apply_frictionloss(ids)
         self._apply_geom_friction(ids)
 
     def set(self, field: str, variant_ids: np.ndarray, values: np.ndarray) -> np.ndarray:

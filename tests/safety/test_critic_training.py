@@ -28,7 +28,9 @@ from robot_rl.safety.train_critic import (
     violations,
 )
 
-SMALL = {"samples": 20_000, "envs": 64, "threads": 1, "seed": 0}
+# 40k samples: with 20k the risk at a joint limit depended on the seed (0.31 to 1.0 over seeds 0-2;
+# 0.67 to 0.99 with 40k). The critic's training distribution is reworked in the safety-critic issue.
+SMALL = {"samples": 40_000, "envs": 64, "threads": 1, "seed": 0}
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,7 @@ class ToyReach(Task):
         return {"target": Command(dim=1, topic="target", msg="std_msgs/Float64MultiArray", field="data", unit="m")}
 
     def observations(self):
-        return [ObsTerm("target", "command", {"name": "target"}, "m", 1.0, 0.0),
-                ObsTerm("x", "joint_pos", {"relative": False}, "m", 1.0, 0.0),
+        return [ObsTerm("error", "command_to_joint_pos", {"command": "target"}, "m", 1.0, 0.0),
                 ObsTerm("vel", "joint_vel", {}, "m/s", 0.3, 0.0)]
 
     def actions(self):

@@ -15,6 +15,7 @@ terms as `ObsTerm(name, func, params, unit, scale, noise)`.
 | `frame_pos` | `frame` | frame position in the base frame |
 | `command` | `name` | a task input (e.g. `target_pos`) |
 | `frame_to_command` | `frame`, `command` | command - frame position |
+| `command_to_joint_pos` | `command`, `joints` | a joint-space command - q |
 | `joint_target_offset` | - | held joint target - q (actuated joints) |
 | `last_action` | - | the previous policy output |
 
@@ -70,6 +71,13 @@ def frame_to_command(ctx: TermContext, frame: str = "ee", command: str = "target
     return lambda s: s.commands[command] - s.frames[frame]
 
 
+def command_to_joint_pos(ctx: TermContext, command: str, joints=None) -> TermFn:
+    """A joint-space command minus the joints' positions (the error to a commanded joint target)."""
+    ctx.check_command(command)
+    idx = ctx.joint_index(joints)
+    return lambda s: s.commands[command] - s.joint_pos[:, idx]
+
+
 def joint_target_offset(ctx: TermContext) -> TermFn:
     idx = ctx.joint_index(None)
     return lambda s: s.joint_target - s.joint_pos[:, idx]
@@ -87,6 +95,7 @@ OBSERVATIONS: dict[str, Callable[..., TermFn]] = {
     "frame_pos": frame_pos,
     "command": command,
     "frame_to_command": frame_to_command,
+    "command_to_joint_pos": command_to_joint_pos,
     "joint_target_offset": joint_target_offset,
     "last_action": last_action,
 }

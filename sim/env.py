@@ -39,11 +39,12 @@ import torch
 from robot_rl.sim import randomization as R
 from robot_rl.sim.backend import BACKENDS, make_backend
 from robot_rl.sim.delay import DelayLine
-from robot_rl.sim.model import build_model
+from robot_rl.sim.env_state import EnvState
+from robot_rl.sim.model import build_model, used_frames
 from robot_rl.sim.physics_bank import PhysicsBank
 from robot_rl.sim.physics_params import FIELDS, model_fields
 from robot_rl.sim.task import Task
-from robot_rl.terms import ActionGroup, ObservationGroup, RobotState, make_context
+from robot_rl.terms import ActionGroup, ObservationGroup, make_context
 
 
 def _index(idx: list[int], device) -> slice | torch.Tensor:
@@ -75,46 +76,6 @@ def check_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"--env.device {device}: use cpu or cuda[:index]")
     return dev
-
-
-class _Frames(dict):
-    """Frame name -> [N, 3] float32 position, converted from the backend on first access."""
-
-    def __init__(self, sim, sites: dict[str, str]):
-        super().__init__()
-        self._sim, self._sites = sim, sites
-
-    def __missing__(self, name: str) -> torch.Tensor:
-        if name not in self._sites:
-            raise KeyError(f"frame {name!r} is not a frame of the robot or the task ({list(self._sites)})")
-        v = self[name] = self._sim.frame_pos(self._sites[name]).float()
-        return v
-
-
-class _Lazy:
-    """A backend tensor converted to float32 on first use (effort sensors exist only when used)."""
-
-    def __init__(self, sim, attr: str, device):
-        self._sim, self._attr, self._device, self._v = sim, attr, device, None
-
-    def __getitem__(self, idx):
-        if self._v is None:
-            self._v = getattr(self._sim, self._attr).to(self._device, torch.float32)
-        return self._v[idx]
-
-
-class _Jacobians(dict):
-    """Frame name -> [N, 3, A] Jacobian w.r.t. the actuated joints, computed on first access."""
-
-    def __init__(self, env):
-        super().__init__()
-        self._env = env
-
-    def __missing__(self, name: str) -> torch.Tensor:
-        env = self._env
-        full = env.sim.frame_jacobian(env._frame_sites[name]).to(env.device, torch.float32)
-        v = self[name] = full[:, :, env._actuated_dof]
-        return v
 
 
 class BatchedEnv:
@@ -166,7 +127,7 @@ class BatchedEnv:
             k: torch.zeros(num_envs, c.dim, device=self.device) for k, c in task.commands().items()}
         self.ctx = make_context(robot.describe(model), {k: c.dim for k, c in task.commands().items()}, task.frames,
                                 torch_device=self.device)
-        self._frame_sites = {**robot.frames, **{s: s for s in task.frames if s not in robot.frames}}
+        self.frame_sites = {**robot.frames, **{s: s for s in task.frames if s not in robot.frames}}
         self.action_terms = ActionGroup(task.actions(), self.ctx)
         self.num_actions = self.action_terms.dim
         self._ctrl_map = self._control_map()
@@ -179,6 +140,7 @@ class BatchedEnv:
         self.episode_length = torch.zeros(n, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(n, device=self.device)
         self.nan_resets = 0
+        self._empty = torch.zeros(0, device=self.device)
         # sampled DR parameters, one column per name (the critic group reads the matrix directly)
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
@@ -187,6 +149,7 @@ class BatchedEnv:
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self.ctrl = torch.zeros(n, model.nu, device=self.device)
         self.action_terms.allocate(n, self.actions)
+        self._state = EnvState(self, used_frames(task))
         self._refresh_state()
         task.setup(self)
         self.policy_group = ObservationGroup(task.observations(), self.ctx)
@@ -220,15 +183,8 @@ class BatchedEnv:
 
     # -- state the task reads ------------------------------------------------------------------
     def _refresh_state(self) -> None:
-        sim = self.sim
-        qpos = sim.qpos.to(self.device, torch.float32)
-        qvel = sim.qvel.to(self.device, torch.float32)
-        self.qpos_all, self.qvel_all = qpos, qvel
-        self.state = RobotState(
-            joint_pos=qpos[:, self.qpos_idx], joint_vel=qvel[:, self.qvel_idx],
-            joint_effort=_Lazy(sim, "joint_effort", self.device),
-            frames=_Frames(sim, self._frame_sites), commands=self.commands, last_action=self.actions,
-            joint_target=self.action_terms.joint_target, jacobians=_Jacobians(self))
+        self.state = self._state.refresh()
+        self.qpos_all, self.qvel_all = self._state.qpos, self._state.qvel
 
     @property
     def joint_pos(self) -> torch.Tensor:
@@ -289,15 +245,15 @@ class BatchedEnv:
         self.episode_return += reward
         done = terminated | truncated
         done_ids = done.nonzero().flatten()
+        if len(done_ids):
+            episode = {"return": self.episode_return[done_ids], "length": self.episode_length[done_ids].float(),
+                       "success": self.task.success(self)[done_ids].float(), "env_ids": done_ids}
+        else:
+            episode = {"return": self._empty, "length": self._empty, "success": self._empty, "env_ids": done_ids}
         info = {
             "time_outs": truncated,
             "dr": None,  # filled below, after resets: the parameters of the episodes the obs belong to
-            "episode": {
-                "return": self.episode_return[done_ids].clone(),
-                "length": self.episode_length[done_ids].float(),
-                "success": self.task.success(self)[done_ids].float(),
-                "env_ids": done_ids,
-            },
+            "episode": episode,
             "nan_resets": 0 if bad is None else int(bad.sum()),
         }
         self.task.after_step(self, ~done)
@@ -382,16 +338,19 @@ class BatchedEnv:
         due = (self.episode_length >= self._next_push).nonzero().flatten()
         if not len(due):
             return
-        v = self.dr.push_joint_velocity
-        kick = R.uniform(self.gen, -v, v, (len(due), self.model.nv), self.device)
-        self.sim.add_joint_velocity(due, kick)
-        self._schedule_push(due)
+        # one draw for the kick ([-1, 1) x push velocity) and the time to the next push
+        u = torch.rand((len(due), self.model.nv + 1), generator=self.gen, device=self.device)
+        self.sim.add_joint_velocity(due, u[:, :-1].mul_(2.0 * self.dr.push_joint_velocity).sub_(
+            self.dr.push_joint_velocity))
+        self._schedule_push(due, u[:, -1])
 
-    def _schedule_push(self, ids: torch.Tensor) -> None:
-        """Next push of envs `ids`: a uniform interval from now, kept in control steps."""
+    def _schedule_push(self, ids: torch.Tensor, u: torch.Tensor | None = None) -> None:
+        """Next push of envs `ids`: a uniform interval from now (from `u` in [0, 1) when given),
+        kept in control steps."""
         lo, hi = self.dr.push_interval_s
-        interval = R.uniform(self.gen, lo, hi, (len(ids),), self.device) / self.control_dt
-        self._next_push[ids] = self.episode_length[ids] + interval
+        if u is None:
+            u = torch.rand(len(ids), generator=self.gen, device=self.device)
+        self._next_push[ids] = u.mul_((hi - lo) / self.control_dt).add_(lo / self.control_dt) + self.episode_length[ids]
 
     # -- observations --------------------------------------------------------------------------
     def _observe(self, fresh: torch.Tensor, advance: bool = True) -> dict[str, torch.Tensor]:

@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from robot_rl.terms.state import RobotState, TermContext, cat, stack
+import numpy as np
+
+from robot_rl.terms.state import RobotState, TermContext, _torch, cat, stack
 
 TermFn = Callable[[RobotState], Any]
 
@@ -142,14 +144,25 @@ class ObservationGroup:
     def __init__(self, terms: list[ObsTerm], ctx: TermContext):
         self.terms = list(terms)
         self.fns = [t.build(ctx) for t in self.terms]
-        self.scales = [float(t.scale) for t in self.terms]
         self.dims: list[int] | None = None
+        self._scale = None  # one scale per column, as an array like the state's (built on first call)
 
     def __call__(self, state: RobotState):
         parts = [fn(state) for fn in self.fns]
-        if self.dims is None:
+        if self._scale is None:
             self.dims = [int(p.shape[-1]) for p in parts]
-        return cat([p * sc if sc != 1.0 else p for p, sc in zip(parts, self.scales)])
+            cols = [float(t.scale) for t, d in zip(self.terms, self.dims) for _ in range(d)]
+            x = parts[0]
+            self._scale = np.asarray(cols) if isinstance(x, np.ndarray) else _torch().tensor(
+                cols, dtype=x.dtype, device=x.device)
+            self._unscaled = all(t.scale == 1.0 for t in self.terms)
+        out = cat(parts)
+        if self._unscaled:
+            return out
+        if isinstance(out, np.ndarray):
+            out *= self._scale
+            return out
+        return out.mul_(self._scale)
 
     def describe(self) -> list[dict]:
         if self.dims is None:

@@ -156,5 +156,7 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
         "safety_loop_missed": loop.get("missed"),
         "command_latency": loop.get("command_latency", {}),
         "domain_id": domain,
+        "policy_kind": (policy or {}).get("kind"),
+        "commands_accepted": counters.get("commands_accepted", 0),
         "namespace": node.namespace,
     }

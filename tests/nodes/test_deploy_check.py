@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from robot_rl.deploy_check import DeployConfig, deploy_on_twin
 from tests.nodes._nodes_helpers import next_domain_id
 
@@ -20,3 +22,28 @@ def test_deploy_on_twin_reaches_and_reports(reach_artifact, tmp_path):
     assert r["policy_inference"]["count"] > 10
     text = log.read_text()
     assert "process has finished cleanly" in text, text[-2000:]
+
+
+def _tiny_artifact(root, task: str, **ppo):
+    from robot_rl.config import EnvConfig, PPOConfig, TrainConfig
+    from robot_rl.export import export
+    from robot_rl.train import train
+
+    cfg = TrainConfig(env=EnvConfig(task=task, num_envs=16, nthread=1), ppo=PPOConfig(num_steps_per_env=8, **ppo),
+                      max_iterations=1, log_root=str(root), run_name=task, progress=False, eval_interval=0)
+    return export(train(cfg).checkpoint, root / "artifact")
+
+
+@pytest.mark.parametrize("task, ppo", [("iiwa-reach", {"policy": "recurrent", "rnn_hidden": 16}),
+                                       ("panda-reach", {})], ids=["recurrent-iiwa", "mlp-panda"])
+def test_every_policy_kind_and_robot_runs_through_the_same_launch_file(task, ppo, tmp_path):
+    """The recurrent kind and the Panda (which reports its finger joints too) deploy with the same
+    launch file and nodes as the MLP iiwa policy; untrained, so only the data path is checked."""
+    art = _tiny_artifact(tmp_path, task, **ppo)
+    log = tmp_path / "deploy.log"
+    r = deploy_on_twin(art, DeployConfig(targets=1, seconds_per_target=2.0, domain_id=next_domain_id()), log_path=log)
+    assert r["policy_kind"] == ppo.get("policy", "mlp")
+    assert r["policy_inference"]["count"] > 20 and r["commands_accepted"] > 20, r
+    assert not any(r["commands_rejected"].values()), r["commands_rejected"]
+    text = log.read_text()
+    assert "process has finished cleanly" in text and "Traceback" not in text, text[-2000:]

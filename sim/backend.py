@@ -128,9 +128,18 @@ class SimBackend(ABC):
     joint_effort: torch.Tensor
     """[N, len(robot.joint_names)]: the actuator torque/force on each of the robot's joints."""
 
-    @abstractmethod
+    _frames: dict[str, slice]
+    _sensors: torch.Tensor
+
     def frame_pos(self, site: str) -> torch.Tensor:
-        """[N, 3] world position of `site` in the current snapshot."""
+        """[N, 3] world position of `site` in the current snapshot. By default read from the
+        `frame/<site>` sensors (`self._frames`: site -> columns of `self._sensors`, the snapshot's
+        sensor readings); a backend without MuJoCo sensors overrides it."""
+        sl = self._frames.get(site)
+        if sl is None:
+            raise UnsupportedFeature(f"site {site!r} has no frame sensor; declare it in the robot's frames "
+                                     "or the task's `frames` so that the model gets a `frame/<site>` sensor")
+        return self._sensors[:, sl]
 
     def frame_jacobian(self, site: str) -> torch.Tensor:
         """[N, 3, nv] positional Jacobian of `site` in the current snapshot (for end-effector

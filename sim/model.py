@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import mujoco
 
+from robot_rl.sim.backend import UnsupportedFeature
+
 
 def add_state_sensors(spec: mujoco.MjSpec, sites, joints) -> None:
     """Add `frame/<site>` and `effort/<joint>` sensors to `spec` (skipping ones that exist)."""
@@ -63,3 +65,29 @@ def build_spec(task) -> mujoco.MjSpec:
 
 def build_model(task) -> mujoco.MjModel:
     return build_spec(task).compile()
+
+
+def frame_sensors(model: mujoco.MjModel) -> dict[str, slice]:
+    """Site name -> its `frame/<site>` framepos sensor's slice of `sensordata`."""
+    out = {}
+    for i in range(model.nsensor):
+        name = model.sensor(i).name
+        if name.startswith("frame/"):
+            adr = int(model.sensor_adr[i])
+            out[name[len("frame/"):]] = slice(adr, adr + 3)
+    return out
+
+
+def effort_sensors(model: mujoco.MjModel, joints) -> slice | list[int]:
+    """Columns of `sensordata` holding the `effort/<joint>` sensors of `joints` (a slice when
+    consecutive, so that indexing gives a view)."""
+    adr = []
+    for j in joints:
+        try:
+            adr.append(int(model.sensor_adr[model.sensor(f"effort/{j}").id]))
+        except KeyError:
+            raise UnsupportedFeature(f"joint {j!r} has no `effort/{j}` sensor; build the model with "
+                                     "robot_rl.sim.model.build_model") from None
+    if adr == list(range(adr[0], adr[0] + len(adr))):
+        return slice(adr[0], adr[0] + len(adr))
+    return adr

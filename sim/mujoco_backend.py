@@ -25,6 +25,7 @@ import torch
 from mujoco import rollout
 
 from robot_rl.sim.backend import PHYSICS_FIELDS, SimBackend, UnsupportedFeature
+from robot_rl.sim.model import effort_sensors, frame_sensors
 
 _STATE_SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
@@ -44,32 +45,6 @@ def _state_offsets(model: mujoco.MjModel) -> dict[str, slice]:
 
 def default_nthread() -> int:
     return max(1, len(os.sched_getaffinity(0)))
-
-
-def frame_sensors(model: mujoco.MjModel) -> dict[str, slice]:
-    """Site name -> its `frame/<site>` framepos sensor's slice of `sensordata`."""
-    out = {}
-    for i in range(model.nsensor):
-        name = model.sensor(i).name
-        if name.startswith("frame/"):
-            adr = int(model.sensor_adr[i])
-            out[name[len("frame/"):]] = slice(adr, adr + 3)
-    return out
-
-
-def effort_sensors(model: mujoco.MjModel, joints) -> slice | list[int]:
-    """Columns of `sensordata` holding the `effort/<joint>` sensors of `joints` (a slice when
-    consecutive, so that indexing gives a view)."""
-    adr = []
-    for j in joints:
-        try:
-            adr.append(int(model.sensor_adr[model.sensor(f"effort/{j}").id]))
-        except KeyError:
-            raise UnsupportedFeature(f"joint {j!r} has no `effort/{j}` sensor; build the model with "
-                                     "robot_rl.sim.model.build_model") from None
-    if adr == list(range(adr[0], adr[0] + len(adr))):
-        return slice(adr[0], adr[0] + len(adr))
-    return adr
 
 
 class MujocoBackend(SimBackend):
@@ -115,13 +90,6 @@ class MujocoBackend(SimBackend):
         self._effort = None
 
     # -- state ---------------------------------------------------------------------------------
-    def frame_pos(self, site: str) -> torch.Tensor:
-        sl = self._frames.get(site)
-        if sl is None:
-            raise UnsupportedFeature(f"site {site!r} has no frame sensor; declare it in the robot's frames "
-                                     "or the task's `frames` so that the model gets a `frame/<site>` sensor")
-        return self._sensors[:, sl]
-
     @property
     def joint_effort(self) -> torch.Tensor:
         if self._effort is None:

@@ -37,7 +37,7 @@ except ImportError as e:  # the registry turns this into an install hint
     raise ImportError("pybullet is not installed", name="pybullet") from e
 
 from robot_rl.sim.backend import SimBackend, UnsupportedFeature
-from robot_rl.sim.mujoco_backend import effort_sensors, frame_sensors
+from robot_rl.sim.model import effort_sensors, frame_sensors
 from robot_rl.sim.pybullet.actuators import Actuators
 from robot_rl.sim.pybullet.contacts import contact_plane
 from robot_rl.sim.pybullet.internal_step import STABILITY_LIMIT, STEP_FIELDS, StepRule

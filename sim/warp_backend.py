@@ -55,7 +55,7 @@ import torch
 import warp as wp
 
 from robot_rl.sim.backend import PHYSICS_FIELDS, SimBackend, UnsupportedFeature
-from robot_rl.sim.mujoco_backend import frame_sensors
+from robot_rl.sim.model import frame_sensors
 
 _HINT = "use --env.backend mujoco"
 
@@ -226,13 +226,6 @@ class WarpBackend(SimBackend):
         torch_stream.wait_stream(self._stream)
 
     # -- state -------------------------------------------------------------------------------------
-    def frame_pos(self, site: str) -> torch.Tensor:
-        sl = self._frames.get(site)
-        if sl is None:
-            raise UnsupportedFeature(f"site {site!r} has no frame sensor; declare it in the robot's frames "
-                                     "or the task's `frames` so that the model gets a `frame/<site>` sensor")
-        return self._sensors[:, sl]
-
     @property
     def joint_effort(self) -> torch.Tensor:
         if self._effort is None:

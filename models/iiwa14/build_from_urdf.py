@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET
 
 import mujoco
 
+from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, write
+
 from robot_rl.models.iiwa14.robot import IIWA14
 
 HERE = Path(__file__).resolve().parent
@@ -65,60 +67,20 @@ def build() -> mujoco.MjSpec:
     spec.compiler.autolimits = True
 
     robot = IIWA14
-    a = robot.actuator
-    for body in spec.bodies[1:]:
-        body.gravcomp = 1.0 if a.gravity_compensation else 0.0
-    for i, name in enumerate(robot.joint_names):
-        j = spec.joint(name)
-        j.damping = [a.damping[i], 0.0, 0.0]
-        j.armature = a.armature[i]
-        j.frictionloss = a.frictionloss[i]
-        j.actfrcrange = [-robot.effort_limits[i], robot.effort_limits[i]]
-        j.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
-    for i, name in enumerate(robot.joint_names):
-        j = spec.joint(name)
-        act = spec.add_actuator()
-        act.name = j.name.replace("joint", "act")
-        act.target = j.name
-        act.trntype = mujoco.mjtTrn.mjTRN_JOINT
-        act.set_to_position(kp=a.kp[i], kv=a.kd[i])
-        act.ctrlrange = j.range
-        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
+    apply_actuator_model(spec, robot)
 
     link7 = spec.body("lbr_iiwa_link_7")
-    for name, rgba in (("flange", [0.1, 0.1, 0.8, 1.0]), ("ee", [0.1, 0.8, 0.1, 1.0])):
-        site = link7.add_site()  # the tool centre point `ee` is the flange: no tool is mounted
-        site.name = name
-        site.pos = [0.0, 0.0, FLANGE_OFFSET]
-        site.size = [0.01, 0.01, 0.01]
-        site.rgba = rgba
+    # the tool centre point `ee` is the flange: no tool is mounted
+    add_site(link7, "flange", (0.0, 0.0, FLANGE_OFFSET), (0.1, 0.1, 0.8, 1.0))
+    add_site(link7, "ee", (0.0, 0.0, FLANGE_OFFSET), (0.1, 0.8, 0.1, 1.0))
     assert set(robot.frames.values()) == {"ee", "flange"}
 
-    world = spec.worldbody
-    floor = world.add_geom()
-    floor.name = "floor"
-    floor.type = mujoco.mjtGeom.mjGEOM_PLANE
-    floor.size = [2.0, 2.0, 0.05]
-    floor.rgba = [0.3, 0.35, 0.4, 1.0]
-    floor.contype = 0
-    floor.conaffinity = 0
-    light = world.add_light()
-    light.pos = [0.0, 0.0, 3.0]
-    light.dir = [0.0, 0.0, -1.0]
-    cam = world.add_camera()
-    cam.name = "front"
-    cam.pos = [1.9, -1.3, 1.3]
-    cam.mode = mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY
-    cam.targetbody = "lbr_iiwa_link_3"
+    add_scene(spec, camera_pos=[1.9, -1.3, 1.3], camera_target="lbr_iiwa_link_3")
     return spec
 
 
 def main() -> None:
-    spec = build()
-    spec.compile()
-    OUT.write_text(spec.to_xml())
-    m = mujoco.MjModel.from_xml_path(str(OUT))
-    print(f"wrote {OUT}: {m.nbody} bodies, {m.njnt} joints, {m.nu} actuators, {m.nmesh} meshes")
+    write(build(), OUT)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import mujoco
 
+from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, write
+
 from robot_rl.models.panda.robot import GRIPPER_KD, GRIPPER_KP, PANDA
 
 HERE = Path(__file__).resolve().parent
@@ -104,14 +106,6 @@ def _capsules_xml() -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _site(body, name: str, pos, rgba) -> None:
-    site = body.add_site()
-    site.name = name
-    site.pos = list(pos)
-    site.size = [0.01, 0.01, 0.01]
-    site.rgba = list(rgba)
-
-
 def build() -> mujoco.MjSpec:
     spec = mujoco.MjSpec.from_string(_capsules_xml())
     spec.modelname = "panda"
@@ -120,26 +114,8 @@ def build() -> mujoco.MjSpec:
     spec.compiler.autolimits = True
 
     robot = PANDA
-    a = robot.actuator
+    apply_actuator_model(spec, robot)
     grip = robot.gripper
-    for body in spec.bodies[1:]:
-        body.gravcomp = 1.0 if a.gravity_compensation else 0.0
-    for i, name in enumerate(robot.joint_names):
-        j = spec.joint(name)
-        j.damping = [a.damping[i], 0.0, 0.0]
-        j.armature = a.armature[i]
-        j.frictionloss = a.frictionloss[i]
-        j.actfrcrange = [-robot.effort_limits[i], robot.effort_limits[i]]
-        j.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
-    for i, name in enumerate(robot.joint_names):
-        j = spec.joint(name)
-        act = spec.add_actuator()
-        act.name = j.name.replace("joint", "act")
-        act.target = j.name
-        act.trntype = mujoco.mjtTrn.mjTRN_JOINT
-        act.set_to_position(kp=a.kp[i], kv=a.kd[i])
-        act.ctrlrange = j.range
-        act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
 
     # -- gripper: fingers coupled (equality) and driven through their mean (tendon) -------------
     lo, hi = sorted((grip.closed_position, grip.open_position))
@@ -186,36 +162,17 @@ def build() -> mujoco.MjSpec:
     # -- frames ------------------------------------------------------------------------------------
     link7 = spec.body("panda_link7")
     hand = spec.body(robot.payload_body)
-    _site(link7, "flange", (0.0, 0.0, FLANGE_OFFSET), (0.1, 0.1, 0.8, 1.0))
-    _site(hand, "ee", (0.0, 0.0, GRASP_CENTRE), (0.1, 0.8, 0.1, 1.0))
-    _site(hand, "tool", (0.0, 0.0, FINGERTIP), (0.8, 0.8, 0.1, 1.0))
+    add_site(link7, "flange", (0.0, 0.0, FLANGE_OFFSET), (0.1, 0.1, 0.8, 1.0))
+    add_site(hand, "ee", (0.0, 0.0, GRASP_CENTRE), (0.1, 0.8, 0.1, 1.0))
+    add_site(hand, "tool", (0.0, 0.0, FINGERTIP), (0.8, 0.8, 0.1, 1.0))
     assert set(robot.frames.values()) == {"ee", "flange", "tool"}
 
-    world = spec.worldbody
-    floor = world.add_geom()
-    floor.name = "floor"
-    floor.type = mujoco.mjtGeom.mjGEOM_PLANE
-    floor.size = [2.0, 2.0, 0.05]
-    floor.rgba = [0.3, 0.35, 0.4, 1.0]
-    floor.contype = 0
-    floor.conaffinity = 0
-    light = world.add_light()
-    light.pos = [0.0, 0.0, 3.0]
-    light.dir = [0.0, 0.0, -1.0]
-    cam = world.add_camera()
-    cam.name = "front"
-    cam.pos = [1.25, -0.85, 0.85]
-    cam.mode = mujoco.mjtCamLight.mjCAMLIGHT_TARGETBODY
-    cam.targetbody = "panda_link3"
+    add_scene(spec, camera_pos=[1.25, -0.85, 0.85], camera_target="panda_link3")
     return spec
 
 
 def main() -> None:
-    spec = build()
-    spec.compile()
-    OUT.write_text(spec.to_xml())
-    m = mujoco.MjModel.from_xml_path(str(OUT))
-    print(f"wrote {OUT}: {m.nbody} bodies, {m.njnt} joints, {m.nu} actuators, {m.nmesh} meshes")
+    write(build(), OUT)
 
 
 if __name__ == "__main__":

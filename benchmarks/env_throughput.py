@@ -138,8 +138,8 @@ def _timed(step, seconds: float, min_calls: int, warmup: int) -> tuple[int, floa
             return calls, el
 
 
-def bench_ours(n: int, threads: int, seconds: float, min_steps: int, seed: int, physics_variants: int,
-               backend: str = "mujoco") -> float:
+def ours_stepper(n: int, threads: int, seed: int, physics_variants: int, backend: str = "mujoco"):
+    """(step function, env): `env.step` with random actions in [-1, 1], episode clocks spread."""
     import torch
     from robot_rl.sim import make_env
 
@@ -153,14 +153,15 @@ def bench_ours(n: int, threads: int, seconds: float, min_steps: int, seed: int, 
     def step():
         env.step(torch.rand(n, a, generator=gen) * 2.0 - 1.0)
 
-    calls, el = _timed(step, seconds, min_steps, warmup=5)
-    return calls * n / el
+    for _ in range(5):
+        step()
+    return step, env
 
 
-def bench_rollout(models: list, init_state: np.ndarray, q_lo: np.ndarray, q_hi: np.ndarray,
-                  decimation: int, threads: int, nstep: int, seconds: float, seed: int,
-                  default_pose: np.ndarray, action_scale: float) -> float:
-    """Raw physics limit: env-steps/s equivalent (mj_steps/s / decimation).
+def rollout_stepper(models: list, init_state: np.ndarray, q_lo: np.ndarray, q_hi: np.ndarray,
+                    decimation: int, threads: int, nstep: int, seed: int,
+                    default_pose: np.ndarray, action_scale: float):
+    """Raw physics limit: (step function, env-steps per call, pool to close).
 
     Same per-env models as ours (the DR-sampled copies of the env), same kind of control (joint
     targets moved by up to `action_scale` per control step, as the task's actions do), but many
@@ -176,14 +177,27 @@ def bench_rollout(models: list, init_state: np.ndarray, q_lo: np.ndarray, q_hi: 
     state = init_state.copy()
     out_state = np.empty((n, nstep, state.shape[1]))
     out_sensor = np.empty((n, nstep, model.nsensordata))
-    with rollout.Rollout(nthread=threads if threads > 1 else 0) as pool:
-        def step():
-            pool.rollout(models, datas, state, control, nstep=nstep, state=out_state,
-                         sensordata=out_sensor, skip_checks=True)
-            state[:] = out_state[:, -1]
+    pool = rollout.Rollout(nthread=threads if threads > 1 else 0)
 
-        calls, el = _timed(step, seconds, 2, warmup=1)
-    return calls * n * nstep / el / decimation
+    def step():
+        pool.rollout(models, datas, state, control, nstep=nstep, state=out_state,
+                     sensordata=out_sensor, skip_checks=True)
+        state[:] = out_state[:, -1]
+
+    step()
+    return step, n * nstep / decimation, pool
+
+
+def best_of_rounds(contenders: dict, rounds: int, seconds: float, min_calls: dict) -> dict:
+    """Time every contender (`name -> (step, units per call)`) for `seconds`, round after round,
+    interleaved; keep each one's best round (units/s). Another job on the machine only ever slows a
+    window down, so the best of interleaved rounds compares like with like."""
+    best = {k: 0.0 for k in contenders}
+    for _ in range(rounds):
+        for name, (step, units) in contenders.items():
+            calls, el = _timed(step, seconds, min_calls.get(name, 2), warmup=1)
+            best[name] = max(best[name], calls * units / el)
+    return best
 
 
 def bench_mj_step(model: mujoco.MjModel, threads: int, decimation: int, seconds: float) -> float:
@@ -201,7 +215,8 @@ def bench_mj_step(model: mujoco.MjModel, threads: int, decimation: int, seconds:
     return calls * k / el * threads / decimation
 
 
-def bench_gym(kind: str, n: int, spec: dict, seconds: float, min_steps: int, seed: int) -> float:
+def bench_gym(kind: str, n: int, spec: dict, seconds: float, min_steps: int, seed: int, rounds: int = 1) -> float:
+    """Best of `rounds` windows of `seconds / rounds` (as ours: another job only slows a window)."""
     from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
     fns = [functools.partial(_gym_env_fn, spec) for _ in range(n)]
@@ -219,10 +234,13 @@ def bench_gym(kind: str, n: int, spec: dict, seconds: float, min_steps: int, see
             venv.step(acts[i[0] % 64])
             i[0] += 1
 
-        calls, el = _timed(step, seconds, min_steps, warmup=5)
+        best = 0.0
+        for r in range(rounds):
+            calls, el = _timed(step, max(0.5, seconds / rounds), min_steps, warmup=5 if r == 0 else 0)
+            best = max(best, calls * n / el)
     finally:
         venv.close()
-    return calls * n / el
+    return best
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +265,10 @@ def main(argv=None) -> int:
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch intra-op threads for ours (default 1, as `robot-rl train` collects rollouts: "
                         "the per-step tensors are small and OpenMP workers would compete with physics threads)")
-    p.add_argument("--seconds", type=float, default=5.0, help="timing window per measurement")
+    p.add_argument("--seconds", type=float, default=6.0,
+                   help="timing per contender and size, split into --rounds interleaved windows")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds per size; each contender's best round is reported")
     p.add_argument("--physics-variants", type=int, default=256,
                    help="size of our env's physics DR bank (default 256, the env's default)")
     p.add_argument("--nstep", type=int, default=100, help="physics steps per rollout call (raw limit)")
@@ -261,6 +282,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.num_envs = [64, 256]
         args.seconds = 0.5
+        args.rounds = 1
         args.nstep = 20
         args.gym_sync = [8]
         args.gym_async = [2, 4]
@@ -304,34 +326,40 @@ def main(argv=None) -> int:
     # Gymnasium first: AsyncVectorEnv forks workers, best done before torch/mujoco thread pools exist.
     gym_rows = []
     for n in args.gym_sync:
-        gym_rows.append((f"SyncVectorEnv, {n} envs", bench_gym("sync", n, spec, args.seconds, min_steps, args.seed)))
+        gym_rows.append((f"SyncVectorEnv, {n} envs", bench_gym("sync", n, spec, args.seconds, min_steps, args.seed,
+                                                               args.rounds)))
     for n in args.gym_async:
         gym_rows.append((f"AsyncVectorEnv, {n} envs ({n} processes)",
-                         bench_gym("async", n, spec, args.seconds, 3, args.seed)))
+                         bench_gym("async", n, spec, args.seconds, 3, args.seed, args.rounds)))
     gym_best_name, gym_best = max(gym_rows, key=lambda r: r[1])
 
     mj_loop = bench_mj_step(model, args.threads, decimation, args.seconds)
 
     rows = []
+    per_round = max(0.5, args.seconds / args.rounds)
     for n in args.num_envs:
-        ours = bench_ours(n, args.threads, args.seconds, min_steps, args.seed, args.physics_variants)
-        exact = bench_ours(n, args.threads, args.seconds, min_steps, args.seed, 0)
-        env = make_env(TASK, n, dr="train", seed=args.seed, nthread=1, physics_variants=args.physics_variants)
-        env.reset()
-        raw = bench_rollout(env.sim.models, env.sim.state, q_lo, q_hi, decimation, args.threads, args.nstep,
-                            args.seconds, args.seed, np.asarray(robot.default_pose), task.action_scale)
-        del env
-        rows.append((n, ours, exact, raw))
-        print(f"#   measured num_envs={n}: ours {_fmt(ours)}, ours exact {_fmt(exact)}, raw {_fmt(raw)}", flush=True)
+        ours, env = ours_stepper(n, args.threads, args.seed, args.physics_variants)
+        exact, _ = ours_stepper(n, args.threads, args.seed, 0)
+        raw, raw_units, pool = rollout_stepper(env.sim.models, env.sim.state, q_lo, q_hi, decimation, args.threads,
+                                               args.nstep, args.seed, np.asarray(robot.default_pose),
+                                               task.action_scale)
+        best = best_of_rounds({"ours": (ours, n), "exact": (exact, n), "raw": (raw, raw_units)}, args.rounds,
+                              per_round, {"ours": min_steps, "exact": min_steps})
+        pool.close()
+        rows.append((n, best["ours"], best["exact"], best["raw"]))
+        print(f"#   measured num_envs={n}: ours {_fmt(best['ours'])}, ours exact {_fmt(best['exact'])}, "
+              f"raw {_fmt(best['raw'])}", flush=True)
 
     warp_rows = []
     for n in args.warp_num_envs:
         try:
-            warp = bench_ours(n, args.threads, args.seconds, 3 if args.quick else 20, args.seed, 0, backend="warp")
+            warp, _ = ours_stepper(n, args.threads, args.seed, 0, backend="warp")
         except ImportError as e:
             print(f"#   warp backend skipped: {e}")
             break
-        cpu = bench_ours(n, args.threads, args.seconds, 3 if args.quick else 20, args.seed, args.physics_variants)
+        cpu, _ = ours_stepper(n, args.threads, args.seed, args.physics_variants)
+        best = best_of_rounds({"cpu": (cpu, n), "warp": (warp, n)}, args.rounds, per_round, {})
+        cpu, warp = best["cpu"], best["warp"]
         warp_rows.append((n, cpu, warp))
         print(f"#   measured backends num_envs={n}: mujoco {_fmt(cpu)}, warp (cpu device) {_fmt(warp)}", flush=True)
 

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_INFER_P99_MS = 1.0
 TARGET_PERIOD_ERR_P99_US = 200.0
 TARGET_E2E_P99_MS = 2.0
-JOINTS7 = [f"lbr_iiwa_joint_{i}" for i in range(1, 8)]
+JOINTS7 = [f"joint_{i}" for i in range(1, 8)]  # the echo only forwards positions: any 7 names
 
 RCLPY_ECHO = r'''
 import sys
@@ -170,7 +170,7 @@ def bench_graph(artifact: Path, seconds: float, window_s: float, log_dir: Path, 
     os.environ.pop("CYCLONEDDS_URI", None)
     # the parameters launch/deploy.launch.xml gives the three nodes (robot:=twin)
     nodes = {
-        "twin": {"seed": 0, "controller": "forward_position_controller"},
+        "twin": {"artifact": artifact, "seed": 0, "controller": "forward_position_controller"},
         "safety": {"artifact": artifact, "rate_hz": 1000.0, "controller": "forward_position_controller",
                    "interface": "forward", "critic": critic or ""},
         "policy": {"artifact": artifact, "rate_hz": 0.0},

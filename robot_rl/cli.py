@@ -22,7 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 USAGE = """usage: robot-rl {train,eval,export,cross-sim,main,node,launch,tasks} ...
 
-  train [TASK]   train a policy with PPO (TASK: iiwa-reach, cartpole-swingup)
+  train [TASK]   train a policy with PPO (`robot-rl tasks` lists them)
   eval           evaluate a checkpoint, or an exported artifact (--artifact DIR) on any simulator
                  (--env.backend mujoco|warp|pybullet): JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
@@ -122,10 +122,10 @@ def _first_message(text: str) -> str:
 
 
 def _train(args: list[str]) -> None:
-    from robot_rl.config import TrainConfig, task_defaults
+    from robot_rl.config import EnvConfig, TrainConfig, task_defaults
     from robot_rl.sim import task_names
 
-    task = "iiwa-reach"
+    task = EnvConfig().task
     if args and not args[0].startswith("-"):
         task = args.pop(0)
         if task not in task_names():

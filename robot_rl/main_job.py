@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robot_rl.config import TrainConfig, task_defaults
+from robot_rl.config import EnvConfig, TrainConfig, task_defaults
 from robot_rl.deploy_check import DeployConfig
 
 
@@ -27,7 +27,7 @@ class MainConfig:
 
 
 def _main_train_defaults() -> TrainConfig:
-    cfg = task_defaults("iiwa-reach")
+    cfg = task_defaults(EnvConfig().task)
     cfg.time_budget_s = 330.0
     cfg.stop_at_success = 0.98
     cfg.max_iterations = 1000

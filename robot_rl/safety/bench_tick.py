@@ -2,7 +2,7 @@
 
     python -m robot_rl.safety.bench_tick [--ticks 20000] [--model models/iiwa14/iiwa14.xml] [--no-workspace]
 
-Simulates a 1 kHz safety loop on the arm of ``--model`` (an MJCF file; default the iiwa's; its
+Simulates a 1 kHz safety loop on the arm of ``--model`` (an MJCF file; default the default task's robot; its
 hinge and slide joints, their ranges as position limits, the home pose of the robot registered
 with that model): a joint state every tick, a policy command every 20 ticks (50 Hz), a risk value
 every 20 ticks, then ``tick``. Prints microseconds per call (p50, p99, max) for ``tick`` in each
@@ -28,13 +28,15 @@ from robot_rl.safety import SafetyConfig, SafetyFilter
 
 
 def default_model_path() -> Path:
-    from robot_rl.robots import get_robot
+    """The model of the default task's robot (`robot_rl.config.EnvConfig().task`)."""
+    from robot_rl.config import EnvConfig
+    from robot_rl.sim import make_task
 
-    return get_robot("iiwa14").model_path
+    return make_task(EnvConfig().task).robot.model_path
 
 
 def model_xml(path: str | Path | None = None) -> str:
-    """The MJCF at ``path`` (default the iiwa's) as self-contained text without meshes, as an
+    """The MJCF at ``path`` (default: the default task's robot) as self-contained text without meshes, as an
     artifact's robot.xml (:func:`robot_rl.kinematics.kinematic_model_xml`)."""
     import mujoco
 
@@ -45,7 +47,7 @@ def model_xml(path: str | Path | None = None) -> str:
 
 
 def home_pose(path: str | Path | None, names: list[str]) -> dict[str, float]:
-    """Default pose of the robot registered with this model file (default the iiwa's), by joint."""
+    """Default pose of the robot registered with this model file (default: the default task's robot), by joint."""
     from robot_rl.robots import get_robot, robot_names
 
     path = Path(path) if path else default_model_path()
@@ -144,7 +146,7 @@ def command_cost(xml: str, home: dict[str, float] | None = None, repeats: int = 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ticks", type=int, default=20000)
-    p.add_argument("--model", default=None, help="MJCF file of the arm (default: the iiwa's)")
+    p.add_argument("--model", default=None, help="MJCF file of the arm (default: the default task's robot)")
     p.add_argument("--no-workspace", action="store_true", help="no workspace box (no FK in on_command)")
     args = p.parse_args(argv)
     xml = model_xml(args.model)

@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.config import EnvConfig
 from robot_rl.safety.critic import (
     RISK_METADATA_KEY,
     RiskLimits,
@@ -80,7 +81,7 @@ class CriticTrainConfig:
 
     samples: int = 200_000          # labelled samples to generate (train + held-out)
     seed: int = 0
-    task: str = "iiwa-reach"
+    task: str = field(default_factory=lambda: EnvConfig().task)  # the default task (iiwa-reach)
     envs: int = 256                 # parallel simulated robots
     horizon: int = 15               # control steps (0.3 s at 50 Hz) a violation is looked for ahead
     limit_margin: float = 0.05      # rad: a joint this close to its range limit is a violation

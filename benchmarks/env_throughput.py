@@ -397,7 +397,7 @@ def main(argv=None) -> int:
         print("|---|---|---|---|")
         for n, cpu, warp in warp_rows:
             print(f"| {n} | {_fmt(cpu)} | {_fmt(warp)} | {warp / cpu:.2f} |")
-    best_n, best_ours, _, _ = max(rows, key=lambda r: r[1])
+    best_n, best_ours = max(((r[0], r[1]) for r in rows), key=lambda r: r[1])
     print()
     print(f"Gymnasium best mode: {gym_best_name} = {_fmt(gym_best)} env-steps/s")
     print(f"physics DR bank: {args.physics_variants} variants (ours); 'exact' = one model per env")

@@ -81,7 +81,7 @@ def run(cfg: MainConfig) -> dict:
     ]
     if cfg.video:
         rows.append(("video", str(run_dir / "eval_eval.mp4")))
-    rows.append(("policy artifact", f"{art}/ (policy.onnx, spec.json)"))
+    rows.append(("policy artifact", f"{art}/ ({', '.join(sorted(f.name for f in art.iterdir()))})"))
     if twin is not None:
         def pct(d: dict) -> str:
             return f"p50 {d['p50_ms']:.3f} ms, p99 {d['p99_ms']:.3f} ms" if d.get("count") else "no samples"

@@ -5,9 +5,33 @@ camera), sites, and writing the file.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import mujoco
+
+
+def capsule_xml(urdf: mujoco.MjSpec, rgba: tuple[str, str]) -> ET.Element:
+    """The URDF's MJCF with every link mesh replaced by the capsule MuJoCo fits to it (no mesh data
+    left, geoms not colliding), as an XML tree to edit further; `rgba` alternates between links."""
+    for g in urdf.geoms:
+        g.type = mujoco.mjtGeom.mjGEOM_CAPSULE
+    fitted = urdf.compile()
+    root = ET.fromstring(urdf.to_xml())
+    for asset in root.findall("asset"):
+        root.remove(asset)
+    for i, g in enumerate(root.iter("geom")):
+        g.attrib.pop("mesh", None)
+        g.set("type", "capsule")
+        g.set("size", " ".join(f"{v:.5g}" for v in fitted.geom_size[i][:2]))
+        g.set("pos", " ".join(f"{v:.5g}" for v in fitted.geom_pos[i]))
+        g.set("quat", " ".join(f"{v:.5g}" for v in fitted.geom_quat[i]))
+        g.set("contype", "0")
+        g.set("conaffinity", "0")
+        g.set("rgba", rgba[i % 2])
+    for compiler in root.findall("compiler"):
+        compiler.attrib.pop("meshdir", None)
+    return root
 
 
 def apply_actuator_model(spec: mujoco.MjSpec, robot) -> None:

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 
 import mujoco
 
-from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, write
+from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, capsule_xml, write
 
 from robot_rl.models.iiwa14.robot import IIWA14
 
@@ -41,24 +41,7 @@ def urdf_path() -> str:
 def build() -> mujoco.MjSpec:
     urdf = mujoco.MjSpec.from_file(urdf_path())
     # 1. fit a capsule to every link mesh, then rewrite the geoms as plain capsules without meshes.
-    for g in urdf.geoms:
-        g.type = mujoco.mjtGeom.mjGEOM_CAPSULE
-    fitted = urdf.compile()
-    root = ET.fromstring(urdf.to_xml())
-    for asset in root.findall("asset"):
-        root.remove(asset)
-    geoms = root.iter("geom")
-    for i, g in enumerate(geoms):
-        g.attrib.pop("mesh", None)
-        g.set("type", "capsule")
-        g.set("size", " ".join(f"{v:.5g}" for v in fitted.geom_size[i][:2]))
-        g.set("pos", " ".join(f"{v:.5g}" for v in fitted.geom_pos[i]))
-        g.set("quat", " ".join(f"{v:.5g}" for v in fitted.geom_quat[i]))
-        g.set("contype", "0")
-        g.set("conaffinity", "0")
-        g.set("rgba", "1 0.45 0 1" if i % 2 else "0.85 0.85 0.85 1")
-    for compiler in root.findall("compiler"):
-        compiler.attrib.pop("meshdir", None)
+    root = capsule_xml(urdf, ("0.85 0.85 0.85 1", "1 0.45 0 1"))
     spec = mujoco.MjSpec.from_string(ET.tostring(root, encoding="unicode"))
     spec.modelname = "iiwa14"
     spec.option.timestep = 0.01  # 100 Hz physics; implicit damping keeps the PD joints stable

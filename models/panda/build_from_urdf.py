@@ -35,7 +35,7 @@ from pathlib import Path
 
 import mujoco
 
-from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, write
+from robot_rl.models.mjcf_build import add_scene, add_site, apply_actuator_model, capsule_xml, write
 
 from robot_rl.models.panda.robot import GRIPPER_KD, GRIPPER_KP, PANDA
 
@@ -72,23 +72,7 @@ def _capsules_xml() -> str:
     """The imported URDF with every mesh geom replaced by its fitted capsule and the massless
     helper links removed."""
     urdf = _urdf_spec()
-    for g in urdf.geoms:
-        g.type = mujoco.mjtGeom.mjGEOM_CAPSULE
-    fitted = urdf.compile()
-    root = ET.fromstring(urdf.to_xml())
-    for asset in root.findall("asset"):
-        root.remove(asset)
-    for i, g in enumerate(root.iter("geom")):
-        g.attrib.pop("mesh", None)
-        g.set("type", "capsule")
-        g.set("size", " ".join(f"{v:.5g}" for v in fitted.geom_size[i][:2]))
-        g.set("pos", " ".join(f"{v:.5g}" for v in fitted.geom_pos[i]))
-        g.set("quat", " ".join(f"{v:.5g}" for v in fitted.geom_quat[i]))
-        g.set("contype", "0")
-        g.set("conaffinity", "0")
-        g.set("rgba", "0.25 0.25 0.27 1" if i % 2 else "0.95 0.95 0.95 1")
-    for compiler in root.findall("compiler"):
-        compiler.attrib.pop("meshdir", None)
+    root = capsule_xml(urdf, ("0.95 0.95 0.95 1", "0.25 0.25 0.27 1"))
     for equality in root.findall("equality"):  # the importer's <mimic> coupling: `build` adds it, named
         root.remove(equality)
     parents = {child: parent for parent in root.iter() for child in parent}

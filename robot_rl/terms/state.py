@@ -56,6 +56,17 @@ def stack(xs: Sequence[Any]) -> Any:
     return np.stack(xs, -1) if isinstance(xs[0], np.ndarray) else _torch().stack(list(xs), -1)
 
 
+def _columns(names: Sequence[str], within: Sequence[str], what: str) -> slice | list[int]:
+    names = list(names)
+    missing = [j for j in names if j not in within]
+    if missing:
+        raise ValueError(f"joints {missing} are not {what} joints of this robot ({list(within)})")
+    idx = [list(within).index(j) for j in names]
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return idx
+
+
 @dataclass(frozen=True)
 class TermContext:
     """What a term factory may know about the robot and the task (names, limits, defaults).
@@ -78,24 +89,11 @@ class TermContext:
     def joint_index(self, joints: Sequence[str] | None) -> slice | list[int]:
         """Columns of the state joints `joints` (all actuated joints for None): a slice when they
         are consecutive (a view, no copy)."""
-        names = list(self.actuated if joints is None else joints)
-        missing = [j for j in names if j not in self.state_joints]
-        if missing:
-            raise ValueError(f"joints {missing} are not state joints of this robot ({list(self.state_joints)})")
-        idx = [self.state_joints.index(j) for j in names]
-        if idx == list(range(idx[0], idx[0] + len(idx))):
-            return slice(idx[0], idx[0] + len(idx))
-        return idx
+        return _columns(self.actuated if joints is None else joints, self.state_joints, "state")
 
     def actuated_index(self, joints: Sequence[str] | None) -> slice | list[int]:
-        names = list(self.actuated if joints is None else joints)
-        missing = [j for j in names if j not in self.actuated]
-        if missing:
-            raise ValueError(f"joints {missing} are not actuated joints of this robot ({list(self.actuated)})")
-        idx = [self.actuated.index(j) for j in names]
-        if idx == list(range(idx[0], idx[0] + len(idx))):
-            return slice(idx[0], idx[0] + len(idx))
-        return idx
+        """Columns of `joints` among the actuated joints (all for None)."""
+        return _columns(self.actuated if joints is None else joints, self.actuated, "actuated")
 
     def check_frame(self, frame: str) -> None:
         if frame not in self.frames:

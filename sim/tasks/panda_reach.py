@@ -24,44 +24,13 @@ held-out `eval` DR.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from robot_rl.sim.randomization import DomainRandomization, DRPresets
-from robot_rl.sim.tasks.reach import ReachTask
+from robot_rl.sim.randomization import DRPresets
+from robot_rl.sim.tasks.reach import ARM_EVAL_DR, ARM_TRAIN_DR, ReachTask
 
-TRAIN_DR = DomainRandomization(
-    mass_scale=(0.9, 1.1),
-    payload_kg=(0.0, 0.5),
-    friction_scale=(0.5, 1.5),
-    damping_scale=(0.8, 1.2),
-    armature_scale=(0.8, 1.2),
-    kp_scale=(0.85, 1.15),
-    kd_scale=(0.85, 1.15),
-    motor_strength=(0.9, 1.1),
-    action_delay_steps=(0, 1),
-    obs_delay_steps=(0, 1),
-    obs_noise_scale=1.0,
-    obs_bias_scale=0.5,
-    push_interval_s=(0.8, 1.6),
-    push_joint_velocity=0.1,
-)
-# held out: wider physics ranges, more payload, different delays; never seen in training
-EVAL_DR = DomainRandomization(
-    mass_scale=(0.85, 1.15),
-    payload_kg=(0.3, 1.0),
-    friction_scale=(1.0, 2.0),
-    damping_scale=(1.1, 1.4),
-    armature_scale=(1.1, 1.3),
-    kp_scale=(0.8, 0.9),
-    kd_scale=(1.1, 1.2),
-    motor_strength=(0.85, 0.95),
-    action_delay_steps=(1, 1),
-    obs_delay_steps=(0, 1),
-    obs_noise_scale=1.5,
-    obs_bias_scale=1.0,
-    push_interval_s=(1.0, 2.0),
-    push_joint_velocity=0.15,
-)
+TRAIN_DR = replace(ARM_TRAIN_DR, payload_kg=(0.0, 0.5))
+EVAL_DR = replace(ARM_EVAL_DR, payload_kg=(0.3, 1.0))  # held out: more payload than training ever saw
 
 
 @dataclass

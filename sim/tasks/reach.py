@@ -17,10 +17,44 @@ from dataclasses import dataclass
 import mujoco
 import torch
 
-from robot_rl.sim.randomization import uniform
+from robot_rl.sim.randomization import DomainRandomization, uniform
 from robot_rl.sim.task import ActTerm, Command, ObsTerm, Task
 
 SUCCESS_RADIUS = 0.02
+
+ARM_TRAIN_DR = DomainRandomization(
+    mass_scale=(0.9, 1.1),
+    friction_scale=(0.5, 1.5),
+    damping_scale=(0.8, 1.2),
+    armature_scale=(0.8, 1.2),
+    kp_scale=(0.85, 1.15),
+    kd_scale=(0.85, 1.15),
+    motor_strength=(0.9, 1.1),
+    action_delay_steps=(0, 1),
+    obs_delay_steps=(0, 1),
+    obs_noise_scale=1.0,
+    obs_bias_scale=0.5,
+    push_interval_s=(0.8, 1.6),
+    push_joint_velocity=0.1,
+)
+"""The training DR range a position-controlled arm's reach task starts from (a task sets its
+robot's payload range with `dataclasses.replace(ARM_TRAIN_DR, payload_kg=...)`)."""
+ARM_EVAL_DR = DomainRandomization(
+    mass_scale=(0.85, 1.15),
+    friction_scale=(1.0, 2.0),
+    damping_scale=(1.1, 1.4),
+    armature_scale=(1.1, 1.3),
+    kp_scale=(0.8, 0.9),
+    kd_scale=(1.1, 1.2),
+    motor_strength=(0.85, 0.95),
+    action_delay_steps=(1, 1),
+    obs_delay_steps=(0, 1),
+    obs_noise_scale=1.5,
+    obs_bias_scale=1.0,
+    push_interval_s=(1.0, 2.0),
+    push_joint_velocity=0.15,
+)
+"""The held-out range: wider physics ranges, weaker gains, more delay; never seen in training."""
 
 
 @dataclass

@@ -60,6 +60,10 @@ PHYSICS_FIELDS = (
 """Physics parameters a backend can set per variant (MuJoCo `MjModel` field names and shapes)."""
 
 
+class BackendUnavailable(ImportError, ValueError):
+    """A backend whose simulator package is not installed (the message says how to install it)."""
+
+
 class UnsupportedFeature(ValueError):
     """A model feature or parameter this backend cannot simulate (the message names it and what
     to do instead)."""
@@ -213,7 +217,7 @@ def backend_class(name: str) -> type[SimBackend]:
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"the {name} backend needs {e.name or 'a package that is not installed'}: "
+        raise BackendUnavailable(f"the {name} backend needs {e.name or 'a package that is not installed'}: "
                           f"{_INSTALL_HINT.get(name, 'install it')} ({e})") from None
     return getattr(mod, cls)
 

@@ -22,6 +22,8 @@ def cli(*args, cwd):
     (["export", "--checkpoint", "runs/missing"], "no run directory or checkpoint"),
     (["fly"], "unknown command 'fly'"),
     (["node", "planner"], "unknown node 'planner'; use one of: policy, safety, twin"),
+    (["train", "--ppo.policy", "transformer"], "unknown policy kind 'transformer'; known kinds: mlp, recurrent"),
+    (["train", "--env.device", "tpu"], "--env.device tpu: use cpu or cuda"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     out = cli(*args, "--log-root", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "train" else cli(*args, cwd=tmp_path)
@@ -53,3 +55,21 @@ def test_train_eval_export_from_the_command_line(tmp_path):
     out = cli("export", "--checkpoint", str(run), "--out", str(tmp_path / "art"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "art" / "policy.onnx").is_file() and (tmp_path / "art" / "spec.json").is_file()
+
+
+def test_cuda_without_a_gpu_and_warp_without_its_package_are_one_clear_line(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from robot_rl import cli as cli_mod
+
+    monkeypatch.chdir(tmp_path)
+    if not torch.cuda.is_available():
+        assert cli_mod.main(["train", "--env.backend", "warp", "--env.device", "cuda"]) == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and "no CUDA GPU is available" in err[0], err
+    monkeypatch.setitem(sys.modules, "mujoco_warp", None)  # as if mujoco-warp were not installed
+    monkeypatch.delitem(sys.modules, "robot_rl.sim.warp_backend", raising=False)
+    assert cli_mod.main(["train", "--env.backend", "warp"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "pip install 'robot-rl[warp]'" in err[0], err
+    assert not (tmp_path / "runs").exists(), "nothing is written before the error"

@@ -83,7 +83,8 @@ class RobotTwin:
             raise TwinError(f"initial_pose needs {n_arm} finite values, got {list(np.atleast_1d(q0))}")
         self.data.qpos[self._cmd_qadr[:n_arm]] = np.clip(q0, self.lower[:n_arm], self.upper[:n_arm])
         if grip:
-            self.data.qpos[self._cmd_qadr[n_arm:]] = grip.open_position
+            # as in training: the gripper actuator starts at control 0, i.e. fingers closed
+            self.data.qpos[self._cmd_qadr[n_arm:]] = grip.closed_position
         mujoco.mj_forward(model, self.data)
         self.command = self.data.qpos[self._cmd_qadr].copy()
         self._finger_names = set(self.command_joints[n_arm:])

@@ -318,11 +318,22 @@ def test_destroy_subscription_while_spinning_in_background(nodes):
 
 
 def test_spin_on_main_thread_is_interruptible(nodes):
-    """spin() waits in short slices on the main thread so KeyboardInterrupt (Ctrl-C) gets through."""
-    import _thread
+    """spin() waits in short slices on the main thread so KeyboardInterrupt (Ctrl-C) gets through.
+    A real SIGINT, as Ctrl-C sends (`_thread.interrupt_main` once went unnoticed in a CI-like run
+    and hung the suite); a watchdog shuts the node down after 10 s so the test fails, never hangs."""
+    import os
+    import signal
 
     a = nodes("a")
-    threading.Timer(0.2, _thread.interrupt_main).start()
-    with pytest.raises(KeyboardInterrupt):
-        a.spin()
-    assert a.ok()
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    ctrl_c = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    watchdog = threading.Timer(10.0, a.shutdown)
+    ctrl_c.start()
+    watchdog.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            a.spin()
+        assert a.ok()
+    finally:
+        watchdog.cancel()
+        signal.signal(signal.SIGINT, old)

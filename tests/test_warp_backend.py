@@ -1,6 +1,8 @@
 """The MuJoCo Warp backend on Warp's CPU device: agreement with CPU MuJoCo, per-world physics
 parameters, the env on it, and clear errors for what it cannot do.
 
+`ROBOT_RL_TEST_WARP_DEVICE=cuda` runs the same tests on a GPU (CI has none; the default is `cpu`).
+
 The first run compiles MuJoCo Warp's kernels for the CPU (about a minute; cached in ~/.cache/warp),
 so backends are shared per module and worlds are few.
 """
@@ -8,6 +10,7 @@ so backends are shared per module and worlds are few.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import mujoco
@@ -24,6 +27,7 @@ from robot_rl.sim.mujoco_backend import MujocoBackend  # noqa: E402
 from robot_rl.sim.warp_backend import WarpBackend, check_structural_change  # noqa: E402
 
 N = 4
+DEV = os.environ.get("ROBOT_RL_TEST_WARP_DEVICE", "cpu")
 # Warp simulates in float32, CPU MuJoCo in float64; over 50 control steps x 2 substeps from 4
 # random states with random targets the largest differences measured were: qpos 1.3e-7 (iiwa) and
 # 9.4e-7 (cartpole) rad/m, qvel 2.2e-6 (iiwa) and 2.1e-6 (cartpole) rad/s (velocities up to 5),
@@ -42,7 +46,7 @@ def _pair(task_name: str, effort_sensors: bool = False):
         model = spec.compile()
     else:
         model = build_model(task)
-    return task, model, MujocoBackend(model, task.robot, N, nthread=1), WarpBackend(model, task.robot, N)
+    return task, model, MujocoBackend(model, task.robot, N, nthread=1), WarpBackend(model, task.robot, N, device=DEV)
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +86,13 @@ def test_warp_agrees_with_cpu_mujoco(which, request):
     for k in range(50):
         ctrl = torch.as_tensor(_targets(model, q, rng))
         cpu.step(ctrl, 2)
-        warp.step(ctrl.float(), 2)  # any float dtype
-        err["qpos"] = max(err["qpos"], (cpu.qpos - warp.qpos.double()).abs().max().item())
-        err["qvel"] = max(err["qvel"], (cpu.qvel - warp.qvel.double()).abs().max().item())
+        warp.step(ctrl.float().to(warp.device), 2)  # any float dtype
+        err["qpos"] = max(err["qpos"], (cpu.qpos - warp.qpos.double().cpu()).abs().max().item())
+        err["qvel"] = max(err["qvel"], (cpu.qvel - warp.qvel.double().cpu()).abs().max().item())
         for s in sites:
-            err["frame"] = max(err["frame"], (cpu.frame_pos(s) - warp.frame_pos(s).double()).abs().max().item())
+            err["frame"] = max(err["frame"], (cpu.frame_pos(s) - warp.frame_pos(s).double().cpu()).abs().max().item())
         if which == "iiwa":
-            err["effort"] = max(err["effort"], (cpu.joint_effort - warp.joint_effort.double()).abs().max().item())
+            err["effort"] = max(err["effort"], (cpu.joint_effort - warp.joint_effort.double().cpu()).abs().max().item())
         if k == 25:  # a mid-rollout reset of one world: its snapshot is refreshed, the others keep theirs
             q1 = torch.as_tensor(q[2:3] * 0.5)
             for sim in (cpu, warp):
@@ -107,7 +111,7 @@ def test_state_tensors_are_zero_copy_views_of_warp_arrays(iiwa):
     assert warp.frame_pos("ee").data_ptr() == wp.to_torch(warp._snap_sensor).data_ptr() + 4 * int(
         model.sensor_adr[model.sensor("frame/ee").id])
     before = warp.qpos
-    warp.step(torch.zeros(N, model.nu), 1)
+    warp.step(torch.zeros(N, model.nu, device=warp.device), 1)
     assert warp.qpos is before  # updated in place
 
 
@@ -115,7 +119,7 @@ def test_efforts_without_effort_sensors_come_from_actuator_forces(iiwa):
     task, model_s, cpu, _ = iiwa
     model = build_model(task)  # no `effort/<joint>` sensors
     assert not any(model.sensor(i).name.startswith("effort/") for i in range(model.nsensor))
-    warp = WarpBackend(model, task.robot, N)
+    warp = WarpBackend(model, task.robot, N, device=DEV)
     rng = np.random.default_rng(1)
     q, v = _random_state(model, rng)
     for sim in (cpu, warp):
@@ -123,16 +127,16 @@ def test_efforts_without_effort_sensors_come_from_actuator_forces(iiwa):
     ctrl = torch.as_tensor(_targets(model, q, rng))
     for sim in (cpu, warp):
         sim.step(ctrl, 2)
-    np.testing.assert_allclose(warp.joint_effort.double().numpy(), cpu.joint_effort.numpy(), atol=EFFORT_ATOL)
+    np.testing.assert_allclose(warp.joint_effort.double().cpu().numpy(), cpu.joint_effort.numpy(), atol=EFFORT_ATOL)
     for _ in range(3):
         for sim in (cpu, warp):
             sim.step(ctrl, 2)
-    np.testing.assert_allclose(warp.joint_effort.double().numpy(), cpu.joint_effort.numpy(), atol=EFFORT_ATOL)
+    np.testing.assert_allclose(warp.joint_effort.double().cpu().numpy(), cpu.joint_effort.numpy(), atol=EFFORT_ATOL)
 
 
 def test_set_physics_changes_one_world_only(iiwa):
     task, model, _, _ = iiwa
-    warp = WarpBackend(model, task.robot, N)
+    warp = WarpBackend(model, task.robot, N, device=DEV)
     qidx = warp.joint_qpos_index(task.robot.joint_names)
     mass = warp.nominal("body_mass")[None].copy()
     mass[0, -1] += 3.0  # a payload on the last link of world 2
@@ -155,7 +159,7 @@ def test_set_physics_changes_one_world_only(iiwa):
     ctrl[:, warp.joint_actuator_index(task.robot.joint_names)] = torch.as_tensor(task.robot.default_pose) + 0.3
     for _ in range(5):
         warp.step(ctrl, 2)
-    q = warp.qpos.double().numpy()[:, qidx]
+    q = warp.qpos.double().cpu().numpy()[:, qidx]
     np.testing.assert_array_equal(q[0], q[1])
     np.testing.assert_array_equal(q[0], q[3])
     assert np.abs(q[2] - q[0]).max() > 1e-3
@@ -166,33 +170,33 @@ def test_set_physics_changes_one_world_only(iiwa):
     np.testing.assert_allclose(sub[0], model.body_subtreemass, rtol=1e-5)
     # rendering data of world 2 carries its state and parameters
     rm, rd = warp.render_data(2)
-    np.testing.assert_allclose(rd.qpos, warp._qpos_d[2].double().numpy())
+    np.testing.assert_allclose(rd.qpos, warp._qpos_d[2].double().cpu().numpy())
     np.testing.assert_allclose(rm.body_mass, mass[0], rtol=1e-6)
     assert model.body_mass[-1] == pytest.approx(rm.body_mass[-1] - 3.0, rel=1e-6)  # the task's model is untouched
 
 
 def test_derived_constants_all_recomputes_inertia_constants_per_world(iiwa):
     task, model, _, _ = iiwa
-    warp = WarpBackend(model, task.robot, 2, derived_constants="all")
+    warp = WarpBackend(model, task.robot, 2, device=DEV, derived_constants="all")
     mass = warp.nominal("body_mass")[None] * 2.0
     warp.set_physics("body_mass", np.array([1]), mass)
     warp.set_physics("body_inertia", np.array([1]), warp.nominal("body_inertia")[None] * 2.0)
     warp.set_physics("dof_armature", np.array([1]), warp.nominal("dof_armature")[None] * 2.0)
-    warp.step(torch.zeros(2, model.nu), 1)  # (recomputed before stepping)
+    warp.step(torch.zeros(2, model.nu, device=warp.device), 1)  # (recomputed before stepping)
     inv = warp.m.dof_invweight0.numpy()
     np.testing.assert_allclose(inv[0], model.dof_invweight0, rtol=1e-4)  # as mj_setConst
     np.testing.assert_allclose(inv[1], model.dof_invweight0 / 2.0, rtol=1e-4)  # twice the joint-space inertia
 
 
 def test_env_runs_on_warp_cpu_device():
-    env = make_env("iiwa-reach", N, backend="warp", device="cpu", seed=0)
-    assert isinstance(env.sim, WarpBackend) and env.sim.device == torch.device("cpu")
+    env = make_env("iiwa-reach", N, backend="warp", device=DEV, seed=0)
+    assert isinstance(env.sim, WarpBackend) and env.sim.device.type == DEV
     obs = env.reset()
     env.randomize_episode_start()  # so that some envs time out and reset inside `step`
     gen = torch.Generator().manual_seed(0)
     resets = 0
     for _ in range(30):
-        obs, rew, term, trunc, info = env.step(torch.rand(N, env.num_actions, generator=gen) * 2 - 1)
+        obs, rew, term, trunc, info = env.step((torch.rand(N, env.num_actions, generator=gen) * 2 - 1).to(env.device))
         resets += len(info["episode"]["env_ids"])
         for t in (obs["policy"], obs["critic"], rew):
             assert torch.isfinite(t).all()

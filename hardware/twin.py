@@ -1,10 +1,25 @@
 """Robot twin: a MuJoCo simulation of the robot with held-out dynamics, run in real time.
 
 The twin stands in for hardware: a separate process (``python -m robot_rl.nodes.twin``) that
-simulates the robot with physics parameters drawn from the task's *held-out* domain-randomization
-range (``dr="eval"``: masses, payload, friction, damping, armature, PD gains, motor strength; the
-sample is reproducible from ``seed``), and speaks the ros2_control topics a real arm does:
+simulates the robot with every term of the task's *held-out* domain-randomization range
+(``dr="eval"``), sampled once from ``seed``, and speaks the ros2_control topics a real arm does:
 ``/joint_states`` out, ``/<controller>/commands`` and ``/<controller>/joint_trajectory`` in.
+It applies the whole sample, as the training env does:
+
+* physics: link masses and inertias, the payload and where it sits, armature, PD gains, motor
+  strength, the gravity-compensation error (in the model, `robot_rl.sim.physics_params`);
+* the action delay: a command takes effect ``command_delay_s`` after it arrives (the sampled
+  delay steps x the control period); the observation delay is the node's ``latency_ms``
+  (``obs_delay_s``);
+* encoder bias: the joints report q + b and the position controller servos that reading, so the
+  arm settles at target - b; sensor noise and a per-run bias of the velocity and position readings
+  (the term noise x the range's noise and bias scales);
+* pushes: random joint-velocity kicks at the range's intervals.
+
+``dr`` may name a DR range (eval, train, off) or a published stress twin (``robot_rl.sim.twins``),
+and ``overrides`` replace single terms with measured values (payload mass and position, mass and
+inertia scales, kp/kd scales, motor strength, gravity-compensation error, encoder bias: a scalar
+with random signs or one value per joint; delays in seconds).
 
 :class:`RobotTwin` is the transport-free part:
 
@@ -42,19 +57,34 @@ class TwinError(ValueError):
 class RobotTwin:
     def __init__(self, task: str, seed: int = 0, dr: str = "eval", physics_rate_hz: float = 1000.0,
                  position_noise: float | None = None, velocity_noise: float | None = None,
-                 initial_pose: Sequence[float] | None = None):
+                 initial_pose: Sequence[float] | None = None, overrides: dict | None = None,
+                 command_delay_s: float | None = None, obs_delay_s: float | None = None,
+                 encoder_bias: Sequence[float] | None = None):
         import mujoco
 
-        from robot_rl.sim import make_env
+        from robot_rl.sim import make_env, make_task
+        from robot_rl.sim.twins import resolve_dr, with_overrides
 
         if not (100.0 <= physics_rate_hz <= 10000.0):
             raise TwinError(f"physics_rate_hz={physics_rate_hz} is outside 100..10000 Hz")
-        env = make_env(task, 1, dr=dr, seed=int(seed), nthread=1, backend="mujoco")
+        task_obj = make_task(task)
+        try:
+            drange = with_overrides(resolve_dr(task_obj, dr), dict(overrides or {}))
+            env = make_env(task_obj, 1, dr=drange, seed=int(seed), nthread=1, backend="mujoco")
+        except ValueError as e:
+            raise TwinError(str(e)) from None
         env.reset()  # samples the DR parameters and writes them into env.sim.models[0]
         self.dr_params = {k: float(v[0]) for k, v in env.dr_params.items()}
         self.task = task
         self.dr = dr
+        self.drange = drange
         self.seed = int(seed)
+        episode_s = task_obj.episode_length_s
+        control_dt = env.control_dt
+        self.command_delay_s = self._delay("command_delay_s", command_delay_s,
+                                           self.dr_params["action_delay_steps"] * control_dt, episode_s)
+        self.obs_delay_s = self._delay("obs_delay_s", obs_delay_s, self.dr_params["obs_delay_steps"] * control_dt,
+                                       episode_s)
         self.model = model = env.sim.models[0]
         model.opt.timestep = 1.0 / float(physics_rate_hz)
         self.physics_dt = model.opt.timestep
@@ -101,8 +131,42 @@ class RobotTwin:
         if self.position_noise < 0 or self.velocity_noise < 0:
             raise TwinError("sensor noise standard deviations must be >= 0")
         self._rng = np.random.default_rng(self.seed + 1)
+        # encoder bias of the actuated joints (the env's sample, or measured values)
+        n_state = len(self.joint_names)
+        bias = env.encoder_bias[0].double().numpy() if encoder_bias is None else np.asarray(encoder_bias, float)
+        if bias.shape != (n_arm,) or not np.isfinite(bias).all():
+            raise TwinError(f"encoder_bias needs {n_arm} finite values (rad), got {list(np.atleast_1d(bias))}")
+        if np.abs(bias).max(initial=0.0) > 0.2:
+            raise TwinError(f"encoder_bias {list(bias)} is above 0.2 rad: that is a wrong zero, not a bias")
+        self.encoder_bias = np.zeros(n_state)
+        self.encoder_bias[:n_arm] = bias
+        # per-run bias of the readings (the env's `obs_bias_scale` x the term noise)
+        bscale = env.dr.obs_bias_scale
+        self._read_bias_q = self._rng.normal(0.0, 1.0, n_state) * terms.get("joint_pos", {}).get("noise_std", 0.0) * bscale
+        self._read_bias_dq = self._rng.normal(0.0, 1.0, n_state) * terms.get("joint_vel", {}).get("noise_std", 0.0) * bscale
+        # pushes
+        self._push_v = float(env.dr.push_joint_velocity)
+        self._push_interval = tuple(env.dr.push_interval_s)
+        self._next_push = self._draw_push_interval()
+        self.pushes = 0
+        self._pending: list[tuple[float, np.ndarray]] = []  # (time it takes effect, command)
         self.steps = 0
         self.commands_received = 0
+        self.command[:n_arm] += bias  # until the first command the controller holds what it measures
+        self._apply_command()
+
+    @staticmethod
+    def _delay(name: str, given: float | None, sampled: float, episode_s: float) -> float:
+        v = sampled if given is None else float(given)
+        if not (0.0 <= v < episode_s) or not math.isfinite(v):
+            raise TwinError(f"{name}={v} s must lie in [0, {episode_s}) (the task's episode length)")
+        return v
+
+    def _draw_push_interval(self) -> float:
+        lo, hi = self._push_interval
+        if self._push_v <= 0 or hi <= 0:
+            return math.inf
+        return self._rng.uniform(lo, hi)
 
     @property
     def sim_time(self) -> float:
@@ -110,7 +174,8 @@ class RobotTwin:
 
     def _apply_command(self) -> None:
         n_arm = len(self._act)
-        self.data.ctrl[self._act] = self.command[:n_arm]
+        # the controller servos the (biased) encoder reading to the command
+        self.data.ctrl[self._act] = self.command[:n_arm] - getattr(self, "encoder_bias", np.zeros(n_arm))[:n_arm]
         if self._grip_act is not None:
             self.data.ctrl[self._grip_act] = self.command[n_arm]
 
@@ -142,14 +207,26 @@ class RobotTwin:
             raise TwinError(f"command values are not numbers: {e}") from None
         if not np.isfinite(new).all():
             raise TwinError("command contains NaN/Inf")
-        self.command = np.clip(new, self.lower, self.upper)
-        self._apply_command()
         self.commands_received += 1
+        new = np.clip(new, self.lower, self.upper)
+        if self.command_delay_s > 0:  # takes effect after the action delay
+            self._pending.append((self.sim_time + self.command_delay_s, new))
+        else:
+            self.command = new
+            self._apply_command()
 
     def step(self, n: int = 1) -> None:
         for _ in range(n):
+            t = self.sim_time
+            while self._pending and self._pending[0][0] <= t + 1e-12:
+                self.command = self._pending.pop(0)[1]
+                self._apply_command()
+            if t >= self._next_push:
+                self.data.qvel[:] += self._rng.uniform(-self._push_v, self._push_v, self.model.nv)
+                self._next_push = t + self._draw_push_interval()
+                self.pushes += 1
             self._mj.mj_step(self.model, self.data)
-        self.steps += n
+            self.steps += 1
 
     def advance_to(self, sim_time: float, max_steps: int = 50) -> int:
         """Step until the simulation clock reaches ``sim_time`` (at most ``max_steps`` steps)."""
@@ -161,11 +238,13 @@ class RobotTwin:
 
     def read(self, noisy: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(position, velocity, effort) in ``joint_names`` order; effort = actuator torque."""
-        q = self.data.qpos[self._qadr].copy()
+        q = self.data.qpos[self._qadr] + self.encoder_bias  # what the encoders report
         dq = self.data.qvel[self._vadr].copy()
         tau = self.data.qfrc_actuator[self._vadr].copy()
         tau[len(self._act):] = 0.0  # passive joints and fingers: no joint actuator of their own
         if noisy:
+            q += self._read_bias_q
+            dq += self._read_bias_dq
             if self.position_noise > 0:
                 q += self._rng.normal(0.0, self.position_noise, q.shape)
             if self.velocity_noise > 0:

@@ -41,7 +41,10 @@ def cross_sim_report(artifact: str | Path, backends=("mujoco", "pybullet"), epis
         backend_class(b)
     art = PolicyArtifact.load(artifact)
     out = Path(out_dir) if out_dir else art.path.parent / f"{art.path.name}_cross_sim"
-    results = {b: evaluate_artifact(art, episodes, dr, seed, backend=b, device=device, nthread=nthread)
+    from robot_rl.evaluate_artifact import comparable_dr
+
+    drange, note = comparable_dr(art.spec["task"], dr, backends)  # like with like on every simulator
+    results = {b: evaluate_artifact(art, episodes, drange, seed, backend=b, device=device, nthread=nthread)
                for b in backends}
     ref = backends[0]
     sims = {b: {k: r[k] for k in SUMMARY_FIELDS} for b, r in results.items()}
@@ -50,6 +53,7 @@ def cross_sim_report(artifact: str | Path, backends=("mujoco", "pybullet"), epis
         "task": art.spec["task"],
         "kind": art.kind,
         "dr": dr,
+        "dr_note": note,
         "episodes": episodes,
         "seed": seed,
         "reference": ref,

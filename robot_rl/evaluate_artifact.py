@@ -16,6 +16,7 @@ length, per episode) plus the backend, the artifact and its policy kind.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +80,22 @@ class ArtifactPolicy:
             self.queues[i].clear()
 
 
+def comparable_dr(task: str, dr, backends) -> tuple:
+    """The DR `dr` means for `task`, simulated alike on every one of `backends`: when one of them
+    cannot move a centre of mass (pybullet), the payload sits at the last link's origin on all of
+    them. Returns (DomainRandomization, a note saying what was changed, or "")."""
+    from robot_rl.sim import make_task
+    from robot_rl.sim.backend import backend_class
+    from robot_rl.sim.dr_effects import moves_payload, without_payload_offset
+    from robot_rl.sim.twins import resolve_dr
+
+    drange = resolve_dr(make_task(task), dr)
+    if moves_payload(drange) and not all(backend_class(b).moves_com for b in backends):
+        return without_payload_offset(drange), ("payload offsets set to 0 (payload at the last link's origin): "
+                                                f"{'/'.join(backends)} cannot move a centre of mass")
+    return drange, ""
+
+
 def evaluate_artifact(artifact: str | Path | PolicyArtifact, episodes: int = 100, dr: str = "eval", seed: int = 1,
                       backend: str = "mujoco", device: str = "cpu", nthread: int | None = None,
                       report: str | Path | None = None, video: str | Path | None = None,
@@ -96,8 +113,11 @@ def evaluate_artifact(artifact: str | Path | PolicyArtifact, episodes: int = 100
     spec = art.spec
     task = spec["task"]
     env_cfg = spec.get("training", {}).get("config", {}).get("env", {})
-    env = make_env(task, episodes, dr=dr, seed=seed, backend=backend, device=device, nthread=nthread,
+    drange, note = comparable_dr(task, dr, [backend])
+    env = make_env(task, episodes, dr=drange, seed=seed, backend=backend, device=device, nthread=nthread,
                    physics_variants=int(env_cfg.get("physics_variants", 256)))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     try:
         if env.num_obs["policy"] != art.obs_dim or env.num_actions != art.action_dim:
             raise ArtifactError(f"{art.path}: the policy maps {art.obs_dim} observations to {art.action_dim} actions, "
@@ -109,7 +129,7 @@ def evaluate_artifact(artifact: str | Path | PolicyArtifact, episodes: int = 100
     finally:
         env.sim.close()
     training = spec.get("training", {})
-    head = {"task": task, "backend": backend, "dr": dr, "episodes": episodes, "seed": seed, "artifact": str(art.path),
-            "kind": art.kind, "checkpoint": training.get("checkpoint"), "iteration": training.get("iteration"),
+    head = {"task": task, "backend": backend, "dr": dr if isinstance(dr, str) else "custom", "episodes": episodes, "seed": seed, "artifact": str(art.path),
+            "dr_note": note, "kind": art.kind, "checkpoint": training.get("checkpoint"), "iteration": training.get("iteration"),
             "wall_s": wall}
     return episode_report(env, ret, length, success, frames, head, video, report)

@@ -72,6 +72,8 @@ class UnsupportedFeature(ValueError):
 class SimBackend(ABC):
     name: ClassVar[str]
     exact_variants: ClassVar[bool] = True
+    moves_com: ClassVar[bool] = True
+    """Whether `set_physics("body_ipos", ...)` can move a link's centre of mass."""
     """True when every env has its own physics parameters (num_variants == num_envs)."""
 
     def __init__(self, model, robot, num_envs: int, device: str | torch.device = "cpu"):

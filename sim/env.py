@@ -37,13 +37,15 @@ import math
 import torch
 
 from robot_rl.sim import randomization as R
-from robot_rl.sim.backend import BACKENDS, make_backend
+from robot_rl.sim.backend import BACKENDS, UnsupportedFeature, make_backend
 from robot_rl.sim.delay import DelayLine
+from robot_rl.sim.dr_effects import check_effects, moves_payload
 from robot_rl.sim.env_state import EnvState
 from robot_rl.sim.model import build_model, used_frames
 from robot_rl.sim.physics_bank import PhysicsBank
 from robot_rl.sim.physics_params import FIELDS, model_fields
 from robot_rl.sim.task import Task
+from robot_rl.sim.twins import resolve_dr
 from robot_rl.terms import ActionGroup, ObservationGroup, make_context
 
 
@@ -83,7 +85,7 @@ class BatchedEnv:
         self,
         task: Task,
         num_envs: int,
-        dr: str = "train",
+        dr: str | R.DomainRandomization = "train",
         seed: int = 0,
         backend: str = "mujoco",
         device: str = "cpu",
@@ -99,13 +101,14 @@ class BatchedEnv:
         self.robot = robot = task.robot
         self.num_envs = num_envs
         self.device = check_device(device)
-        self.dr_mode = dr
+        self.dr_mode = dr if isinstance(dr, str) else "custom"
         self.autoreset = autoreset
-        self.dr = task.dr.get(dr)
-        self.dr.validate(f"{task.name} dr[{dr}]")
+        self.dr = resolve_dr(task, dr)
+        self.dr.validate(f"{task.name} dr[{self.dr_mode}]")
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
         self.model = model = build_model(task)
+        check_effects(self.dr, model, robot, f"{task.name} dr[{self.dr_mode}]")
         requested = PhysicsBank.requested_variants(num_envs, physics_variants)
         self.sim = make_backend(backend, model, robot, num_envs, device=str(self.device), nthread=nthread,
                                 num_variants=requested)
@@ -133,6 +136,14 @@ class BatchedEnv:
         self._ctrl_map = self._control_map()
         self._payload_body = model.body(robot.payload_body).id if robot.payload_body else -1
         self._nominal = {f: self.sim.nominal(f) for f in FIELDS}
+        # a backend that cannot move a centre of mass (pybullet) is only asked to when DR moves one
+        self._fields = [f for f in FIELDS if f != "body_ipos" or moves_payload(self.dr)]
+        if moves_payload(self.dr) and not self.sim.moves_com:
+            raise UnsupportedFeature(
+                f"{task.name} dr[{self.dr_mode}] places the payload away from the link origin (payload_pos_*_m), "
+                f"and the {backend} backend cannot move a link's centre of mass; use "
+                "robot_rl.sim.dr_effects.without_payload_offset(dr) (as `robot-rl cross-sim` does for every "
+                "simulator it compares) or --env.backend mujoco")
 
         n, a = num_envs, self.num_actions
         self.actions = torch.zeros(n, a, device=self.device)
@@ -149,6 +160,11 @@ class BatchedEnv:
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self._push_clock = 0
         self.ctrl = torch.zeros(n, model.nu, device=self.device)
+        # encoder bias: the robot measures q + b and its position controller servos the measurement
+        self.encoder_bias = torch.zeros(n, self.num_joints, device=self.device)
+        self._biased = self.dr.encoder_bias_rad[1] > 0
+        self._bias_ctrl = (_index(self.sim.joint_actuator_index(robot.joint_names), self.device)
+                           if self._biased and robot.actuator.kind == "position" else None)
         self.action_terms.allocate(n, self.actions)
         self._state = EnvState(self, used_frames(task))
         self._refresh_state()
@@ -227,6 +243,8 @@ class BatchedEnv:
         applied = self._action_line.push(actions)  # env i applies the action from `delay_i` steps ago
         for out, (cols, sel) in zip(self.action_terms(applied, self.state), self._ctrl_map):
             self.ctrl[:, cols] = out if sel is None else out[:, sel]
+        if self._bias_ctrl is not None:  # the controller compares the target with the biased measurement
+            self.ctrl[:, self._bias_ctrl] -= self.encoder_bias
         self.sim.step(self.ctrl, self.task.decimation)
         self.episode_length += 1
         self._apply_pushes()
@@ -316,6 +334,11 @@ class BatchedEnv:
     def _reset_idx(self, ids: torch.Tensor) -> None:
         self.dr_values[ids, len(R.PHYSICS_PARAMS):] = R.sample_matrix(
             self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
+        # encoder bias, each joint: the episode's magnitude with a random sign (drawn whether or not
+        # the range is zero, so that a bias range changes no other random draw)
+        sign = torch.randint(0, 2, (len(ids), self.num_joints), generator=self.gen, device=self.device) * 2 - 1
+        if self._biased:
+            self.encoder_bias[ids] = sign * self.dr_params["encoder_bias_rad"][ids, None]
         self._assign_physics(ids)
         qpos, qvel = self.task.reset(self, ids)
         self.sim.set_joint_state(ids, qpos, qvel)
@@ -340,8 +363,9 @@ class BatchedEnv:
                 self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
             vals = self._variant_params[refresh].cpu().double().numpy()
             vids = refresh.cpu().numpy()
-            for field, values in model_fields(self._nominal, vals, self._payload_body).items():
-                self.sim.set_physics(field, vids, values)
+            values = model_fields(self._nominal, vals, self._payload_body)
+            for field in self._fields:
+                self.sim.set_physics(field, vids, values[field])
         self.sim.use_variants(ids, variants)
         self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
 
@@ -418,7 +442,7 @@ class BatchedEnv:
 def make_env(
     task: str | Task,
     num_envs: int,
-    dr: str = "train",
+    dr: str | R.DomainRandomization = "train",
     seed: int = 0,
     backend: str = "mujoco",
     device: str = "cpu",
@@ -426,6 +450,8 @@ def make_env(
     physics_variants: int = 256,
     autoreset: bool = True,
 ) -> BatchedEnv:
+    """`dr`: `train`, `eval` (held out), `off`, a stress twin's name (`robot_rl.sim.twins`), or a
+    `DomainRandomization`."""
     from robot_rl.sim.tasks import make_task
 
     t = make_task(task) if isinstance(task, str) else task

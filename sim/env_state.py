@@ -72,6 +72,8 @@ class EnvState:
         sim, s = self.sim, self.state
         self.qpos.copy_(sim.qpos)
         self.qvel.copy_(sim.qvel)
+        if self.env._biased:  # what the robot's encoders report
+            self.qpos[:, self.env._actuated_qpos] += self.env.encoder_bias
         if not isinstance(self._qpos_idx, slice):  # gathered columns: not a view
             s.joint_pos = self.qpos[:, self._qpos_idx]
         if not isinstance(self._qvel_idx, slice):

@@ -1,10 +1,18 @@
 """Sampled DR physics parameters -> simulator model fields (backend-neutral).
 
-`model_fields(nominal, params, payload_body)` turns the per-variant DR values (`mass_scale`,
-`payload_kg`, `friction_scale`, `damping_scale`, `armature_scale`, `kp_scale`, `kd_scale`,
-`motor_strength`; see `randomization.py`) into values of the `PHYSICS_FIELDS` of the backend
-contract, from the nominal model. The robot's own gravity compensation knows the nominal masses
-only: a heavier link or a payload is not compensated (the arm sags as a real one would).
+`model_fields(nominal, params, payload_body)` turns the per-variant DR values (`PHYSICS_PARAMS` of
+`randomization.py`) into values of the `PHYSICS_FIELDS` of the backend contract, from the nominal
+model:
+
+* links: masses x `mass_scale`, rotational inertias x `mass_scale` x `inertia_scale`;
+* payload: a point mass `payload_kg` at `payload_pos_*_m` in the payload body's frame, merged into
+  that body (new mass, centre of mass and inertia by the parallel-axis theorem; the inertia keeps
+  the body's principal axes, i.e. the products of inertia the offset creates are dropped);
+* gravity compensation: the robot's controller knows the nominal masses only, with a relative
+  error `gravcomp_error`: a heavier link or a payload is not compensated (the arm sags as a real
+  one would), and a wrong gravity model pushes the arm up or down;
+* friction (contact and joint friction loss), damping, armature: scaled;
+* actuators: position gain x `kp_scale`, velocity gain x `kd_scale`, both x `motor_strength`.
 """
 
 from __future__ import annotations
@@ -13,9 +21,26 @@ import numpy as np
 
 from robot_rl.sim.randomization import PHYSICS_PARAMS
 
-FIELDS = ("body_mass", "body_inertia", "body_gravcomp", "geom_friction", "dof_frictionloss", "dof_damping",
-          "dof_armature", "actuator_gainprm", "actuator_biasprm")
+FIELDS = ("body_mass", "body_inertia", "body_ipos", "body_gravcomp", "geom_friction", "dof_frictionloss",
+          "dof_damping", "dof_armature", "actuator_gainprm", "actuator_biasprm")
 """The fields `model_fields` writes."""
+
+
+def _add_point_mass(mass, ipos, inertia, body: int, m_add, pos) -> None:
+    """Merge point masses `m_add` [k] at `pos` [k, 3] (body frame) into `body` of every variant, in
+    place. The inertia is taken about the new centre of mass along the body's inertial axes (the
+    body frame's axes when `body_iquat` is the identity, as for the robots here)."""
+    m0, c0 = mass[:, body].copy(), ipos[:, body].copy()
+    total = m0 + m_add
+    safe = np.where(total > 0, total, 1.0)
+    c = (m0[:, None] * c0 + m_add[:, None] * pos) / safe[:, None]
+    d0, dp = c0 - c, pos - c
+    # parallel-axis terms on the diagonal: m (|d|^2 - d_k^2)
+    par = m0[:, None] * ((d0 ** 2).sum(1, keepdims=True) - d0 ** 2) + m_add[:, None] * (
+        (dp ** 2).sum(1, keepdims=True) - dp ** 2)
+    mass[:, body] = total
+    ipos[:, body] = c
+    inertia[:, body] = inertia[:, body] + par
 
 
 def model_fields(nominal: dict[str, np.ndarray], values: np.ndarray, payload_body: int) -> dict[str, np.ndarray]:
@@ -23,12 +48,15 @@ def model_fields(nominal: dict[str, np.ndarray], values: np.ndarray, payload_bod
     p = {name: values[:, i : i + 1] for i, name in enumerate(PHYSICS_PARAMS)}
     k = values.shape[0]
     mass = nominal["body_mass"][None] * p["mass_scale"]
-    inertia = nominal["body_inertia"][None] * p["mass_scale"][:, :, None]
+    inertia = nominal["body_inertia"][None] * (p["mass_scale"] * p["inertia_scale"])[:, :, None]
+    ipos = np.repeat(nominal["body_ipos"][None], k, 0)
     if payload_body >= 0:
-        mass[:, payload_body] += p["payload_kg"][:, 0]
+        pos = np.concatenate([p["payload_pos_x_m"], p["payload_pos_y_m"], p["payload_pos_z_m"]], axis=1)
+        _add_point_mass(mass, ipos, inertia, payload_body, p["payload_kg"][:, 0], pos)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mass > 0, nominal["body_mass"][None] / mass, 0.0)
-    gravcomp = nominal["body_gravcomp"][None] * ratio
+    # the compensation force of a link is gravcomp x its (new) weight: nominal weight x (1 + error)
+    gravcomp = nominal["body_gravcomp"][None] * ratio * (1.0 + p["gravcomp_error"])
     gain = np.repeat(nominal["actuator_gainprm"][None], k, 0)
     bias = np.repeat(nominal["actuator_biasprm"][None], k, 0)
     strength = p["motor_strength"]
@@ -40,6 +68,7 @@ def model_fields(nominal: dict[str, np.ndarray], values: np.ndarray, payload_bod
     return {
         "body_mass": mass,
         "body_inertia": inertia,
+        "body_ipos": ipos,
         "body_gravcomp": gravcomp,
         "geom_friction": friction,
         "dof_frictionloss": nominal["dof_frictionloss"][None] * p["friction_scale"],

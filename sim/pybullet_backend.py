@@ -55,6 +55,7 @@ class PybulletBackend(SimBackend):
     `substeps` pybullet steps per physics step ("auto": `internal_step`)."""
 
     name = "pybullet"
+    moves_com = False
     exact_variants = True
 
     def __init__(self, model: mujoco.MjModel, robot, num_envs: int, device="cpu", nthread: int | None = None,

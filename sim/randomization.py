@@ -1,12 +1,15 @@
 """Domain randomization: declared as dataclass ranges next to each task, sampled per env.
 
 Every range is `(lo, hi)` and sampled uniformly per env at reset (physics parameters can also be
-re-sampled on an interval). Scales multiply the nominal value of the model; `payload_kg` is a mass
-added to the task's payload body. Delays are whole control steps. Sampling is batched torch code on
-a seeded generator: the same seed gives the same samples on every backend.
+re-sampled on an interval). Scales multiply the nominal value of the model; `payload_kg` is a point
+mass added to the task's payload body at `payload_pos_*_m` in that body's frame. Delays are whole
+control steps. Sampling is batched torch code on a seeded generator: the same seed gives the same
+samples on every backend.
 
 A task declares two ranges: `train` (used while training) and `eval`, a held-out range used to
-check how a policy transfers (`--dr eval`); `off` gives the nominal model.
+check how a policy transfers (`--dr eval`); `off` gives the nominal model. `dr_effects.py` refuses
+a range that cannot change the task's dynamics or observations (friction on a model without
+contacts or joint friction, a payload offset without a payload...).
 """
 
 from __future__ import annotations
@@ -25,10 +28,17 @@ class DomainRandomization:
     """Ranges sampled per env at reset. `(1.0, 1.0)` / `(0, 0)` means not randomized."""
 
     mass_scale: Range = (1.0, 1.0)
-    """Multiplier on every link mass."""
+    """Multiplier on every link mass (and, with it, every link inertia)."""
+    inertia_scale: Range = (1.0, 1.0)
+    """Multiplier on every link's rotational inertia (on top of `mass_scale`)."""
     payload_kg: Range = (0.0, 0.0)
-    """Mass added to the task's payload body (the end effector for arms)."""
+    """Point mass added to the task's payload body (the last link for arms: a tool)."""
+    payload_pos_x_m: Range = (0.0, 0.0)
+    """Where the payload sits, in the payload body's frame (x, y, z; z is the flange axis of an arm)."""
+    payload_pos_y_m: Range = (0.0, 0.0)
+    payload_pos_z_m: Range = (0.0, 0.0)
     friction_scale: Range = (1.0, 1.0)
+    """Multiplier on contact friction and joint friction loss (needs contacts or friction loss)."""
     damping_scale: Range = (1.0, 1.0)
     """Multiplier on joint damping."""
     armature_scale: Range = (1.0, 1.0)
@@ -38,10 +48,17 @@ class DomainRandomization:
     """Multiplier on the actuators' velocity gain."""
     motor_strength: Range = (1.0, 1.0)
     """Multiplier on the whole actuator output (gain and bias)."""
+    gravcomp_error: Range = (0.0, 0.0)
+    """Relative error of the controller's gravity model: it compensates (1 + e) x the nominal links'
+    gravity (needs a robot with gravity compensation)."""
     action_delay_steps: tuple[int, int] = (0, 0)
     """Control steps between the policy's action and its effect (inclusive range)."""
     obs_delay_steps: tuple[int, int] = (0, 0)
     """Age in control steps of the observation the policy sees (inclusive range)."""
+    encoder_bias_rad: Range = (0.0, 0.0)
+    """Magnitude of a constant per-episode encoder offset, each actuated joint with a random sign:
+    the robot measures q + b, and its position controller servos the measured value, so the joint
+    settles at target - b while the policy sees the target reached (invisible to proprioception)."""
     obs_noise_scale: float = 0.0
     """Multiplier on each observation term's declared noise standard deviation."""
     obs_bias_scale: float = 0.0
@@ -54,6 +71,7 @@ class DomainRandomization:
     """Re-sample physics parameters every this many seconds within an episode; 0 = at reset only."""
 
     def validate(self, where: str = "dr") -> None:
+        """Raise ValueError (one line) for a malformed range or one outside physical sense."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, tuple):
@@ -64,7 +82,12 @@ class DomainRandomization:
                     raise ValueError(
                         f"{where}.{f.name} has min > max ({lo} > {hi}); give the range as (min, max)"
                     )
-                if f.name != "payload_kg" and lo < 0:
+                if f.name in POSITIVE and lo <= 0:
+                    raise ValueError(f"{where}.{f.name} must be > 0 (a scale of zero or less is not a robot), "
+                                     f"got {v!r}")
+                if f.name == "gravcomp_error" and not (-1.0 <= lo and hi <= 1.0):
+                    raise ValueError(f"{where}.gravcomp_error must lie in [-1, 1] (a relative error), got {v!r}")
+                if f.name not in SIGNED and lo < 0:
                     raise ValueError(f"{where}.{f.name} must be non-negative, got {v!r}")
             elif v < 0:
                 raise ValueError(f"{where}.{f.name} must be non-negative, got {v}")
@@ -78,25 +101,33 @@ class DomainRandomization:
         return int(self.obs_delay_steps[1])
 
 
+POSITIVE = ("mass_scale", "inertia_scale", "kp_scale", "kd_scale", "motor_strength")
+"""Scales that must stay > 0 (a massless link or a zero gain is not a robot)."""
+SIGNED = ("payload_pos_x_m", "payload_pos_y_m", "payload_pos_z_m", "gravcomp_error")
+"""Ranges that may be negative."""
+
 NOMINAL = DomainRandomization()
 
-# names of the per-env scalar parameters that `sample` returns, in a fixed order (critic group)
-PARAM_NAMES = (
+# the parameters that live in the simulator's model (one model per physics variant, see
+# `physics_bank.py`); they lead `PARAM_NAMES`, the others are sampled per env at each reset
+PHYSICS_PARAMS = (
     "mass_scale",
+    "inertia_scale",
     "payload_kg",
+    "payload_pos_x_m",
+    "payload_pos_y_m",
+    "payload_pos_z_m",
     "friction_scale",
     "damping_scale",
     "armature_scale",
     "kp_scale",
     "kd_scale",
     "motor_strength",
-    "action_delay_steps",
-    "obs_delay_steps",
+    "gravcomp_error",
 )
-# the parameters that live in the simulator's model (one model per physics variant, see
-# `physics_bank.py`); they lead `PARAM_NAMES`, the others are sampled per env at each reset
-PHYSICS_PARAMS = PARAM_NAMES[:8]
-EPISODE_PARAMS = PARAM_NAMES[8:]
+EPISODE_PARAMS = ("action_delay_steps", "obs_delay_steps", "encoder_bias_rad")
+PARAM_NAMES = PHYSICS_PARAMS + EPISODE_PARAMS
+"""Names of the per-env scalar parameters that `sample` returns, in a fixed order (critic group)."""
 
 
 def uniform(gen: torch.Generator, lo: float, hi: float, shape, device) -> torch.Tensor:

@@ -39,6 +39,7 @@ def test_artifact_evaluation_reports_like_evaluate(artifact):
                 "mean_episode_length", "episode_length_s", "per_episode"):
         assert key in r
     assert r["backend"] == "pybullet" and r["task"] == "iiwa-reach" and r["kind"] == "mlp"
+    assert "cannot move a centre of mass" in r["dr_note"]  # the eval range places the payload; pybullet cannot
     assert len(r["per_episode"]["return"]) == EPISODES
     assert r["mean_episode_length"] == 300  # 6 s at 50 Hz, every episode runs to its time-out
     assert np.isfinite(r["per_episode"]["return"]).all()

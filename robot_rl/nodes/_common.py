@@ -93,11 +93,25 @@ def param(node, name: str, default: Any, kind: Callable | None = None, *, check:
     ``-p name:=value``, so ``"[0.1, 0.2]"``, ``"true"`` and ``"1e3"`` mean what they mean on the
     command line. Ints are accepted where a float is expected. A value of the wrong type, or one
     ``check`` refuses, is a :class:`NodeStartError` naming the parameter and ``expect``."""
-    from robot_rl.transport.ros_args import RosArgsError, parse_param_value
-
     value = node.declare_parameter(name, default)
     if value is None:
         return None
+    return _convert(name, value, kind, check, expect)
+
+
+def optional_param(node, name: str, kind: Callable | None = None, *, check: Callable[[Any], bool] | None = None,
+                   expect: str = "") -> Any:
+    """Like :func:`param`, for a value that may be left unset: None when it is empty (launch
+    arguments default to "")."""
+    value = node.declare_parameter(name, "")
+    if value is None or value == "":
+        return None
+    return _convert(name, value, kind, check, expect)
+
+
+def _convert(name: str, value: Any, kind, check, expect: str) -> Any:
+    from robot_rl.transport.ros_args import RosArgsError, parse_param_value
+
     given = value
     try:
         if isinstance(value, str) and kind not in (None, str):

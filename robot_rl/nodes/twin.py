@@ -16,10 +16,20 @@ Subscribes
 
 Parameters (defaults): ``artifact`` (a policy artifact: the twin simulates the robot of its task)
 or ``task`` (a task name; one of the two is required), ``seed`` (0), ``dr`` (eval: the held-out range;
-train / off), ``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``latency_ms`` (1.0),
-``position_noise`` / ``velocity_noise`` (task noise x held-out scale; 0 disables),
-``controller`` (forward_position_controller), ``initial_pose`` (task default pose),
-``ee_site`` (the robot's ``ee`` frame), ``ee_rate_hz`` (50), ``frame_id`` (world).
+train / nominal), ``stress`` (a published stress twin, `robot_rl.sim.twins`: heavy-tool, weak-gains,
+stiff-gains, large-latency, biased-encoders, gravity-model, all; replaces ``dr``),
+``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``controller`` (forward_position_controller),
+``initial_pose`` (task default pose), ``ee_site`` (the robot's ``ee`` frame), ``ee_rate_hz`` (50),
+``frame_id`` (world).
+
+The robot's own values, measured, replace the sampled ones (empty = sampled): ``payload_kg``,
+``payload_pos`` ([x, y, z] m in the last link's frame), ``mass_scale``, ``inertia_scale``,
+``kp_scale``, ``kd_scale``, ``motor_strength``, ``gravcomp_error`` (relative error of the gravity
+model), ``latency_ms`` (age of each joint_states sample; sampled: the observation delay),
+``command_latency_ms`` (time from a command to its effect; sampled: the action delay),
+``encoder_bias`` (rad: one value per joint, or one magnitude with random signs),
+``position_noise`` / ``velocity_noise`` (standard deviations; sampled: task noise x the range's
+noise scale; 0 disables).
 
 Physics is stepped on an absolute schedule: each timer call advances the simulation until sim
 time equals wall time since start, so late wake-ups never slow the simulated robot down.
@@ -32,7 +42,8 @@ import sys
 import time
 
 
-from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
+from robot_rl.nodes._common import (LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, floats, make_node,
+                                    optional_param, param, run_node)
 
 
 def main(argv=None) -> int:
@@ -51,6 +62,7 @@ def main(argv=None) -> int:
 
 def _run(node, msgs) -> int:
     from robot_rl.hardware.twin import RobotTwin, TwinError
+    from robot_rl.sim.twins import SCALAR_OVERRIDES, STRESS_TWINS
 
     task = param(node, "task", "", str)
     artifact = param(node, "artifact", "", str)
@@ -69,28 +81,43 @@ def _run(node, msgs) -> int:
     dr = param(node, "dr", "eval", str, check=lambda v: v in ("eval", "train", "off", "nominal"),
                expect="eval, train or nominal")
     dr = "off" if dr == "nominal" else dr
+    stress = param(node, "stress", "", str, check=lambda v: v == "" or v in STRESS_TWINS,
+                   expect=f"one of the published stress twins: {', '.join(STRESS_TWINS)}")
     physics_hz = param(node, "physics_rate_hz", 1000.0, float, check=lambda v: 100 <= v <= 10000, expect="100..10000")
     pub_hz = param(node, "publish_rate_hz", 1000.0, float, check=lambda v: 1 <= v <= 10000, expect="1..10000")
-    latency = param(node, "latency_ms", 1.0, float, check=lambda v: 0 <= v <= 1000, expect="0..1000 ms") / 1e3
-    pos_noise = param(node, "position_noise", None, float)
-    vel_noise = param(node, "velocity_noise", None, float)
     controller = param(node, "controller", "forward_position_controller", str)
     initial = param(node, "initial_pose", None, list)
     ee_site = param(node, "ee_site", "", str)
     ee_hz = param(node, "ee_rate_hz", 50.0, float, check=lambda v: v > 0, expect="> 0")
     frame_id = param(node, "frame_id", "world", str)
+    # measured values of the robot (empty: the sampled value)
+    overrides = {k: optional_param(node, k, float) for k in SCALAR_OVERRIDES}
+    overrides["payload_pos"] = optional_param(node, "payload_pos", floats)
+    bias = optional_param(node, "encoder_bias", floats)
+    if isinstance(bias, float):  # one magnitude, random signs
+        overrides["encoder_bias"], bias = bias, None
+    latency_ms = optional_param(node, "latency_ms", float)
+    command_ms = optional_param(node, "command_latency_ms", float)
+    pos_noise = optional_param(node, "position_noise", float)
+    vel_noise = optional_param(node, "velocity_noise", float)
     try:
-        twin = RobotTwin(task, seed=seed, dr=dr, physics_rate_hz=physics_hz, position_noise=pos_noise,
+        twin = RobotTwin(task, seed=seed, dr=stress or dr, physics_rate_hz=physics_hz, position_noise=pos_noise,
                          velocity_noise=vel_noise,
-                         initial_pose=None if initial is None else [float(v) for v in initial])
+                         initial_pose=None if initial is None else [float(v) for v in initial],
+                         overrides=overrides, encoder_bias=bias,
+                         obs_delay_s=None if latency_ms is None else latency_ms / 1e3,
+                         command_delay_s=None if command_ms is None else command_ms / 1e3)
         ee_site = ee_site or twin.robot.frames.get("ee", "")
         if ee_site:
             twin.site_pos(ee_site)
     except (TwinError, KeyError, ValueError) as e:
         raise NodeStartError(f"cannot build the twin: {e}") from None
+    latency = twin.obs_delay_s
     names = twin.joint_names
-    node.logger.info("twin %s seed=%d dr=%s physics %.0f Hz, joint_states %.0f Hz, latency %.1f ms; dynamics %s",
-                     task, seed, dr, physics_hz, pub_hz, latency * 1e3, dumps(twin.dr_params))
+    node.logger.info("twin %s seed=%d dr=%s physics %.0f Hz, joint_states %.0f Hz, latency %.1f ms, command "
+                     "latency %.1f ms, encoder bias %s rad; dynamics %s", task, seed, stress or dr, physics_hz,
+                     pub_hz, latency * 1e3, twin.command_delay_s * 1e3, dumps([round(float(b), 4) for b in
+                     twin.encoder_bias]), dumps(twin.dr_params))
 
     js_pub = node.create_publisher(msgs.JointState, "joint_states")
     ee_pub = node.create_publisher(msgs.PoseStamped, "twin/ee_pose")

@@ -20,8 +20,9 @@ def test_twin_model_draws_held_out_dynamics_and_validates_commands():
     assert a.dr_params == b.dr_params != c.dr_params
     lo, hi = EVAL_DR.payload_kg
     assert lo <= a.dr_params["payload_kg"] <= hi and a.physics_dt == pytest.approx(1e-3)
-    q0 = a.read(noisy=False)[0]
-    np.testing.assert_allclose(q0, DEFAULT, atol=1e-9)
+    q0 = a.read(noisy=False)[0]  # what the (biased) encoders report
+    np.testing.assert_allclose(q0, DEFAULT + a.encoder_bias, atol=1e-9)
+    assert EVAL_DR.encoder_bias_rad[0] - 1e-9 <= np.abs(a.encoder_bias).max() <= EVAL_DR.encoder_bias_rad[1] + 1e-9
     a.step(300)  # no command yet: holds its pose (within the PD sag under an unknown payload)
     assert np.abs(a.read(noisy=False)[0] - DEFAULT).max() < 0.05
     for bad in ([np.nan] * 7, [0.0] * 6):
@@ -34,6 +35,7 @@ def test_twin_model_draws_held_out_dynamics_and_validates_commands():
     assert a.advance_to(a.sim_time + 0.02) == 20
     a.step(1500)
     assert abs(a.read(noisy=False)[0][0] - 0.3) < 0.02
+    assert a.command_delay_s == pytest.approx(0.02)  # the held-out range's 1-step action delay
 
 
 def test_twin_node_publishes_fast_and_follows_commands(graph):

@@ -74,7 +74,7 @@ class RobotTwin:
         except ValueError as e:
             raise TwinError(str(e)) from None
         env.reset()  # samples the DR parameters and writes them into env.sim.models[0]
-        self.dr_params = {k: float(v[0]) for k, v in env.dr_params.items()}
+        self.dr_params = {k: round(float(v[0]), 6) for k, v in env.dr_params.items()}  # (float32 samples)
         self.task = task
         self.dr = dr
         self.drange = drange

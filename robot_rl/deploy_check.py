@@ -38,6 +38,8 @@ class DeployConfig:
     twin_seed: int = 0
     twin_dr: str = "eval"
     """The twin's dynamics: `eval` (the task's held-out DR range), `train`, or `nominal`."""
+    twin_stress: str = ""
+    """A published stress twin (`robot_rl.sim.twins.STRESS_TWINS`) instead of `twin_dr`; empty = none."""
     seed: int = 0
     safety_rt_priority: int = 50
     """SCHED_FIFO priority of the safety loop (0 = normal scheduling); without permission the
@@ -72,6 +74,8 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
            f"safety_rt_priority:={cfg.safety_rt_priority}"] + ([f"critic:={cfg.critic}"] if cfg.critic else [])
     if cfg.namespace:
         cmd.append(f"namespace:={cfg.namespace}")
+    if cfg.twin_stress:
+        cmd.append(f"twin_stress:={cfg.twin_stress}")
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

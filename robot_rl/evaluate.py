@@ -41,11 +41,13 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
     with memory (`DeterministicActor`) has it cleared for envs whose episode ended.
 
     Returns per-env (return, length, success) arrays and, with `video_size` (height, width), the
-    frames of env 0's episode."""
+    frames of env 0's episode; `env.final_distance` holds each episode's final distance to the
+    goal when the task defines one (NaN otherwise)."""
     n = env.num_envs
     ret = np.full(n, np.nan)
     length = np.full(n, np.nan)
     success = np.full(n, np.nan)
+    env.final_distance = np.full(n, np.nan)
     frames = []
     recording = video_size is not None
     obs = env.reset()
@@ -64,6 +66,8 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
                 ret[first] = ep["return"].cpu().numpy()[sel]
                 length[first] = ep["length"].cpu().numpy()[sel]
                 success[first] = ep["success"].cpu().numpy()[sel]
+                if "distance" in ep:
+                    env.final_distance[first] = ep["distance"].cpu().numpy()[sel]
                 if 0 in first:
                     recording = False
     return ret, length, success, frames
@@ -78,6 +82,8 @@ def episode_report(env, ret, length, success, frames, head: dict, video=None, re
         "std_return": float(ret.std()),
         "success_rate": float(success.mean()),
         "mean_episode_length": float(length.mean()),
+        "mean_final_distance_m": (float(np.mean(env.final_distance)) if not np.isnan(env.final_distance).all()
+                                  else None),
         "episode_length_s": float(length.mean() * env.control_dt),
         "per_episode": {"return": ret.tolist(), "success": success.tolist(), "length": length.tolist()},
     }

@@ -134,6 +134,7 @@ class BatchedEnv:
         self.action_terms = ActionGroup(task.actions(), self.ctx)
         self.num_actions = self.action_terms.dim
         self._ctrl_map = self._control_map()
+        self._has_distance = callable(getattr(task, "distance", None))
         self._payload_body = model.body(robot.payload_body).id if robot.payload_body else -1
         self._nominal = {f: self.sim.nominal(f) for f in FIELDS}
         # a backend that cannot move a centre of mass (pybullet) is only asked to when DR moves one
@@ -267,8 +268,12 @@ class BatchedEnv:
         if len(done_ids):
             episode = {"return": self.episode_return[done_ids], "length": self.episode_length[done_ids].float(),
                        "success": self.task.success(self)[done_ids].float(), "env_ids": done_ids}
+            if self._has_distance:  # the task's final distance to its goal (reach tasks)
+                episode["distance"] = self.task.distance(self)[done_ids]
         else:
             episode = {"return": self._empty, "length": self._empty, "success": self._empty, "env_ids": done_ids}
+            if self._has_distance:
+                episode["distance"] = self._empty
         info = {
             "time_outs": truncated,
             "dr": None,  # filled below, after resets: the parameters of the episodes the obs belong to

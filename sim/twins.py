@@ -119,3 +119,18 @@ def with_overrides(dr: DomainRandomization, overrides: dict) -> DomainRandomizat
     out = dataclasses.replace(dr, **fields)
     out.validate("twin")
     return out
+
+
+def sampled_point(task, dr="eval", seed: int = 0) -> DomainRandomization:
+    """The one sample of `dr` that `RobotTwin(task, seed, dr)` simulates, as a DR whose ranges are
+    that point (noise, reading bias and pushes keep the range's settings; the encoder bias keeps
+    its magnitude, with signs drawn per episode): `make_env(task, n, dr=sampled_point(...))` runs
+    many episodes of the published twin's dynamics at once."""
+    from robot_rl.sim import make_env
+
+    env = make_env(task, 1, dr=dr, seed=int(seed), nthread=1)
+    env.reset()
+    vals = {k: float(v[0]) for k, v in env.dr_params.items()}
+    fields = {k: ((int(v), int(v)) if k.endswith("_steps") else (v, v)) for k, v in vals.items()}
+    env.sim.close()
+    return dataclasses.replace(env.dr, **fields)

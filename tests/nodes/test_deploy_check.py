@@ -24,6 +24,18 @@ def test_deploy_on_twin_reaches_and_reports(reach_artifact, tmp_path):
     assert "process has finished cleanly" in text, text[-2000:]
 
 
+def test_a_stress_twin_runs_through_the_launch_file(reach_artifact, tmp_path):
+    log = tmp_path / "deploy.log"
+    cfg = DeployConfig(targets=1, seconds_per_target=2.0, domain_id=next_domain_id(), twin_stress="all")
+    r = deploy_on_twin(reach_artifact, cfg, log_path=log)
+    assert r["targets"] == 1 and len(r["per_target"]) == 1 and r["safety_loop_period"]["count"] > 1000
+    text = log.read_text()
+    # the twin applied the stress set: its log names it, the tool, the delays and the encoder bias
+    assert "dr=all" in text and '"payload_kg":3.0' in text and "command latency 40.0 ms" in text, text[-3000:]
+    assert "latency 40.0 ms" in text and "0.005" in text, text[-3000:]
+    assert "process has finished cleanly" in text, text[-2000:]
+
+
 def _tiny_artifact(root, task: str, **ppo):
     from robot_rl.config import EnvConfig, PPOConfig, TrainConfig
     from robot_rl.export import export

@@ -1,5 +1,6 @@
 """Robot twin: held-out dynamics, real-time joint_states at >= 500 Hz, follows both command topics."""
 
+import re
 import time
 
 import numpy as np
@@ -76,3 +77,24 @@ def test_twin_node_publishes_fast_and_follows_commands(graph):
     last = np.asarray(js.last().position)
     assert abs(last[2] + 0.4) <= 0.03 and abs(last[0]) < 0.05, f"twin did not follow joint_trajectory by name: {last}"
     assert twin.alive(), twin.log()
+
+
+def test_twin_node_takes_measured_values_and_refuses_nonsense(graph):
+    twin = graph.start("twin", task="iiwa-reach", seed=0, payload_kg="2.5", payload_pos="[0.0, 0.0, 0.1]",
+                       kp_scale="0.9", encoder_bias="[0.001, -0.001, 0.0, 0.0, 0.0, 0.0, 0.002]",
+                       command_latency_ms="30", latency_ms="5")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "dynamics" not in twin.log():
+        time.sleep(0.1)
+    text = twin.log()
+    assert '"payload_kg":2.5' in text and '"payload_pos_z_m":0.1' in text and '"kp_scale":0.9' in text, text
+    assert "latency 5.0 ms, command latency 30.0 ms, encoder bias [0.001,-0.001,0.0,0.0,0.0,0.0,0.002]" in text, text
+    twin.stop()
+    for params, match in [({"stress": "no-such-twin"}, "one of the published stress twins: heavy-tool"),
+                          ({"payload_kg": "-1"}, "payload_kg must be non-negative"),
+                          ({"kp_scale": "0"}, "kp_scale must be > 0"),
+                          ({"latency_ms": "9000"}, r"obs_delay_s=9.0 s must lie in \[0, 6.0\)")]:
+        bad = graph.start("twin", task="iiwa-reach", **params)
+        assert bad.wait(30) != 0
+        lines = [ln for ln in bad.log().splitlines() if ln.strip()]
+        assert any(re.search(match, ln) for ln in lines), bad.log()

@@ -67,6 +67,18 @@ def _runs(cols: list[int]) -> list[slice]:
     return out
 
 
+class _Offset(dict):
+    """Frames `base[name]` plus a per-env offset where `offsets` has one (read-only view)."""
+
+    def __init__(self, base, offsets: dict[str, torch.Tensor]):
+        super().__init__()
+        self._base, self._offsets = base, offsets
+
+    def __missing__(self, name: str) -> torch.Tensor:
+        v = self._base[name]
+        return v + self._offsets[name] if name in self._offsets else v
+
+
 def check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
@@ -166,6 +178,14 @@ class BatchedEnv:
         self._biased = self.dr.encoder_bias_rad[1] > 0
         self._bias_ctrl = (_index(self.sim.joint_actuator_index(robot.joint_names), self.device)
                            if self._biased and robot.actuator.kind == "position" else None)
+        # ... and the robot's frames it reports come from forward kinematics of the measured joints:
+        # offset by FK(q + b) - FK(q), computed for each episode at its reset pose
+        self._frame_bias: dict[str, torch.Tensor] = {}
+        if self._biased:
+            from robot_rl.kinematics import RobotKinematics, kinematic_model_xml
+
+            self._kin = RobotKinematics(kinematic_model_xml(robot), robot.joint_names)
+            self._frame_bias = {f: torch.zeros(n, 3, device=self.device) for f in robot.frames}
         self.action_terms.allocate(n, self.actions)
         self._state = EnvState(self, used_frames(task))
         self._refresh_state()
@@ -347,6 +367,13 @@ class BatchedEnv:
         self._assign_physics(ids)
         qpos, qvel = self.task.reset(self, ids)
         self.sim.set_joint_state(ids, qpos, qvel)
+        if self._frame_bias:
+            q = qpos[:, self._actuated_qpos].double().cpu().numpy()
+            qb = q + self.encoder_bias[ids].double().cpu().numpy()
+            for f, buf in self._frame_bias.items():
+                site = self.robot.frames[f]
+                buf[ids] = torch.as_tensor(self._kin.site_pos(qb, site) - self._kin.site_pos(q, site),
+                                           dtype=torch.float32, device=self.device)
         self._refresh_state()
         self.action_terms.reset(self.state, ids)
         self.state.joint_target = self.action_terms.joint_target
@@ -408,7 +435,15 @@ class BatchedEnv:
                 (len(fresh), std.shape[0]), generator=self.gen, device=self.device
             ) * std
         self.state.last_action = self.actions
-        clean = self.policy_group(self.state)
+        if self._frame_bias:  # the policy sees the frames the robot computes from its biased encoders
+            true = self.state.frames
+            self.state.frames = _Offset(true, self._frame_bias)
+            try:
+                clean = self.policy_group(self.state)
+            finally:
+                self.state.frames = true
+        else:
+            clean = self.policy_group(self.state)
         noisy = self.dr.obs_noise_scale > 0 and bool(self._noisy)
         policy = clean + self._obs_bias if self.dr.obs_bias_scale > 0 else (clean.clone() if noisy else clean)
         if noisy:

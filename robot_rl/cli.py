@@ -18,6 +18,10 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Literal
 
+# DR ranges and published stress twins (robot_rl.sim.twins.STRESS_TWINS) an evaluation can run on
+EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gains", "large-latency",
+                 "biased-encoders", "gravity-model", "all"]
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 USAGE = """usage: robot-rl {train,eval,export,cross-sim,main,node,launch,tasks} ...
@@ -57,7 +61,7 @@ class EvalConfig:
     instead of a checkpoint."""
     env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
     episodes: int = 100
-    dr: Literal["train", "eval", "off"] = "eval"
+    dr: EvalDR = "eval"
     seed: int = 1
     report: str = ""
     """JSON report path (default: <run>/eval_<dr>.json; <artifact>_eval_<backend>_<dr>.json
@@ -74,7 +78,7 @@ class CrossSimConfig:
     """Simulators to evaluate in; the first is the reference (the training simulator)."""
     episodes: int = 100
     """Episodes per simulator."""
-    dr: Literal["train", "eval", "off"] = "eval"
+    dr: EvalDR = "eval"
     seed: int = 1
     out: str = ""
     """Report directory (default: <artifact>_cross_sim next to the artifact)."""

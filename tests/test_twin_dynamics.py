@@ -94,3 +94,11 @@ def test_stress_twins_lie_beyond_the_held_out_range_and_run_in_the_env(name):
 def test_overrides_outside_physical_sense_give_one_clear_error(kwargs, match):
     with pytest.raises(TwinError, match=match):
         RobotTwin("iiwa-reach", seed=0, **kwargs)
+
+
+def test_the_cli_offers_every_stress_twin():
+    from typing import get_args
+
+    from robot_rl.cli import EvalDR
+
+    assert set(get_args(EvalDR)) == {"train", "eval", "off", *STRESS_TWINS}

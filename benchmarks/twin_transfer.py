@@ -22,6 +22,7 @@ Methods:
     no-dr            PPO MLP trained without DR
     dr               PPO MLP trained on the task's DR range (the default)
     adr              the same with automatic domain randomization (`--adr.enabled`)
+    history          PPO with an MLP actor on the last 8 observations (`--ppo.rnn-type history`)
     recurrent        PPO with a GRU actor on the DR range (implicit system identification)
     teacher-student  a privileged teacher (sees the DR parameters) distilled into a GRU student
 
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 TASK = "iiwa-reach"
-METHODS = ("no-dr", "dr", "adr", "recurrent", "teacher-student")
+METHODS = ("no-dr", "dr", "adr", "history", "recurrent", "teacher-student")
 
 
 def _train_cfg(method: str, seed: int, args, root: Path, name: str):
@@ -55,6 +56,8 @@ def _train_cfg(method: str, seed: int, args, root: Path, name: str):
     cfg.progress = False
     if method == "recurrent":
         cfg.ppo.policy = "recurrent"
+    if method == "history":
+        cfg.ppo.policy, cfg.ppo.rnn_type, cfg.ppo.history_length = "recurrent", "history", 8
     if method == "adr":
         cfg.adr.enabled = True
     return cfg

@@ -69,10 +69,14 @@ class PPOConfig:
     activation: str = "elu"
     normalize_obs: bool = True
     policy: str = "mlp"
-    """Policy kind (`robot_rl.policy_kinds`): `mlp` (Gaussian MLP) or `recurrent` (GRU/LSTM actor)."""
-    rnn_type: Literal["gru", "lstm"] = "gru"
+    """Policy kind (`robot_rl.policy_kinds`): `mlp` (Gaussian MLP) or `recurrent` (an actor with
+    memory: GRU, LSTM or an observation history)."""
+    rnn_type: Literal["gru", "lstm", "history"] = "gru"
+    """`recurrent` kind's memory: a GRU or LSTM, or `history` (an MLP on the last `history_length`
+    observations, the memory holding the previous ones)."""
     rnn_hidden: int = 64
     rnn_layers: int = 1
+    history_length: int = 8
 
     def validate(self) -> None:
         for name in ("num_steps_per_env", "num_learning_epochs", "num_mini_batches"):
@@ -87,6 +91,9 @@ class PPOConfig:
         get_kind(self.policy)
         if self.rnn_hidden < 1 or self.rnn_layers < 1:
             raise ValueError("ppo.rnn_hidden and ppo.rnn_layers must be >= 1")
+        if self.history_length < 2:
+            raise ValueError(f"ppo.history_length must be >= 2 (the current observation and at least one before), "
+                             f"got {self.history_length}")
 
 
 @dataclass

@@ -88,6 +88,24 @@ def test_artifact_matches_training_policy_along_trajectories(which, request):
     assert chunk.actions.shape == (1, 7) and chunk.offsets_s.tolist() == [0.0]
 
 
+def test_history_actor_exports_as_a_recurrent_artifact(tmp_path):
+    """The observation-history actor exports through the recurrent kind (parity checked by export)
+    and its runtime carries the window."""
+    from robot_rl.artifact import PolicyArtifact
+
+    _, art_dir = _train(tmp_path, "history", policy="recurrent", rnn_type="history", history_length=4)
+    art = PolicyArtifact.load(art_dir)
+    assert art.spec["policy"]["rnn_type"] == "history" and art.spec["policy"]["memory_shape"] == [3, art.obs_dim]
+    art.reset()
+    obs = np.zeros(art.obs_dim, np.float32)
+    first = art.act(obs).actions[0]
+    for _ in range(3):
+        art.act(obs + 1.0)
+    assert np.abs(art.act(obs).actions[0] - first).max() > 1e-6  # the window remembers the +1 observations
+    art.reset()
+    np.testing.assert_allclose(art.act(obs).actions[0], first, atol=1e-6)
+
+
 def test_recurrent_runtime_carries_and_resets_its_memory(recurrent_artifact):
     _, art_dir = recurrent_artifact
     art = PolicyArtifact.load(art_dir)

@@ -113,3 +113,31 @@ def test_recurrent_memory_is_cleared_exactly_for_finished_envs():
         m = ac.reset_memory(m, starts[t])
         mean, m = ac.act_step(obs[t], m)
         assert torch.allclose(mean, seq[t], atol=1e-6)
+
+
+def test_history_actor_sees_a_window_of_the_last_observations():
+    """`rnn_type="history"`: the memory holds the previous history_length - 1 observations; the head
+    sees [oldest .. current]; the PPO sequence equals stepwise execution with the same resets."""
+    from robot_rl.config import PPOConfig
+    from robot_rl.policies.recurrent import RecurrentActorCritic
+
+    ac = RecurrentActorCritic(3, 4, 2, PPOConfig(policy="recurrent", rnn_type="history", history_length=3,
+                                                 normalize_obs=False))
+    assert ac.memory_rows == 2 and ac.hidden == 3 and ac.actor[0].in_features == 9
+    m = ac.initial_memory(1)
+    windows = []
+    for t in range(4):
+        obs = torch.full((1, 3), float(t + 1))
+        out, m = ac._rnn(obs.unsqueeze(0), m)
+        windows.append(out[0, 0, ::3].tolist())  # first feature of each of the 3 observations
+    assert windows == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4]]  # zeros before the episode's first
+    obs = torch.randn(5, 4, 3)
+    starts = torch.zeros(5, 4, dtype=torch.bool)
+    starts[2, 0] = True
+    m0 = torch.randn(2, 4, 3)
+    seq = ac.sequence_mean(obs, m0, starts)
+    m = m0
+    for t in range(5):
+        m = ac.reset_memory(m, starts[t])
+        mean, m = ac.act_step(obs[t], m)
+        assert torch.allclose(mean, seq[t], atol=1e-6)

@@ -1,10 +1,14 @@
-"""The `recurrent` policy kind: a GRU or LSTM actor whose hidden state is carried through a rollout
-and cleared at episode ends (as rsl_rl's ActorCriticRecurrent), then an MLP head to the Gaussian
-mean. The critic stays an MLP on the privileged group, which already holds what the memory has to
-infer (the DR parameters).
+"""The `recurrent` policy kind: an actor with memory, carried through a rollout and cleared at episode
+ends (as rsl_rl's ActorCriticRecurrent), then an MLP head to the Gaussian mean. The memory is a GRU
+or an LSTM, or (`rnn_type="history"`) the previous `history_length - 1` observations, so that the
+MLP head sees a window of the last observations (the explicit history of legged_gym / RMA
+students). Either way the memory infers what the robot does not measure (its payload, gains,
+delays). The critic stays an MLP on the privileged group, which already holds that (the DR
+parameters).
 
-Memory is one tensor `[M, B, H]`: the GRU's `h` (M = layers), or the LSTM's `h` and `c` stacked
-(M = 2 x layers). PPO trains it on whole env trajectories of a rollout (`sequence_mean`, starting
+Memory is one tensor `[M, B, H]`: the GRU's `h` (M = layers), the LSTM's `h` and `c` stacked
+(M = 2 x layers), or the previous observations (M = history_length - 1, H = observation size;
+zeros before an episode's first observation). PPO trains it on whole env trajectories of a rollout (`sequence_mean`, starting
 from the memory stored at the rollout's first step, restarting it where an episode starts).
 
 Exported as `policy.onnx`: `(obs [B, D], memory [M, B, H]) -> (actions [B, A], memory_out)`; the
@@ -27,13 +31,19 @@ class RecurrentActorCritic(ActorCritic):
 
     def __init__(self, num_actor_obs: int, num_critic_obs: int, num_actions: int, cfg):
         super().__init__(num_actor_obs, num_critic_obs, num_actions, cfg)
-        if cfg.rnn_type not in ("gru", "lstm"):
-            raise ValueError(f"ppo.rnn_type must be gru or lstm, got {cfg.rnn_type!r}")
+        if cfg.rnn_type not in ("gru", "lstm", "history"):
+            raise ValueError(f"ppo.rnn_type must be gru, lstm or history, got {cfg.rnn_type!r}")
         self.rnn_type = cfg.rnn_type
-        self.layers, self.hidden = int(cfg.rnn_layers), int(cfg.rnn_hidden)
-        rnn = nn.GRU if cfg.rnn_type == "gru" else nn.LSTM
-        self.rnn = rnn(num_actor_obs, self.hidden, self.layers)
-        self.actor = mlp(self.hidden, tuple(cfg.actor_hidden), num_actions, cfg.activation)
+        if cfg.rnn_type == "history":
+            self.layers, self.hidden = int(cfg.history_length) - 1, num_actor_obs
+            self.rnn = None
+            head_in = int(cfg.history_length) * num_actor_obs
+        else:
+            self.layers, self.hidden = int(cfg.rnn_layers), int(cfg.rnn_hidden)
+            rnn = nn.GRU if cfg.rnn_type == "gru" else nn.LSTM
+            self.rnn = rnn(num_actor_obs, self.hidden, self.layers)
+            head_in = self.hidden
+        self.actor = mlp(head_in, tuple(cfg.actor_hidden), num_actions, cfg.activation)
         with torch.no_grad():
             self.actor[-1].weight.mul_(0.01)
             self.actor[-1].bias.zero_()
@@ -53,6 +63,13 @@ class RecurrentActorCritic(ActorCritic):
 
     def _rnn(self, x: torch.Tensor, memory: torch.Tensor):
         """x [T, B, D] -> (out [T, B, H], memory)."""
+        if self.rnn_type == "history":  # out: the window [oldest .. current] flattened
+            outs = []
+            for t in range(x.shape[0]):
+                window = torch.cat([memory, x[t : t + 1]], 0)  # [L, B, D]
+                outs.append(window.permute(1, 0, 2).reshape(x.shape[1], -1))
+                memory = window[1:]
+            return torch.stack(outs), memory
         if self.rnn_type == "gru":
             return self.rnn(x, memory.contiguous())
         h, c = memory[: self.layers].contiguous(), memory[self.layers:].contiguous()

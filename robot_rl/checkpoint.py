@@ -17,14 +17,16 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, *, task: str, kind: str, num_obs: dict, num_actions: int, model: dict, optimizer: dict,
-         iteration: int, learning_rate: float, total_steps: int, config: dict) -> None:
-    """Write atomically: a crash never leaves a truncated checkpoint under the final name."""
+         iteration: int, learning_rate: float, total_steps: int, config: dict, adr: dict | None = None) -> None:
+    """Write atomically: a crash never leaves a truncated checkpoint under the final name. `adr`:
+    the curriculum's state (`robot_rl.adr.ADR.state_dict`) when automatic DR is on."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(
         {"format": FORMAT, "task": task, "kind": kind, "num_obs": dict(num_obs), "num_actions": num_actions,
          "model": model, "optimizer": optimizer, "iteration": iteration,
-         "learning_rate": learning_rate, "total_steps": total_steps, "config": json.dumps(config)},
+         "learning_rate": learning_rate, "total_steps": total_steps, "config": json.dumps(config),
+         **({"adr": adr} if adr is not None else {})},
         tmp,
     )
     os.replace(tmp, path)

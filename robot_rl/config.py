@@ -97,9 +97,48 @@ class PPOConfig:
 
 
 @dataclass
+class ADRConfig:
+    """Automatic domain randomization (`robot_rl.adr`, OpenAI's ADR): each DR range of the task's
+    training range widens while the policy succeeds at its boundary and narrows when it fails."""
+
+    enabled: bool = False
+    boundary_fraction: float = 0.3
+    """Fraction of the envs reset at a time that evaluate one (parameter, side) at its boundary."""
+    buffer_size: int = 16
+    """Boundary episodes per (parameter, side) that decide one move."""
+    threshold_high: float = 0.5
+    """Success at a boundary at or above this widens that side. Boundary episodes run the training
+    policy (sampled actions): on iiwa-reach its success is about 80% when the deterministic policy
+    reaches 98%, so a threshold of 0.8 never widened anything in a measured run."""
+    threshold_low: float = 0.2
+    """Success at a boundary at or below this narrows that side (never inside the training range)."""
+    step: float = 0.25
+    """Each move shifts a side by this fraction of the way from its training value to its outer
+    bound (integer parameters such as delays: one whole step)."""
+    widen_factor: float = 3.0
+    """Outer bound of a parameter whose task declares none (`DRPresets.adr_bounds`): its training
+    range widened this many times about its centre, never below 0 (never below 1/widen_factor
+    of its training minimum for a multiplier). Parameters the task does not randomize stay fixed."""
+
+    def validate(self) -> None:
+        if not 0 < self.boundary_fraction <= 1:
+            raise ValueError(f"adr.boundary_fraction must be in (0, 1], got {self.boundary_fraction}")
+        if self.buffer_size < 1:
+            raise ValueError(f"adr.buffer_size must be >= 1, got {self.buffer_size}")
+        if not 0 <= self.threshold_low < self.threshold_high <= 1:
+            raise ValueError(f"adr thresholds need 0 <= threshold_low < threshold_high <= 1, got "
+                             f"{self.threshold_low} and {self.threshold_high}")
+        if not 0 < self.step <= 1:
+            raise ValueError(f"adr.step must be in (0, 1], got {self.step}")
+        if self.widen_factor < 1:
+            raise ValueError(f"adr.widen_factor must be >= 1, got {self.widen_factor}")
+
+
+@dataclass
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    adr: ADRConfig = field(default_factory=ADRConfig)
     max_iterations: int = 300
     time_budget_s: float = 0.0
     """Stop after this many seconds of training (0 = no limit)."""
@@ -123,6 +162,8 @@ class TrainConfig:
     def validate(self) -> None:
         self.env.validate()
         self.ppo.validate()
+        if self.adr.enabled:
+            self.adr.validate()
         if self.max_iterations < 1:
             raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
         if self.save_interval < 1:

@@ -63,6 +63,8 @@ def build_spec(env, cfg: TrainConfig, ck: dict, policy: dict) -> dict:
             "action_delay_steps": list(train_dr.action_delay_steps),
             "obs_delay_steps": list(train_dr.obs_delay_steps),
         },
+        **({"dr": {"mode": cfg.env.dr, "adr": {k: ck["adr"][k] for k in ("initial", "bounds", "reached")}}}
+           if ck.get("adr") is not None else {}),
         "training": {
             "config": ck["config"],
             "checkpoint": ck["path"],

@@ -42,6 +42,8 @@ class TrainResult:
     mean_return: float
     solved_at_s: float | None
     nan_resets: int = 0
+    adr: dict | None = None
+    """Initial, outer-bound and reached DR ranges when automatic DR was on."""
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -56,6 +58,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     env = make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
                    backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
                    physics_variants=cfg.env.physics_variants)
+    adr = None
+    if cfg.adr.enabled:  # automatic DR: the ranges start at the task's and move with success at their ends
+        from robot_rl.adr import ADR
+
+        adr = ADR(env.dr, cfg.adr, bounds=env.task.dr.adr_bounds, where=f"{cfg.env.task} adr")
+        if resume is not None and resume.get("adr") is not None:
+            adr.load_state_dict(resume["adr"])
+        env.set_dr(adr.dr, adr.boundary(), cfg.adr.boundary_fraction)
     ac = build_actor_critic(cfg, env.num_obs, env.num_actions).to(env.device)
     ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs["policy"], env.num_obs["critic"],
               env.num_actions, env.device, seed=cfg.env.seed)
@@ -85,7 +95,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         path = run / "checkpoints" / f"model_{it}.pt"
         ckpt.save(path, task=cfg.env.task, kind=cfg.ppo.policy, num_obs=env.num_obs, num_actions=env.num_actions,
                   model=ac.state_dict(), optimizer=ppo.optimizer.state_dict(), iteration=it,
-                  learning_rate=ppo.lr, total_steps=total_steps, config=to_dict(cfg))
+                  learning_rate=ppo.lr, total_steps=total_steps, config=to_dict(cfg),
+                  adr=adr.state_dict() if adr is not None else None)
         return path
 
     obs = env.reset()
@@ -112,6 +123,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     solved_at = None
     it = start_it
     last_ckpt = None
+    success = mean_ret = 0.0  # what a resumed run with no iteration left reports
     while it < cfg.max_iterations:
         it_start = time.perf_counter()
         # small per-step tensors: one torch thread, leaving the cores to the physics threads
@@ -131,6 +143,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                     returns.extend(ep["return"].tolist())
                     successes.extend(ep["success"].tolist())
                     lengths.extend(ep["length"].tolist())
+                    if adr is not None and adr.update(ep["dr_boundary"], ep["success"]):
+                        env.set_dr(adr.dr, adr.boundary(), cfg.adr.boundary_fraction)
                 nan_resets += info["nan_resets"]
                 obs = next_obs
             last_values = ac.value(obs["critic"])
@@ -153,6 +167,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                      ("policy/action_std", stats.action_std), ("perf/steps_per_s", sps),
                      ("perf/collect_s", collect_s), ("env/nan_resets", nan_resets)):
             writer.add_scalar(k, v, it)
+        if adr is not None:
+            for name, (lo, hi) in adr.ranges.items():
+                writer.add_scalar(f"adr/{name}/lo", lo, it)
+                writer.add_scalar(f"adr/{name}/hi", hi, it)
+            writer.add_scalar("adr/decisions", adr.decisions, it)
         progress_line = f"{it},{total_steps},{wall:.2f},{mean_ret:.4f},{success:.4f},{mean_len:.1f},{sps:.0f}"
         if bar is not None:
             bar.set_postfix(ret=f"{mean_ret:.2f}", success=f"{success:.2f}", sps=f"{sps:,.0f}")
@@ -190,7 +209,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     writer.close()
     progress_csv.close()
     result = TrainResult(run, last_ckpt, it, total_steps, time.perf_counter() - t0,
-                         success, eval_success, mean_ret, solved_at, nan_resets)
+                         success, eval_success, mean_ret, solved_at, nan_resets,
+                         adr.describe() if adr is not None else None)
     plot_learning_curve(run / "progress.csv", run / "learning_curve.png", cfg.env.task)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

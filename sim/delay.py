@@ -17,6 +17,14 @@ class DelayLine:
         self.history = [torch.zeros(n, dim, device=device) for _ in range(self.max_delay + 1)]
         self.masks = [torch.zeros(n, 1, dtype=torch.bool, device=device) for _ in range(self.max_delay)]
 
+    def grow(self, max_delay: int) -> None:
+        """Hold delays up to `max_delay` from now on (older entries repeat the oldest one)."""
+        for _ in range(self.max_delay, int(max_delay)):
+            self.history.append(self.history[-1].clone())
+            self.masks.append(torch.zeros_like(self.masks[0]) if self.masks else
+                              torch.zeros(self.history[0].shape[0], 1, dtype=torch.bool, device=self.history[0].device))
+        self.max_delay = max(self.max_delay, int(max_delay))
+
     def set_delays(self, ids: torch.Tensor, delays: torch.Tensor) -> None:
         """Envs `ids` read the value from `delays` (ints, [len(ids)]) steps ago from now on."""
         for d, mask in enumerate(self.masks, start=1):

@@ -24,7 +24,8 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
   exactly at each of its resets.
 * `info["dr"]` holds the DR parameters of every env's current episode (after auto-reset, like
   `obs`); `info["episode"]` holds return, length and success of the episodes that ended this step
-  (empty tensors when none did). `info["nan_resets"]` counts envs whose physics state became
+  (empty tensors when none did; `dr_boundary` is the ADR boundary pair each evaluated, -1 for
+  none, see `set_dr`). `info["nan_resets"]` counts envs whose physics state became
   NaN/Inf this step: they are reset, their transition is marked terminated with reward 0, and
   `env.nan_resets` keeps the running total.
 * Control decimation: each `step` holds the actuator controls for `task.decimation` physics steps.
@@ -33,12 +34,14 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from robot_rl.sim import randomization as R
 from robot_rl.sim.backend import BACKENDS, UnsupportedFeature, make_backend
 from robot_rl.sim.delay import DelayLine
+from robot_rl.sim.dr_boundary import BoundaryPlan
 from robot_rl.sim.dr_effects import check_effects, moves_payload
 from robot_rl.sim.env_state import EnvState
 from robot_rl.sim.model import build_model, used_frames
@@ -169,6 +172,7 @@ class BatchedEnv:
         self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
         self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
         self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
+        self.boundary = BoundaryPlan(n, self.device)  # ADR boundary episodes (`set_dr`); none by default
         self._action_line = DelayLine(n, a, self.dr.max_action_delay, self.device)
         self._next_push = torch.full((n,), math.inf, device=self.device)
         self._push_clock = 0
@@ -287,11 +291,13 @@ class BatchedEnv:
         done_ids = done.nonzero().flatten()
         if len(done_ids):
             episode = {"return": self.episode_return[done_ids], "length": self.episode_length[done_ids].float(),
-                       "success": self.task.success(self)[done_ids].float(), "env_ids": done_ids}
+                       "success": self.task.success(self)[done_ids].float(), "env_ids": done_ids,
+                       "dr_boundary": self.boundary.env_pair[done_ids]}
             if self._has_distance:  # the task's final distance to its goal (reach tasks)
                 episode["distance"] = self.task.distance(self)[done_ids]
         else:
-            episode = {"return": self._empty, "length": self._empty, "success": self._empty, "env_ids": done_ids}
+            episode = {"return": self._empty, "length": self._empty, "success": self._empty, "env_ids": done_ids,
+                       "dr_boundary": done_ids}
             if self._has_distance:
                 episode["distance"] = self._empty
         info = {
@@ -357,8 +363,11 @@ class BatchedEnv:
         return q, torch.zeros(n, self.model.nv, device=self.device)
 
     def _reset_idx(self, ids: torch.Tensor) -> None:
-        self.dr_values[ids, len(R.PHYSICS_PARAMS):] = R.sample_matrix(
-            self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
+        episode = R.sample_matrix(self.dr, len(ids), self.gen, self.device, R.EPISODE_PARAMS)
+        if self.boundary.active:  # ADR: some envs evaluate one parameter at its range's boundary
+            self.boundary.draw(ids, self.gen)
+            self.boundary.pin(ids, episode, len(R.PHYSICS_PARAMS))
+        self.dr_values[ids, len(R.PHYSICS_PARAMS):] = episode
         # encoder bias, each joint: the episode's magnitude with a random sign (drawn whether or not
         # the range is zero, so that a bias range changes no other random draw)
         sign = torch.randint(0, 2, (len(ids), self.num_joints), generator=self.gen, device=self.device) * 2 - 1
@@ -389,17 +398,62 @@ class BatchedEnv:
 
     def _assign_physics(self, ids: torch.Tensor) -> None:
         """Give envs `ids` a physics variant from the bank (re-sampling released variants)."""
+        if self.boundary.active:
+            ids = self._assign_boundary_physics(ids)
+            if not len(ids):
+                return
         variants, refresh = self.bank.assign(ids)
         if len(refresh):
-            self._variant_params[refresh] = R.sample_matrix(
-                self.dr, len(refresh), self.gen, self.device, R.PHYSICS_PARAMS)
-            vals = self._variant_params[refresh].cpu().double().numpy()
-            vids = refresh.cpu().numpy()
-            values = model_fields(self._nominal, vals, self._payload_body)
-            for field in self._fields:
-                self.sim.set_physics(field, vids, values[field])
+            self._write_variants(refresh, R.sample_matrix(self.dr, len(refresh), self.gen, self.device,
+                                                          R.PHYSICS_PARAMS))
         self.sim.use_variants(ids, variants)
         self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
+
+    def _write_variants(self, variants: torch.Tensor, params: torch.Tensor) -> None:
+        """Write physics DR values `params` [k, len(PHYSICS_PARAMS)] into the simulator's `variants`."""
+        self._variant_params[variants] = params
+        vals, vids = params.cpu().double().numpy(), variants.cpu().numpy()
+        values = model_fields(self._nominal, vals, self._payload_body)
+        for field in self._fields:
+            self.sim.set_physics(field, vids, values[field])
+
+    # -- automatic domain randomization (`robot_rl.adr`) ----------------------------------------
+    def set_dr(self, dr: R.DomainRandomization, boundary: Sequence[tuple[str, float]] = (),
+               boundary_fraction: float = 0.0) -> None:
+        """Sample from the ranges `dr` from now on (running episodes keep their values; shared
+        physics variants are re-sampled from `dr` as the bank turns them over). `boundary`: the
+        curriculum's `(parameter, value)` pairs; at each reset a `boundary_fraction` of the reset
+        envs evaluates one pair, drawn uniformly: that parameter exactly at `value`, the others
+        sampled (`sim/dr_boundary.py`). `self.boundary.env_pair[i]` is the pair index of env i's
+        episode (-1: none), reported per ended episode as `info["episode"]["dr_boundary"]`. A
+        boundary env with a physics parameter gets a physics variant of its own (on a shared bank,
+        a reserved one; when none is free, it runs an ordinary episode)."""
+        dr.validate(f"{self.task.name} dr (set_dr)")
+        self.boundary.set(boundary, boundary_fraction, dr)
+        self.dr = dr
+        self._action_line.grow(dr.max_action_delay)
+        self._obs_line.grow(dr.max_obs_delay)
+        self._noise_scale = [self._noise_std[sl] * dr.obs_noise_scale for sl in self._noisy]
+        if self.boundary.active:
+            self.bank.reserve(math.ceil(boundary_fraction * self.num_envs))
+
+    def _assign_boundary_physics(self, ids: torch.Tensor) -> torch.Tensor:
+        """Boundary envs among `ids` whose parameter is physical get a variant of their own, with
+        that parameter pinned; returns the envs left for the shared bank."""
+        sel = self.boundary.physics(ids)
+        if not bool(sel.any()):
+            return ids
+        bids = ids[sel]
+        variants, ok = self.bank.take_private(bids)
+        self.boundary.env_pair[bids[~ok]] = -1  # no reserved variant free: an ordinary episode
+        got, variants = bids[ok], variants[ok]
+        if len(got):
+            params = R.sample_matrix(self.dr, len(got), self.gen, self.device, R.PHYSICS_PARAMS)
+            self.boundary.pin(got, params)
+            self._write_variants(variants, params)
+            self.sim.use_variants(got, variants)
+            self.dr_values[got, : len(R.PHYSICS_PARAMS)] = params
+        return torch.cat([ids[~sel], bids[~ok]])
 
     def _apply_pushes(self) -> None:
         if self.dr.push_joint_velocity <= 0 or self.dr.push_interval_s[1] <= 0:

@@ -16,6 +16,11 @@ stays in cache and is shared by the envs, like Isaac Lab's material buckets, whi
 * With `num_variants >= num_envs` (or 0) every env owns variant `env_id` and re-samples it at each
   of its resets: exact per-env sampling.
 
+* Automatic DR (`robot_rl.adr`) evaluates a range's boundary on a few envs, each with one
+  parameter pinned at the boundary: such an env needs a variant of its own. `reserve(k)` sets `k`
+  variants aside (closed to ordinary draws); `take_private(ids)` gives envs a free reserved variant
+  each, which the caller writes. With an exact bank every env's variant is already its own.
+
 The bookkeeping is numpy on small arrays (a bank only exists on CPU backends; backends with
 per-world parameters are exact), with a numpy generator seeded from the env's torch generator, so
 it is reproducible from the env's seed; it knows nothing of the simulator. `assign` takes and
@@ -52,6 +57,8 @@ class PhysicsBank:
         self.users = np.zeros(s, dtype=np.int64)
         self.uses = np.zeros(s, dtype=np.int64)
         self.open = np.zeros(s, dtype=bool)
+        self.private = np.zeros(s, dtype=bool)
+        """Variants reserved for envs that need one of their own (`reserve`, `take_private`)."""
 
     def assign(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Release the variants of envs `ids` and draw new ones.
@@ -63,11 +70,11 @@ class PhysicsBank:
         idx = ids.cpu().numpy()
         old = self.env_variant[idx]
         np.subtract.at(self.users, old[old >= 0], 1)
-        refresh = np.flatnonzero(~self.open & (self.users == 0))
+        refresh = np.flatnonzero(~self.open & ~self.private & (self.users == 0))
         self.open[refresh] = True
         self.uses[refresh] = 0
         # keep `draining` variants closed to new envs: close the open ones that served most episodes
-        need = self.draining - int((~self.open).sum())
+        need = self.draining - int((~self.open & ~self.private).sum())
         if need > 0:
             served = np.where(self.open, self.uses, 0)
             top = np.argsort(-served, kind="stable")[:need]
@@ -82,3 +89,36 @@ class PhysicsBank:
         np.add.at(self.uses, variants, 1)
         self.env_variant[idx] = variants
         return torch.from_numpy(variants).to(ids.device), torch.from_numpy(refresh).to(ids.device)
+
+    def reserve(self, count: int) -> int:
+        """Set aside up to `count` more variants for `take_private` (at least half the bank stays
+        in the shared rotation); returns how many are reserved in all. A reserved variant serves
+        its current envs to their episodes' end and is private from then on."""
+        if self.exact:
+            return 0
+        room = self.num_variants - self.draining - max(1, self.num_variants // 2) - int(self.private.sum())
+        k = max(0, min(int(count) - int(self.private.sum()), room))
+        if k:
+            cand = np.flatnonzero(~self.private)
+            pick = cand[np.argsort(self.users[cand], kind="stable")[:k]]  # the emptiest ones
+            self.private[pick] = True
+            self.open[pick] = False
+        return int(self.private.sum())
+
+    def take_private(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Give envs `ids` a variant nobody else uses (a free reserved one; the caller writes its
+        parameters). Returns `(variants, ok)`: envs with `ok` False got none (none was free) and
+        keep their old variant; give them an ordinary one with `assign`."""
+        if self.exact:
+            return ids, torch.ones(len(ids), dtype=torch.bool, device=ids.device)
+        idx = ids.cpu().numpy()
+        free = np.flatnonzero(self.private & (self.users == 0))
+        k = min(len(free), len(idx))
+        old = self.env_variant[idx[:k]]
+        np.subtract.at(self.users, old[old >= 0], 1)
+        self.users[free[:k]] += 1
+        self.env_variant[idx[:k]] = free[:k]
+        variants = np.full(len(idx), -1, dtype=np.int64)
+        variants[:k] = free[:k]
+        ok = np.arange(len(idx)) < k
+        return torch.from_numpy(variants).to(ids.device), torch.from_numpy(ok).to(ids.device)

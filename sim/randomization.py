@@ -178,6 +178,10 @@ class DRPresets:
 
     train: DomainRandomization = field(default_factory=DomainRandomization)
     eval: DomainRandomization = field(default_factory=DomainRandomization)
+    adr_bounds: dict[str, Range] = field(default_factory=dict, hash=False)
+    """Outer bounds `{parameter: (lo, hi)}` that automatic DR (`robot_rl.adr`, `--adr.enabled`) may
+    widen `train` up to; each must contain the `train` range. Parameters not named here get the
+    generic bound of `ADRConfig.widen_factor`."""
 
     def get(self, mode: str) -> DomainRandomization:
         if mode == "off":

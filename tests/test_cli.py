@@ -24,6 +24,8 @@ def cli(*args, cwd):
     (["node", "planner"], "unknown node 'planner'; use one of: policy, safety, twin"),
     (["train", "--ppo.policy", "transformer"], "unknown policy kind 'transformer'; known kinds: mlp, recurrent"),
     (["train", "--env.device", "tpu"], "--env.device tpu: use cpu or cuda"),
+    (["train", "--adr.enabled", "--adr.threshold-low", "0.9"], "adr thresholds need 0 <= threshold_low < threshold_high"),
+    (["train", "--env.dr", "off", "--adr.enabled", "--env.num-envs", "4"], "no DR range can widen"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     out = cli(*args, "--log-root", str(tmp_path / "runs"), cwd=tmp_path) if args[0] == "train" else cli(*args, cwd=tmp_path)

@@ -65,7 +65,9 @@ def default_bounds(name: str, initial: R.Range, widen_factor: float) -> R.Range:
     blo, bhi = c - h, c + h
     if is_multiplier(name):
         blo = max(blo, lo / widen_factor)
-    elif lo >= 0:
+    elif name == "gravcomp_error":  # a relative error: within [-1, 1]
+        blo, bhi = max(blo, -1.0), min(bhi, 1.0)
+    elif name not in R.SIGNED and lo >= 0:
         blo = max(blo, 0.0)
     blo, bhi = min(blo, lo), max(bhi, hi)
     if is_integer(name):
@@ -84,7 +86,9 @@ def check_bounds(name: str, initial: R.Range, bounds, where: str = "adr") -> R.R
     if is_multiplier(name) and (blo < 0 or blo <= 0 < lo):
         raise ValueError(f"{where} bound {name}=({blo}, {bhi}) is not physical: {name} is a multiplier "
                          f"and must stay > 0 (zero or negative masses and gains are impossible); raise its lower end")
-    if not is_multiplier(name) and lo >= 0 and blo < 0:
+    if name == "gravcomp_error" and not (-1.0 <= blo and bhi <= 1.0):
+        raise ValueError(f"{where} bound {name}=({blo}, {bhi}) is not physical: a relative error lies in [-1, 1]")
+    if not is_multiplier(name) and name not in R.SIGNED and lo >= 0 and blo < 0:
         raise ValueError(f"{where} bound {name}=({blo}, {bhi}) is not physical: {name} cannot be negative; "
                          "give a lower end >= 0")
     if is_integer(name) and (blo != int(blo) or bhi != int(bhi)):

@@ -18,7 +18,8 @@ ends, exactly as PPO trains the recurrent kind (`sequence_mean`).
 The student is saved as a normal `recurrent` checkpoint whose training config is the teacher's with
 the student's policy (plus a `distill` section), so `robot-rl export`, `robot-rl eval`, the policy
 node and the twin use it unchanged. The teacher's critic, its normalizer and action std are copied
-into the student, so PPO can fine-tune it (`robot-rl train --resume STUDENT_RUN --ppo.policy recurrent`).
+into the student (`copy_critic`), so that the checkpoint is a complete actor-critic for a later PPO
+fine-tune (not wired to a command yet).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class DistillConfig:
     time_budget_s: float = 0.0
     """Stop after this many seconds of distillation (0 = no limit)."""
     copy_critic: bool = True
-    """Copy the teacher's critic, its normalizer and action std into the student (for PPO fine-tuning)."""
+    """Copy the teacher's critic, its normalizer and action std into the student (for a later PPO fine-tune)."""
     eval_episodes: int = 200
     """Episodes per DR range (training and held-out) for the final teacher/student report (0 = none)."""
     save_interval: int = 50
@@ -173,6 +174,8 @@ def distill(cfg: DistillConfig) -> DistillResult:
     teacher_run = Path(tck["path"]).parent.parent
     scfg = student_config(tcfg, cfg, cfg.run_name or f"{teacher_run.name}-student")
     scfg.validate()
+    if (Path(scfg.log_root) / scfg.run_name).exists():
+        raise DistillError(f"run directory {Path(scfg.log_root) / scfg.run_name} already exists; choose another --run-name")
     threads = cfg.torch_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(scfg.env.seed)
@@ -188,7 +191,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
               "anyway (behaviour cloning into a recurrent student)", file=sys.stderr)
     teacher = teacher.to(env.device)
     student = build_actor_critic(scfg, env.num_obs, env.num_actions).to(env.device)
-    if cfg.copy_critic:  # same config, same critic: the student starts PPO fine-tuning with a trained value
+    if cfg.copy_critic:  # same config, same critic: a PPO fine-tune would start from a trained value
         for name in ("critic", "critic_norm"):
             getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """`robot-rl`: the command line. Each subcommand's options come from a typed dataclass (tyro).
 
     robot-rl train [TASK] [--env.num-envs N --ppo.learning-rate X ...]
+    robot-rl distill --teacher RUN_OR_FILE [--time-budget-s 90 ...]   # teacher: train --ppo.actor-obs critic
     robot-rl eval --checkpoint RUN_OR_FILE [--dr eval --episodes 100 --video out.mp4]
     robot-rl eval --artifact DIR [--env.backend pybullet --dr eval --episodes 100]
     robot-rl cross-sim --artifact DIR [--backends mujoco pybullet --episodes 100 --dr eval --out DIR]
@@ -24,9 +25,12 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,eval,export,cross-sim,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,main,node,launch,tasks} ...
 
-  train [TASK]   train a policy with PPO (`robot-rl tasks` lists them)
+  train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
+                 trains a privileged teacher (it sees the DR parameters) for `distill`
+  distill        distill a privileged teacher into a deployable recurrent student (DAgger):
+                 robot-rl distill --teacher RUN
   eval           evaluate a checkpoint, or an exported artifact (--artifact DIR) on any simulator
                  (--env.backend mujoco|warp|pybullet): JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
@@ -145,6 +149,20 @@ def _train(args: list[str]) -> None:
         moved = {k: v for k, v in r.adr["reached"].items() if v != r.adr["initial"][k]}
         print("adr:        " + ("; ".join(f"{k} {tuple(r.adr['initial'][k])} -> ({v[0]:.3g}, {v[1]:.3g})"
                                           for k, v in moved.items()) or "no range moved"))
+    if cfg.ppo.actor_obs != "policy":
+        print(f"privileged teacher (not deployable): distill it with robot-rl distill --teacher {r.run_dir}")
+
+
+def _distill(args: list[str]) -> None:
+    from robot_rl.distill import DistillConfig, distill, success_table
+
+    r = distill(_parse(DistillConfig, args, "robot-rl distill"))
+    print(f"run:        {r.run_dir}")
+    print(f"checkpoint: {r.checkpoint} (recurrent student; robot-rl export --checkpoint {r.run_dir})")
+    print(f"distilled:  {r.iterations} iterations, {r.total_steps:,} steps in {r.wall_s:.0f} s; action error to "
+          f"the teacher (MSE) {r.action_mse_initial:.4f} -> {r.action_mse_final:.4f}")
+    if r.success:
+        print(success_table(r))
 
 
 def _check_backend(name: str) -> None:
@@ -256,7 +274,7 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "main": _main_job,
+COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}
 
 

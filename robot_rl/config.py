@@ -77,6 +77,10 @@ class PPOConfig:
     rnn_hidden: int = 64
     rnn_layers: int = 1
     history_length: int = 8
+    actor_obs: Literal["policy", "critic"] = "policy"
+    """Observation group the actor reads: `policy` (what a robot sees; deployable) or `critic`
+    (privileged, with the sampled DR parameters): a teacher that is not exported but distilled
+    into a deployable student with `robot-rl distill --teacher RUN`."""
 
     def validate(self) -> None:
         for name in ("num_steps_per_env", "num_learning_epochs", "num_mini_batches"):

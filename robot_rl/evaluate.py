@@ -38,7 +38,8 @@ def load_policy(checkpoint: str | Path, task: str | None = None):
 
 def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
     """Run one episode in every env of `env` with `policy(obs) -> actions` (no grad); a policy
-    with memory (`DeterministicActor`) has it cleared for envs whose episode ended.
+    with memory (`DeterministicActor`) has it cleared for envs whose episode ended. The policy
+    gets the `policy` observation group, or the group its `obs_group` names (a privileged teacher).
 
     Returns per-env (return, length, success) arrays and, with `video_size` (height, width), the
     frames of env 0's episode; `env.final_distance` holds each episode's final distance to the
@@ -55,7 +56,7 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
         while np.isnan(ret).any():
             if recording:
                 frames.append(env.render(0, "front", *video_size))
-            obs, _, terminated, truncated, info = env.step(policy(obs["policy"]))
+            obs, _, terminated, truncated, info = env.step(policy(obs[getattr(policy, "obs_group", "policy")]))
             if hasattr(policy, "reset"):
                 policy.reset(terminated | truncated)
             ep = info["episode"]

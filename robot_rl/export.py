@@ -94,7 +94,10 @@ def parity_error(art: PolicyArtifact, ac, obs: list[torch.Tensor], starts: list[
     expected = DeterministicActor(ac, n)
     err, count = 0.0, 0
     with torch.no_grad():
-        want = [expected(o).numpy() for o in obs]
+        want = []
+        for o, s in zip(obs, starts):  # memory cleared where an episode starts, as the runtime's reset()
+            expected.reset(s)
+            want.append(expected(o).numpy())
         rand_want = DeterministicActor(ac, rand.shape[0])(rand).numpy()
     for i in range(n):
         for t, o in enumerate(obs):
@@ -113,6 +116,12 @@ def export(checkpoint: str | Path, out_dir: str | Path, parity_envs: int = 4, pa
 
     ck = ckpt.load(checkpoint)
     cfg = from_dict(TrainConfig, ck["config"])
+    if cfg.ppo.actor_obs != "policy":
+        run = Path(ck["path"]).parent.parent
+        raise ExportError(f"{ck['path']} is a privileged teacher (its actor reads the {cfg.ppo.actor_obs!r} "
+                          "observation group with the simulator's DR parameters, which a robot does not "
+                          f"have) and cannot be deployed; distill it into a student first: "
+                          f"robot-rl distill --teacher {run}, then export the student")
     env = make_env(cfg.env.task, parity_envs, dr=cfg.env.dr, seed=cfg.env.seed + 1, nthread=1)
     ac = build_actor_critic(cfg, env.num_obs, env.num_actions)
     ckpt.load_state(ac, ck["model"], ck["path"])

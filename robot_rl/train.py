@@ -67,7 +67,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             adr.load_state_dict(resume["adr"])
         env.set_dr(adr.dr, adr.boundary(), cfg.adr.boundary_fraction)
     ac = build_actor_critic(cfg, env.num_obs, env.num_actions).to(env.device)
-    ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs["policy"], env.num_obs["critic"],
+    actor_obs = cfg.ppo.actor_obs  # "policy", or "critic" for a privileged teacher
+    ppo = PPO(ac, cfg.ppo, env.num_envs, env.num_obs[actor_obs], env.num_obs["critic"],
               env.num_actions, env.device, seed=cfg.env.seed)
     start_it, total_steps = 0, 0
     if resume is not None:
@@ -130,13 +131,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         torch.set_num_threads(1)
         with torch.inference_mode():
             for _ in range(T):
-                ac.update_normalization(obs["policy"], obs["critic"])
-                actions, logp, mu, sigma, values = ppo.act(obs["policy"], obs["critic"])
+                ac.update_normalization(obs[actor_obs], obs["critic"])
+                actions, logp, mu, sigma, values = ppo.act(obs[actor_obs], obs["critic"])
                 next_obs, reward, terminated, truncated, info = env.step(actions)
                 # bootstrap the value of states cut by a time-out (rsl_rl does the same)
                 reward = reward + cfg.ppo.gamma * values * truncated.float()
                 done = terminated | truncated
-                ppo.storage.add(obs["policy"], obs["critic"], actions, logp, mu, sigma, values, reward, done.float())
+                ppo.storage.add(obs[actor_obs], obs["critic"], actions, logp, mu, sigma, values, reward, done.float())
                 ppo.episode_ended(done)
                 ep = info["episode"]
                 if len(ep["env_ids"]):

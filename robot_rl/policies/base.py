@@ -78,6 +78,8 @@ class ActorCritic(nn.Module):
     def __init__(self, num_actor_obs: int, num_critic_obs: int, num_actions: int, cfg):
         super().__init__()
         self.num_actor_obs, self.num_critic_obs, self.num_actions = num_actor_obs, num_critic_obs, num_actions
+        self.actor_obs = getattr(cfg, "actor_obs", "policy")
+        """The observation group the actor reads: `policy`, or `critic` for a privileged teacher."""
         self.critic = mlp(num_critic_obs, tuple(cfg.critic_hidden), 1, cfg.activation)
         self.log_std = nn.Parameter(torch.full((num_actions,), float(torch.log(torch.tensor(cfg.init_noise_std)))))
         self.actor_norm = EmpiricalNormalization(num_actor_obs) if cfg.normalize_obs else nn.Identity()
@@ -120,6 +122,8 @@ class DeterministicActor:
 
     def __init__(self, ac: ActorCritic, batch: int):
         self.ac = ac
+        self.obs_group = ac.actor_obs
+        """The env observation group to call it with (`policy`; `critic` for a privileged teacher)."""
         self.memory = ac.initial_memory(batch)
 
     @torch.no_grad()
@@ -133,7 +137,8 @@ class DeterministicActor:
 
 
 def build_actor_critic(cfg, num_obs: dict, num_actions: int) -> ActorCritic:
-    """The actor-critic a `TrainConfig` describes (its `ppo.policy` kind), for these sizes."""
+    """The actor-critic a `TrainConfig` describes (its `ppo.policy` kind, its actor on the
+    `ppo.actor_obs` group), for these sizes."""
     from robot_rl.policy_kinds import training_class
 
-    return training_class(cfg.ppo.policy)(num_obs["policy"], num_obs["critic"], num_actions, cfg.ppo)
+    return training_class(cfg.ppo.policy)(num_obs[cfg.ppo.actor_obs], num_obs["critic"], num_actions, cfg.ppo)

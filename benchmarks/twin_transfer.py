@@ -25,6 +25,7 @@ Methods:
     history          PPO with an MLP actor on the last 8 observations (`--ppo.rnn-type history`)
     recurrent        PPO with a GRU actor on the DR range (implicit system identification)
     teacher-student  a privileged teacher (sees the DR parameters) distilled into a GRU student
+                     (`robot-rl train --ppo.actor-obs critic`, then `robot-rl distill`)
 
     .venv/bin/python benchmarks/twin_transfer.py --out runs/twin_transfer [--methods dr no-dr --seeds 0 1 2]
 """
@@ -70,11 +71,16 @@ def train_method(method: str, seed: int, args, root: Path) -> tuple[Path, float,
 
     name = f"{method}-seed{seed}"
     if method == "teacher-student":
-        from robot_rl.distill import distill_after_teacher
+        from robot_rl.distill import DistillConfig, distill
 
         t0 = time.perf_counter()
-        ckpt = distill_after_teacher(_train_cfg("dr", seed, args, root, f"teacher-seed{seed}"), root / "runs" / name)
-        wall = time.perf_counter() - t0
+        tcfg = _train_cfg("dr", seed, args, root, f"teacher-seed{seed}")
+        tcfg.ppo.actor_obs = "critic"  # the privileged teacher sees the DR parameters
+        teacher = train(tcfg)
+        d = distill(DistillConfig(teacher=str(teacher.run_dir), max_iterations=args.distill_iterations,
+                                  log_root=str(root / "runs"), run_name=name, progress=False, eval_episodes=0,
+                                  torch_threads=args.threads))
+        ckpt, wall = d.checkpoint, time.perf_counter() - t0
     else:
         tr = train(_train_cfg(method, seed, args, root, name))
         ckpt, wall = tr.checkpoint, tr.wall_s
@@ -177,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=300.0, help="wall-clock cap per run (the issue's 5 min on 2 cores)")
     p.add_argument("--max-iterations", type=int, default=200,
                    help="PPO iterations per run (stops earlier at --stop-at): the same budget on a busy machine")
+    p.add_argument("--distill-iterations", type=int, default=60,
+                   help="teacher-student: DAgger iterations of the student after the teacher's training")
     p.add_argument("--stop-at", type=float, default=0.98, help="stop training at this deterministic success")
     p.add_argument("--episodes", type=int, default=200, help="episodes per evaluation")
     p.add_argument("--twin-seed", type=int, default=0, help="seed of the published twin (the launch file's default)")

@@ -16,7 +16,9 @@ the same terms in real time behind the ROS 2 graph; `tests/nodes` runs a stress 
 launch file). Success, final distance to the target, and the drop in points from the training
 simulation are reported as mean and spread (sample standard deviation) over seeds, with a bar
 chart with error bars beside the JSON. Results are kept per run in `--out`, so methods and seeds can
-be added in later invocations; the table covers every run found there.
+be added in later invocations (a run whose result is there is kept unless `--again`); the table
+covers every run found there. ADR trains for the whole iteration budget (its curriculum widens the
+ranges after the task is solved); the others stop at `--stop-at`.
 
 Methods:
     no-dr            PPO MLP trained without DR
@@ -59,8 +61,9 @@ def _train_cfg(method: str, seed: int, args, root: Path, name: str):
         cfg.ppo.policy = "recurrent"
     if method == "history":
         cfg.ppo.policy, cfg.ppo.rnn_type, cfg.ppo.history_length = "recurrent", "history", 8
-    if method == "adr":
+    if method == "adr":  # the whole budget: the curriculum widens ranges after the task is solved
         cfg.adr.enabled = True
+        cfg.stop_at_success = 0.0
     return cfg
 
 
@@ -191,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/twin_transfer", help="runs, artifacts and results (kept between calls)")
     p.add_argument("--summary-only", action="store_true", help="print the table of the runs already in --out")
+    p.add_argument("--again", action="store_true", help="redo runs whose results are already in --out")
     args = p.parse_args(argv)
     import torch
 
@@ -200,9 +204,13 @@ def main(argv=None) -> int:
     if not args.summary_only:
         for method in args.methods:
             for seed in args.seeds:
+                done = root / "results" / f"{method}-seed{seed}.json"
+                if done.exists() and not args.again:
+                    print(f"== {method} seed {seed}: kept from {done} (--again to redo)", flush=True)
+                    continue
                 print(f"== {method} seed {seed}", flush=True)
                 r = run(method, seed, args, root)
-                (root / "results" / f"{method}-seed{seed}.json").write_text(json.dumps(r, indent=2))
+                done.write_text(json.dumps(r, indent=2))
     rows = [json.loads(f.read_text()) for f in sorted((root / "results").glob("*.json"))]
     if not rows:
         print(f"no runs in {root / 'results'}")

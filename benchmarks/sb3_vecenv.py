@@ -62,8 +62,9 @@ class TerminalObsEnv(BatchedEnv):
 
     def _policy_obs_of(self, ids: torch.Tensor) -> torch.Tensor:
         parts = []
-        for t, fn in zip(self.policy_group.terms, self.policy_group.fns):
-            x = fn(self.state)[ids]
+        with self.measured_state() as state:
+            values = [fn(state)[ids] for fn in self.policy_group.fns]
+        for t, x in zip(self.policy_group.terms, values):
             if t.noise > 0 and self.dr.obs_noise_scale > 0:
                 x = x + torch.randn(x.shape, generator=self._terminal_gen, device=self.device) * (
                     t.noise * self.dr.obs_noise_scale)

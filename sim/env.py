@@ -33,6 +33,7 @@ obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, A] 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -489,15 +490,8 @@ class BatchedEnv:
                 (len(fresh), std.shape[0]), generator=self.gen, device=self.device
             ) * std
         self.state.last_action = self.actions
-        if self._frame_bias:  # the policy sees the frames the robot computes from its biased encoders
-            true = self.state.frames
-            self.state.frames = _Offset(true, self._frame_bias)
-            try:
-                clean = self.policy_group(self.state)
-            finally:
-                self.state.frames = true
-        else:
-            clean = self.policy_group(self.state)
+        with self.measured_state() as state:
+            clean = self.policy_group(state)
         noisy = self.dr.obs_noise_scale > 0 and bool(self._noisy)
         policy = clean + self._obs_bias if self.dr.obs_bias_scale > 0 else (clean.clone() if noisy else clean)
         if noisy:
@@ -520,6 +514,20 @@ class BatchedEnv:
         privileged = clean if self._critic_is_policy else self.critic_group(self.state)
         critic = torch.cat([privileged, self.dr_values], dim=1)
         return {"policy": policy, "critic": critic}
+
+    @contextlib.contextmanager
+    def measured_state(self):
+        """The robot state as the robot measures it, for the policy's observation: with encoder
+        bias, the robot frames it computes from its joints are offset too (`_frame_bias`)."""
+        if not self._frame_bias:
+            yield self.state
+            return
+        true = self.state.frames
+        self.state.frames = _Offset(true, self._frame_bias)
+        try:
+            yield self.state
+        finally:
+            self.state.frames = true
 
     # -- description for export ----------------------------------------------------------------
     def observation_spec(self) -> list[dict]:

@@ -162,7 +162,7 @@ def run_sb3(task: str, args, eval_interval: int, lr: float, vec: str = "batched"
             if self.updates > 0:
                 wall = time.perf_counter() - self.t0
                 if self.updates % eval_interval == 0:
-                    _, _, succ, _ = run_episodes(eval_env, policy)
+                    _, _, succ, _, _ = run_episodes(eval_env, policy)
                     s = float(succ.mean())
                     now = time.perf_counter() - self.t0
                     out["best_eval"] = s if math.isnan(out["best_eval"]) else max(out["best_eval"], s)

@@ -120,7 +120,6 @@ class RobotTwin:
         self._finger_names = set(self.command_joints[n_arm:])
         self._cmd_map_arm = JointMap(self.command_joints[:n_arm], extra="refuse", what="command")
         self._cmd_map_full = JointMap(self.command_joints, extra="refuse", what="command")
-        self._apply_command()
         # default sensor noise: the task's declared noise of joint positions / velocities x held-out scale
         terms = {t["func"]: t for t in env.observation_spec()}
         scale = env.dr.obs_noise_scale
@@ -175,7 +174,7 @@ class RobotTwin:
     def _apply_command(self) -> None:
         n_arm = len(self._act)
         # the controller servos the (biased) encoder reading to the command
-        self.data.ctrl[self._act] = self.command[:n_arm] - getattr(self, "encoder_bias", np.zeros(n_arm))[:n_arm]
+        self.data.ctrl[self._act] = self.command[:n_arm] - self.encoder_bias[:n_arm]
         if self._grip_act is not None:
             self.data.ctrl[self._grip_act] = self.command[n_arm]
 

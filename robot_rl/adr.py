@@ -215,3 +215,15 @@ class ADR:
         self.levels = [int(k) for k in state["levels"]]
         self.buffers = [[float(x) for x in b] for b in state["buffers"]]
         self.decisions = int(state.get("decisions", 0))
+
+
+def summarize_moves(described: dict, limit: int | None = None) -> str:
+    """One line naming the ranges an ADR run widened (`ADR.describe()` / `TrainResult.adr`):
+    `name (lo, hi) -> (lo, hi)`, at most `limit` of them."""
+    moved = {k: v for k, v in described["reached"].items() if v != described["initial"][k]}
+    if not moved:
+        return "no range moved"
+    shown = list(moved.items())[:limit]
+    text = "; ".join(f"{k} ({described['initial'][k][0]:.3g}, {described['initial'][k][1]:.3g}) -> "
+                     f"({v[0]:.3g}, {v[1]:.3g})" for k, v in shown)
+    return text if len(shown) == len(moved) else f"{len(moved)} widened, e.g. {text}"

@@ -146,9 +146,9 @@ def _train(args: list[str]) -> None:
     print(f"checkpoint: {r.checkpoint}")
     print(f"steps:      {r.total_steps:,} in {r.wall_s:.0f} s; success {r.success:.2%}, return {r.mean_return:.2f}")
     if r.adr is not None:
-        moved = {k: v for k, v in r.adr["reached"].items() if v != r.adr["initial"][k]}
-        print("adr:        " + ("; ".join(f"{k} {tuple(r.adr['initial'][k])} -> ({v[0]:.3g}, {v[1]:.3g})"
-                                          for k, v in moved.items()) or "no range moved"))
+        from robot_rl.adr import summarize_moves
+
+        print(f"adr:        {summarize_moves(r.adr)}")
     if cfg.ppo.actor_obs != "policy":
         print(f"privileged teacher (not deployable): distill it with robot-rl distill --teacher {r.run_dir}")
 

@@ -41,14 +41,13 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
     with memory (`DeterministicActor`) has it cleared for envs whose episode ended. The policy
     gets the `policy` observation group, or the group its `obs_group` names (a privileged teacher).
 
-    Returns per-env (return, length, success) arrays and, with `video_size` (height, width), the
-    frames of env 0's episode; `env.final_distance` holds each episode's final distance to the
-    goal when the task defines one (NaN otherwise)."""
+    Returns per-env (return, length, success, final distance to the goal: NaN when the task
+    defines none) arrays and, with `video_size` (height, width), the frames of env 0's episode."""
     n = env.num_envs
     ret = np.full(n, np.nan)
     length = np.full(n, np.nan)
     success = np.full(n, np.nan)
-    env.final_distance = np.full(n, np.nan)
+    distance = np.full(n, np.nan)
     frames = []
     recording = video_size is not None
     obs = env.reset()
@@ -68,13 +67,13 @@ def run_episodes(env, policy, video_size: tuple[int, int] | None = None):
                 length[first] = ep["length"].cpu().numpy()[sel]
                 success[first] = ep["success"].cpu().numpy()[sel]
                 if "distance" in ep:
-                    env.final_distance[first] = ep["distance"].cpu().numpy()[sel]
+                    distance[first] = ep["distance"].cpu().numpy()[sel]
                 if 0 in first:
                     recording = False
-    return ret, length, success, frames
+    return ret, length, success, distance, frames
 
 
-def episode_report(env, ret, length, success, frames, head: dict, video=None, report=None) -> dict:
+def episode_report(env, ret, length, success, distance, frames, head: dict, video=None, report=None) -> dict:
     """The report of `run_episodes`: `head` (what was evaluated) plus return, success and length
     statistics and per-episode values; writes the video and the JSON report atomically."""
     result = {
@@ -83,8 +82,7 @@ def episode_report(env, ret, length, success, frames, head: dict, video=None, re
         "std_return": float(ret.std()),
         "success_rate": float(success.mean()),
         "mean_episode_length": float(length.mean()),
-        "mean_final_distance_m": (float(np.mean(env.final_distance)) if not np.isnan(env.final_distance).all()
-                                  else None),
+        "mean_final_distance_m": None if np.isnan(distance).all() else float(np.mean(distance)),
         "episode_length_s": float(length.mean() * env.control_dt),
         "per_episode": {"return": ret.tolist(), "success": success.tolist(), "length": length.tolist()},
     }
@@ -118,8 +116,8 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
     if env.num_obs != ck["num_obs"]:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
                                    f"task {cfg.env.task} gives {env.num_obs}")
-    ret, length, success, frames = run_episodes(env, DeterministicActor(ac.to(env.device), env.num_envs),
+    ret, length, success, distance, frames = run_episodes(env, DeterministicActor(ac.to(env.device), env.num_envs),
                                                 video_size if video else None)
     head = {"task": cfg.env.task, "backend": backend, "dr": dr, "episodes": episodes, "seed": seed,
             "checkpoint": ck["path"], "iteration": ck["iteration"]}
-    return episode_report(env, ret, length, success, frames, head, video, report)
+    return episode_report(env, ret, length, success, distance, frames, head, video, report)

@@ -123,7 +123,7 @@ def evaluate_artifact(artifact: str | Path | PolicyArtifact, episodes: int = 100
             raise ArtifactError(f"{art.path}: the policy maps {art.obs_dim} observations to {art.action_dim} actions, "
                                 f"task {task} has {env.num_obs['policy']} and {env.num_actions}; export it again")
         t0 = time.perf_counter()
-        ret, length, success, frames = run_episodes(env, ArtifactPolicy(art, env.num_envs),
+        ret, length, success, distance, frames = run_episodes(env, ArtifactPolicy(art, env.num_envs),
                                                     video_size if video else None)
         wall = time.perf_counter() - t0
     finally:
@@ -132,4 +132,4 @@ def evaluate_artifact(artifact: str | Path | PolicyArtifact, episodes: int = 100
     head = {"task": task, "backend": backend, "dr": dr if isinstance(dr, str) else "custom", "episodes": episodes, "seed": seed, "artifact": str(art.path),
             "dr_note": note, "kind": art.kind, "checkpoint": training.get("checkpoint"), "iteration": training.get("iteration"),
             "wall_s": wall}
-    return episode_report(env, ret, length, success, frames, head, video, report)
+    return episode_report(env, ret, length, success, distance, frames, head, video, report)

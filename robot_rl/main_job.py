@@ -39,16 +39,8 @@ def _main_train_defaults() -> TrainConfig:
     return cfg
 
 
-def _adr_summary(adr: dict) -> str:
-    moved = {k: v for k, v in adr["reached"].items() if v != adr["initial"][k]}
-    if not moved:
-        return "no range moved"
-    return f"{len(moved)} widened, e.g. " + "; ".join(
-        f"{k} ({adr['initial'][k][0]:.3g}, {adr['initial'][k][1]:.3g}) -> ({v[0]:.3g}, {v[1]:.3g})"
-        for k, v in list(moved.items())[:3]) + " (all in spec.json: dr.adr)"
-
-
 def run(cfg: MainConfig) -> dict:
+    from robot_rl.adr import summarize_moves
     from robot_rl.evaluate import evaluate
     from robot_rl.export import export
     from robot_rl.train import train
@@ -84,7 +76,8 @@ def run(cfg: MainConfig) -> dict:
                      f"({tr.total_steps / max(tr.wall_s, 1e-9):,.0f} steps/s), "
                      f"solved (95%) at {tr.solved_at_s:.0f} s" if tr.solved_at_s else
                      f"{tr.total_steps:,} steps in {tr.wall_s:.0f} s, 95% not reached"),
-        *([("adr ranges", _adr_summary(tr.adr))] if tr.adr is not None else []),
+        *([("adr ranges", summarize_moves(tr.adr, limit=3) + " (all in spec.json: dr.adr)")]
+          if tr.adr is not None else []),
         ("success, training DR", f"{reports['train']['success_rate']:.1%} "
                                  f"(return {reports['train']['mean_return']:.1f})"),
         ("success, held-out DR", f"{reports['eval']['success_rate']:.1%} "

@@ -187,7 +187,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         eval_field = ""
         if eval_env is not None and it % cfg.eval_interval == 0:
             torch.set_num_threads(1)
-            _, _, succ, _ = run_episodes(eval_env, DeterministicActor(ac, eval_env.num_envs))
+            _, _, succ, _, _ = run_episodes(eval_env, DeterministicActor(ac, eval_env.num_envs))
             eval_success = float(succ.mean())
             eval_field = f"{eval_success:.4f}"
             writer.add_scalar("eval/success_rate", eval_success, it)

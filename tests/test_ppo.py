@@ -103,13 +103,17 @@ def test_recurrent_memory_is_cleared_exactly_for_finished_envs():
     assert out[0, 1].abs().sum() == 0 and out[0, 3].abs().sum() == 0
     assert torch.equal(out[0, 0], mem[0, 0]) and torch.equal(out[0, 2], mem[0, 2])
     # the sequence used by PPO's update equals step-by-step execution with the same resets
-    obs = torch.randn(6, 4, 5)
-    starts = torch.zeros(6, 4, dtype=torch.bool)
-    starts[3, 1] = True
-    m0 = torch.randn(1, 4, 8)
+    _assert_sequence_equals_steps(ac, torch.randn(6, 4, 5), torch.randn(1, 4, 8), restart=(3, 1))
+
+
+def _assert_sequence_equals_steps(ac, obs, m0, restart):
+    """`sequence_mean` over `obs` [T, B, D] from memory `m0`, with an episode restarting at
+    (step, env) `restart`, equals `act_step` run step by step with the same resets."""
+    starts = torch.zeros(obs.shape[:2], dtype=torch.bool)
+    starts[restart] = True
     seq = ac.sequence_mean(obs, m0, starts)
     m = m0
-    for t in range(6):
+    for t in range(obs.shape[0]):
         m = ac.reset_memory(m, starts[t])
         mean, m = ac.act_step(obs[t], m)
         assert torch.allclose(mean, seq[t], atol=1e-6)
@@ -131,13 +135,4 @@ def test_history_actor_sees_a_window_of_the_last_observations():
         out, m = ac._rnn(obs.unsqueeze(0), m)
         windows.append(out[0, 0, ::3].tolist())  # first feature of each of the 3 observations
     assert windows == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4]]  # zeros before the episode's first
-    obs = torch.randn(5, 4, 3)
-    starts = torch.zeros(5, 4, dtype=torch.bool)
-    starts[2, 0] = True
-    m0 = torch.randn(2, 4, 3)
-    seq = ac.sequence_mean(obs, m0, starts)
-    m = m0
-    for t in range(5):
-        m = ac.reset_memory(m, starts[t])
-        mean, m = ac.act_step(obs[t], m)
-        assert torch.allclose(mean, seq[t], atol=1e-6)
+    _assert_sequence_equals_steps(ac, torch.randn(5, 4, 3), torch.randn(2, 4, 3), restart=(2, 0))

@@ -6,6 +6,8 @@
     robot-rl eval --artifact DIR [--env.backend pybullet --dr eval --episodes 100]
     robot-rl cross-sim --artifact DIR [--backends mujoco pybullet --episodes 100 --dr eval --out DIR]
     robot-rl export --checkpoint RUN_OR_FILE [--out models/policies/NAME]
+    robot-rl record [TASK] [--demos N --out DIR --expert models/policies/NAME]
+    robot-rl export-mcap --root DIR --episode I --out FILE.mcap
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
 """
@@ -25,7 +27,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,export-mcap,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -36,6 +38,9 @@ USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,main,node,launch
   export         write the deployable policy artifact (policy.onnx + spec.json)
   cross-sim      evaluate an artifact zero-shot in several simulators (mujoco, pybullet):
                  cross_sim.json + cross_sim.png
+  record [TASK]  collect demonstrations (the task's scripted expert, or --expert ARTIFACT_DIR)
+                 into a LeRobotDataset v3.0: robot-rl record TASK --demos 50 --out data/demos
+  export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
   node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
@@ -243,6 +248,39 @@ def _export(args: list[str]) -> None:
     print(f"artifact: {d} (policy.onnx, spec.json)")
 
 
+@dataclass
+class McapConfig:
+    root: str
+    """Dataset root (robot-rl record --out)."""
+    out: str
+    """MCAP file to write."""
+    episode: int = 0
+
+
+def _record(args: list[str]) -> None:
+    from robot_rl.record import RecordConfig, record
+
+    task = ""
+    if args and not args[0].startswith("-"):
+        from robot_rl.sim import task_names
+
+        task = args.pop(0)
+        if task not in task_names():
+            raise UsageError(f"unknown task {task!r}; available tasks: {', '.join(task_names())}")
+    cfg = _parse(RecordConfig, args, "robot-rl record")
+    if task:
+        cfg.task = task
+    r = record(cfg)
+    print(f"dataset: {r.root} (episodes {r.first_episode}..{r.first_episode + r.saved - 1})")
+
+
+def _export_mcap(args: list[str]) -> None:
+    cfg = _parse(McapConfig, args, "robot-rl export-mcap")
+    from robot_rl.datasets.mcap_export import export_episode_mcap
+
+    print(f"mcap: {export_episode_mcap(cfg.root, cfg.episode, cfg.out)}")
+
+
 def _main_job(args: list[str]) -> None:
     from robot_rl.main_job import MainConfig, run
 
@@ -274,7 +312,8 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "main": _main_job,
+COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "record": _record,
+            "export-mcap": _export_mcap, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}
 
 

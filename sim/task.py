@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mujoco
 import torch
@@ -25,7 +25,15 @@ from robot_rl.terms import ActTerm, ObsTerm
 if TYPE_CHECKING:
     from robot_rl.sim.env import BatchedEnv
 
-__all__ = ["ActTerm", "Command", "ObsTerm", "Task"]
+__all__ = ["ActTerm", "Command", "Expert", "ObsTerm", "Task"]
+
+
+class Expert(Protocol):
+    """What `Task.expert` returns: a batched demonstrator run by `robot-rl record`."""
+
+    def reset(self, env: "BatchedEnv", ids: torch.Tensor) -> None: ...
+
+    def act(self, env: "BatchedEnv", obs: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,15 @@ class Task(ABC):
     def after_step(self, env: "BatchedEnv", running: torch.Tensor) -> None:
         """After rewards, before resets: update commands of the envs still `running` (a bool mask),
         e.g. resample a target mid-episode as Isaac Lab's command terms do."""
+
+    # -- demonstrations ------------------------------------------------------------------------
+    def expert(self, env: "BatchedEnv", seed: int) -> "Expert":
+        """A scripted demonstrator for `robot-rl record`: an object with `reset(env, ids)` (new
+        episodes start in envs `ids`) and `act(env, obs) -> [num_envs, A]` actions in [-1, 1]
+        (`obs` is the env's observation dict; the expert may read privileged env state). `seed`
+        makes its imperfection (noise, hesitation) reproducible. Tasks without one raise."""
+        raise ValueError(f"task {self.name} has no scripted expert; record with --expert ARTIFACT_DIR "
+                         "(an exported policy) instead")
 
     def markers(self, env: "BatchedEnv", env_id: int) -> dict[str, Any]:
         """Visual-only sites to move before rendering env `env_id` (site name -> position)."""

@@ -160,10 +160,11 @@ def _run(env, expert, cfg: RecordConfig, task: str, log) -> RecordResult:
         obs = env.reset()
         expert.reset(env, torch.arange(n, device=env.device))
         while saved < cfg.demos and attempts < max_attempts:
-            o = obs["policy"].cpu().numpy()
-            q = env.joint_pos.cpu().numpy()
+            # copies: on the CPU .numpy() shares memory with env tensors that the next step overwrites
+            o = obs["policy"].cpu().numpy().copy()
+            q = env.joint_pos.cpu().numpy().copy()
             a_t = expert.act(env, obs)
-            a = a_t.detach().cpu().numpy()
+            a = a_t.detach().cpu().numpy().copy()
             for i in range(n):
                 buf[i].append((o[i], a[i], q[i]))
             obs, _, terminated, truncated, info = env.step(a_t)

@@ -24,7 +24,7 @@ resumed (same task, robot and features required): new episodes continue its indi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +54,6 @@ class RecordConfig:
     nthread: int = 1
     task_description: str = ""
     """The language task stored per frame (LeRobot's `task`; default: the task name)."""
-    fps: int = field(default=0, repr=False)
-    """Only for tests; the env's control rate is used when 0."""
 
 
 @dataclass
@@ -143,8 +141,8 @@ def record(cfg: RecordConfig, log=print) -> RecordResult:
 
 
 def _run(env, expert, cfg: RecordConfig, task: str, log) -> RecordResult:
-    fps = cfg.fps or int(round(1.0 / env.control_dt))
-    if abs(fps * env.control_dt - 1.0) > 1e-6 and not cfg.fps:
+    fps = int(round(1.0 / env.control_dt))
+    if abs(fps * env.control_dt - 1.0) > 1e-6:
         raise ValueError(f"task {task}: control period {env.control_dt} s is not a whole number of frames per "
                          "second, which LeRobot's integer fps cannot describe")
     root = Path(cfg.out or Path("data") / "demos" / task)

@@ -331,3 +331,31 @@ def test_mcap_export_reads_back_with_rosbags(tmp_path):
     assert len(seen["/observation/state"]) == 5
     with pytest.raises(DatasetError, match="episode 2 does not exist"):
         export_episode_mcap(tmp_path / "ds", 2, tmp_path / "x.mcap")
+
+
+def test_chunked_files_and_lerobot_packed_files_load(tmp_path, monkeypatch):
+    import robot_rl.datasets.format as F
+
+    monkeypatch.setattr(F, "EPISODES_PER_META_FILE", 2)
+    root = tmp_path / "ds"
+    frames = record(root, [2, 3, 4, 5, 6], chunks_size=2)
+    assert (root / "data/chunk-002/file-000.parquet").is_file()  # episode 4: third chunk of 2 files
+    assert (root / "meta/episodes/chunk-001/file-000.parquet").is_file()  # episodes 4..5: third group
+    ds = load_dataset(root)
+    assert ds.num_frames == 20 and [r["data/chunk_index"] for r in ds.episodes] == [0, 0, 1, 1, 2]
+    np.testing.assert_array_equal(ds.episode(4)["action"], np.stack([f["action"] for f in frames[4]]))
+    monkeypatch.undo()
+    # LeRobot's own packing: several episodes in one data file, rows sliced by dataset_from/to_index
+    packed = tmp_path / "packed"
+    record(packed, [3, 4, 2])
+    data = [pq.read_table(packed / f"data/chunk-000/file-{i:03d}.parquet") for i in range(3)]
+    for i in range(3):
+        (packed / f"data/chunk-000/file-{i:03d}.parquet").unlink()
+    pq.write_table(pa.concat_tables(data), packed / "data/chunk-000/file-000.parquet")
+    meta = packed / "meta/episodes/chunk-000/file-000.parquet"
+    t = pq.read_table(meta)
+    pq.write_table(t.set_column(t.column_names.index("data/file_index"), "data/file_index", pa.array([0, 0, 0])), meta)
+    ds = load_dataset(packed)
+    assert [len(ds.episode(i)["index"]) for i in range(3)] == [3, 4, 2]
+    np.testing.assert_array_equal(ds.episode(2)["index"], [7, 8])
+    ds.verify_stats()

@@ -189,6 +189,12 @@ def _run(node) -> int:
     infer = LatencyStats()
     loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0}
 
+    def wait_reason(reason, log=True):
+        if loop["waiting"] != reason:
+            loop["waiting"] = reason
+            if reason and log:
+                node.logger.warning("not commanding: %s", reason)
+
     def step_chunks(now: float, obs_fn):
         """Pick up a finished chunk, request the next when due; the action of this tick or None."""
         done = worker.poll() if worker is not None else None

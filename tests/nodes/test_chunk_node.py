@@ -78,6 +78,22 @@ def test_slow_chunk_inference_does_not_hold_up_the_ticks(graph, trained_artifact
     assert "Traceback" not in policy.log()
 
 
+def test_ensemble_mode_with_slow_inference_averages_and_keeps_ticking(graph, trained_artifact, tmp_path):
+    period = _period(trained_artifact)
+    art = fake_chunk_artifact(trained_artifact, tmp_path / "ens", sleep_s=2.5 * period, length=10, horizon=8)
+    policy, msgs_, d = _run(graph, art, 2.0, chunk_mode="ensemble", ensemble_decay=0.0)
+    c = d["chunk"]
+    assert c["mode"] == "ensemble" and c["overruns"] == 0 and c["stale"] >= 2 * c["received"], d
+    assert c["executed"] >= 0.85 * (c["executed"] + c["starved"] + c["late"]), d
+    # a request whenever the last one arrived (every ~3 ticks; 7 of its 10 actions fresh), so a
+    # tick averages the predictions of 2 or 3 consecutive chunks: the chunk-number coordinate is a
+    # mean of consecutive integers, n + 0.5 where two predicted the tick (never, in receding mode)
+    a0 = np.array([(m.position[0] - DEFAULT[0]) / 0.5 / 0.01 for m in msgs_])
+    halves = np.abs(a0 - np.floor(a0) - 0.5) < 0.01
+    assert len(a0) > 0.5 * 2.0 / period and halves.mean() > 0.15, a0
+    assert np.all(np.diff(a0) > -1e-6), a0  # newer predictions enter: the mean only moves forward
+
+
 def test_all_stale_chunks_are_overruns_and_nothing_is_published(graph, trained_artifact, tmp_path):
     period = _period(trained_artifact)
     art = fake_chunk_artifact(trained_artifact, tmp_path / "late", sleep_s=12 * period, length=8, horizon=8)

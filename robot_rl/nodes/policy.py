@@ -246,7 +246,10 @@ def _run(node) -> int:
         state = observer.state(q, dq, eff[:n_act] if np.isfinite(eff[:n_act]).all() else None, commands)
         if not loop["anchored"]:
             observer.reset(state)
-            worker.reset() if worker is not None else art.reset()
+            if worker is not None:
+                worker.reset()  # after any inference in flight (whose chunk the executor discards)
+            else:
+                art.reset()
             executor.reset()
             loop["anchored"] = True
         action = step_chunks(now, lambda: observer.observe(state))

@@ -15,10 +15,17 @@ Topics (all relative: they resolve in the node's namespace, so a graph runs unde
 The observation is built from the same term functions the simulator used (`robot_rl.observer`),
 frames by MuJoCo kinematics on the artifact's robot model. The policy runtime is the one of the
 artifact's kind (`robot_rl.runtimes`): `act(obs)` returns an action chunk (one or more actions with
-time offsets); the node queues the chunk with time stamps and executes each action when it is
-due, asking for a new chunk when the queue runs out, so a chunked or recurrent policy needs
-nothing here beyond its kind. The runtime and the held joint targets are reset (re-anchored at
-the measured pose) at start-up and after a joint-state outage.
+time offsets after the observation). :class:`robot_rl.chunk_executor.ChunkExecutor` schedules them
+onto the control ticks (its docstring states the rules): receding horizon or temporal ensembling,
+each action executed at the tick nearest its due time (observation time + offset), actions whose
+tick has passed when their chunk arrives dropped as stale, an all-stale chunk counted as an
+overrun. The node publishes at most one command per tick, none while no action is due (the safety
+node keeps the last one, then holds and brakes on its own timeouts). Single-action kinds (MLP,
+recurrent) run inline in the tick, as before; a chunked kind (its spec declares
+``policy.execution_horizon``) runs on a worker thread so inference slower than a control period
+does not hold up the ticks, and the next chunk is requested one measured inference latency before
+the queue runs out. The runtime, the executor and the held joint targets are reset (re-anchored
+at the measured pose) at start-up and after a joint-state outage.
 
 Start-up: waits up to ``state_wait_s`` for the first joint state and refuses to start (one-line
 error, exit code 2) when the robot lacks joints of the artifact (matched by
@@ -32,6 +39,16 @@ Parameters (defaults): ``artifact`` (required), ``rate_hz`` (0 = 1 / spec contro
 ``command_topic`` (policy/joint_command), ``state_wait_s`` (10.0), ``state_timeout_s`` (0.1),
 ``<command>`` (an initial value for a command, e.g. ``target_pos:=[0.5, 0.0, 0.5]``),
 ``<command>_topic`` (remap one command's topic; ``-r`` remapping works too).
+
+Chunk execution: ``chunk_mode`` (receding | ensemble; receding), ``execution_horizon`` (actions
+executed per chunk before re-planning in receding mode; 0 = the spec's ``policy.execution_horizon``,
+or the whole chunk), ``ensemble_decay`` (m of ACT's weights exp(-m i), i = 0 the oldest prediction;
+0.01), ``action_exec_latency`` (seconds from a command to its effect: actions due sooner after
+their chunk arrives are stale too; 0.0), ``over_budget`` (hold | last: an all-stale chunk executes
+nothing, or its last action at once as Diffusion Policy's runner does; hold), ``inference`` (auto |
+inline | thread; auto = a worker thread for chunked kinds, inline otherwise). Diagnostics carry
+``chunk``: requested, received, executed, starved (ticks with nothing due), stale, late, overruns,
+discarded, lead_ms.
 """
 
 from __future__ import annotations
@@ -41,6 +58,7 @@ import time
 
 import numpy as np
 
+from robot_rl.chunk_executor import MODES, OVER_BUDGET, ChunkConfig, ChunkExecutor
 from robot_rl.joint_map import JointMap, JointMapError
 from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
 
@@ -121,6 +139,7 @@ def _run(node) -> int:
     if abs(rate_hz * art.control_period_s - 1.0) > 0.01:
         node.logger.warning("rate_hz=%.1f differs from the artifact's control rate %.1f Hz: the policy was trained "
                             "for its own control period", rate_hz, 1.0 / art.control_period_s)
+    executor, worker = _chunk_execution(node, art, rate_hz)
     state_joints = list(observer.state_joints)
     out_joints = list(observer.command_joints)
 
@@ -168,7 +187,7 @@ def _run(node) -> int:
     pub = node.create_publisher(msgs.JointState, cmd_topic)
     diag = node.create_publisher(msgs.String, "policy/diagnostics")
     infer = LatencyStats()
-    loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0, "queue": []}
+    loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0}
 
     def wait_reason(reason, log=True):
         if loop["waiting"] != reason:
@@ -176,25 +195,37 @@ def _run(node) -> int:
             if reason and log:
                 node.logger.warning("not commanding: %s", reason)
 
-    def next_action(now: float, obs_fn):
-        """The queued action due now; a new chunk when none is left."""
-        queue = loop["queue"]
-        while len(queue) > 1 and queue[1][0] <= now:
-            queue.pop(0)  # late: skip to the newest due action
-        if not queue:
-            a = time.perf_counter()
-            chunk = art.act(obs_fn())
-            infer.add(time.perf_counter() - a)
-            queue.extend((now + float(dt), act) for dt, act in zip(chunk.offsets_s, chunk.actions))
-        return queue.pop(0)[1]
+    def step_chunks(now: float, obs_fn):
+        """Pick up a finished chunk, request the next when due; the action of this tick or None."""
+        done = worker.poll() if worker is not None else None
+        if done is not None:
+            ticket, chunk, dt = done
+            infer.add(dt)
+            received(ticket, chunk, now)
+        if executor.wants_chunk(now):
+            ticket = executor.request(now)
+            if worker is not None:
+                worker.submit(ticket, obs_fn())
+            else:
+                a = time.perf_counter()
+                chunk = art.act(obs_fn())
+                infer.add(time.perf_counter() - a)
+                received(ticket, chunk, now)
+        return executor.tick(now)
+
+    def received(ticket, chunk, now):
+        if executor.receive(ticket, chunk, now) == "overrun":
+            reject("over_budget", "over budget: a chunk arrived %.0f ms after its observation, after all its "
+                   "actions were due (%d overruns; over_budget=%s)", executor.last_latency_s * 1e3,
+                   executor.counts["overruns"], executor.cfg.over_budget)
 
     def on_tick():
         now = time.monotonic()
         if now >= loop["next_diag"]:
             loop["next_diag"] = now + 1.0
             diag.publish(msgs.String(data=dumps({"steps": loop["steps"], "inference": infer.summary(),
-                                                 "waiting": loop["waiting"], "queued": len(loop["queue"]),
-                                                 "kind": art.kind})))
+                                                 "waiting": loop["waiting"], "queued": executor.queued(),
+                                                 "kind": art.kind, "chunk": executor.diagnostics()})))
         if now - latest["t"] > state_timeout:
             loop["anchored"] = False  # re-anchor held targets and the policy's state when state returns
             return wait_reason(f"joint state older than {state_timeout} s")
@@ -215,10 +246,15 @@ def _run(node) -> int:
         state = observer.state(q, dq, eff[:n_act] if np.isfinite(eff[:n_act]).all() else None, commands)
         if not loop["anchored"]:
             observer.reset(state)
-            art.reset()
-            loop["queue"].clear()
+            if worker is not None:
+                worker.reset()  # after any inference in flight (whose chunk the executor discards)
+            else:
+                art.reset()
+            executor.reset()
             loop["anchored"] = True
-        action = next_action(now, lambda: observer.observe(state))
+        action = step_chunks(now, lambda: observer.observe(state))
+        if action is None:
+            return  # nothing due at this tick (waiting for a chunk): the safety node keeps the last command
         targets = observer.apply(action, state)
         loop["steps"] += 1
         pub.publish(msgs.JointState(header=msgs.Header(stamp=node.now()), name=out_joints,
@@ -228,8 +264,35 @@ def _run(node) -> int:
     node.logger.info("policy %s (%s, kind %s) at %.1f Hz -> %s", art.path, spec.get("task"), art.kind, rate_hz,
                      pub.topic)
     code = run_node(node, on_stop=reject.flush)
-    node.logger.info("inference latency %s", dumps(infer.summary()))
+    if worker is not None:
+        worker.stop()
+    node.logger.info("inference latency %s; chunks %s", dumps(infer.summary()), dumps(executor.diagnostics()))
     return code
+
+
+def _chunk_execution(node, art, rate_hz: float):
+    """The chunk executor and (for threaded inference) the worker, from the node's parameters."""
+    from robot_rl.nodes._inference import InferenceWorker
+
+    mode = param(node, "chunk_mode", "receding", str, check=lambda v: v in MODES, expect=" or ".join(MODES))
+    spec_h = art.spec["policy"].get("execution_horizon")
+    horizon = param(node, "execution_horizon", 0, int, check=lambda v: v >= 0,
+                    expect="an integer >= 0 (0: the artifact's policy.execution_horizon, or the whole chunk)")
+    decay = param(node, "ensemble_decay", 0.01, float, check=lambda v: v >= 0, expect="a number >= 0 (ACT: 0.01)")
+    latency = param(node, "action_exec_latency", 0.0, float, check=lambda v: v >= 0, expect="seconds >= 0")
+    over = param(node, "over_budget", "hold", str, check=lambda v: v in OVER_BUDGET, expect=" or ".join(OVER_BUDGET))
+    how = param(node, "inference", "auto", str, check=lambda v: v in ("auto", "inline", "thread"),
+                expect="auto, inline or thread")
+    try:
+        cfg = ChunkConfig(period_s=1.0 / rate_hz, mode=mode, execution_horizon=horizon or int(spec_h or 0),
+                          ensemble_decay=decay, action_exec_latency=latency, over_budget=over)
+    except (TypeError, ValueError) as e:
+        raise NodeStartError(f"{e} (the artifact's policy.execution_horizon is {spec_h!r})") from None
+    threaded = how == "thread" or (how == "auto" and spec_h is not None)
+    worker = InferenceWorker(art.act, art.reset) if threaded else None
+    node.logger.info("chunk execution: %s, execution horizon %s, inference %s", mode,
+                     cfg.execution_horizon or "whole chunk", "on a worker thread" if threaded else "inline")
+    return ChunkExecutor(cfg), worker
 
 
 if __name__ == "__main__":

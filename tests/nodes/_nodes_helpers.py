@@ -78,6 +78,26 @@ def linear_reach_artifact(trained: Path, out: Path, gain: float = 0.15) -> Path:
     return out
 
 
+def fake_chunk_artifact(src: Path, out: Path, sleep_s: float, length: int, horizon: int) -> Path:
+    """Copy of ``src`` run by the `fake-chunk` kind of ``_chunk_policy_node.py`` (a chunked policy
+    whose inference takes ``sleep_s``), with absolute `joint_position` actions so that each
+    published target tells which chunk and action index ran."""
+    from robot_rl.artifact import spec_checksum
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(src, out)
+    spec = json.loads((out / "spec.json").read_text())
+    spec["policy"] = {"kind": "fake-chunk", "onnx": spec["policy"]["onnx"], "sleep_s": sleep_s, "length": length,
+                      "execution_horizon": horizon}
+    for term in spec["action"]["terms"]:
+        if term["func"] == "joint_position_delta":
+            term["func"], term["params"] = "joint_position", {**term["params"], "scale": 0.5}
+    spec["checksum"] = spec_checksum(spec)
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    return out
+
+
 def renamed_artifact(src: Path, out: Path, names: list[str]) -> Path:
     """Copy of ``src`` whose spec and robot model name other joints (as if trained for another robot)."""
     from robot_rl.artifact import sha256_file, spec_checksum
@@ -109,10 +129,12 @@ def node_env(domain: int) -> dict:
 
 
 class NodeProcess:
-    """``python -m robot_rl.nodes.<name> --ros-args -p k:=v ...`` with its output in a log file."""
+    """``python -m robot_rl.nodes.<name> --ros-args -p k:=v ...`` (or ``python <script> ...``) with
+    its output in a log file."""
 
-    def __init__(self, name: str, params: dict, domain: int, log_dir: Path):
-        argv = [sys.executable, "-m", f"robot_rl.nodes.{name}", "--ros-args"]
+    def __init__(self, name: str, params: dict, domain: int, log_dir: Path, script: Path | None = None):
+        head = [str(script)] if script is not None else ["-m", f"robot_rl.nodes.{name}"]
+        argv = [sys.executable, *head, "--ros-args"]
         for k, v in params.items():
             argv += ["-p", f"{k}:={v}"]
         self.name = name

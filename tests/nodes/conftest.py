@@ -53,8 +53,8 @@ class Graph:
         self.procs: list[NodeProcess] = []
         self.node = create_node(f"test_{os.getpid()}", backend="dds", domain_id=self.domain)
 
-    def start(self, name: str, **params) -> NodeProcess:
-        p = NodeProcess(name, params, self.domain, self.tmp)
+    def start(self, name: str, script: Path | None = None, **params) -> NodeProcess:
+        p = NodeProcess(name, params, self.domain, self.tmp, script=script)
         self.procs.append(p)
         return p
 

@@ -54,8 +54,8 @@ def toy_error(model, seed=0):
 @pytest.fixture(scope="module")
 def trained():
     out = {}
-    for objective in ("ddpm", "flow"):
-        cfg = DiffusionConfig(**TINY, objective=objective, steps=200, batch_size=32, lr=3e-3, warmup_steps=10,
+    for objective, steps in (("ddpm", 200), ("flow", 150)):
+        cfg = DiffusionConfig(**TINY, objective=objective, steps=steps, batch_size=32, lr=3e-3, warmup_steps=10,
                               log_interval=50)
         logs = []
         out[objective] = (train_diffusion(toy_arrays(), cfg, log=logs.append), logs)

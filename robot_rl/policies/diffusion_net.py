@@ -68,8 +68,8 @@ class ConditionalResidualBlock1D(nn.Module):
 
 
 class ConditionalUnet1D(nn.Module):
-    def __init__(self, action_dim: int, cond_dim: int, down_dims: tuple[int, ...] = (64, 128, 256),
-                 kernel_size: int = 5, n_groups: int = 8, step_embed_dim: int = 128):
+    def __init__(self, action_dim: int, cond_dim: int, down_dims: tuple[int, ...] = (32, 64, 128),
+                 kernel_size: int = 5, n_groups: int = 8, step_embed_dim: int = 64):
         super().__init__()
         if any(d % n_groups for d in down_dims):
             raise ValueError(f"every down_dims entry must be divisible by n_groups={n_groups}, got {tuple(down_dims)}")

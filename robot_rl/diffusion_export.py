@@ -29,6 +29,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -131,8 +132,9 @@ def parity_error(art: PolicyArtifact, model: DiffusionPolicy, obs: torch.Tensor,
 
 def export_diffusion(model: DiffusionPolicy, out_dir: str | Path, spec_base: dict, robot_xml: str | None = None,
                      training: dict | None = None, seed: int = 0) -> dict:
-    """Write the verified artifact to `out_dir` (replacing it); returns its spec."""
-    model = model.eval().cpu()
+    """Write the verified artifact to `out_dir` (replacing it); returns its spec. `model` is not
+    modified (a CPU copy is exported)."""
+    model = copy.deepcopy(model).cpu().eval()
     obs_dim, act_dim = int(spec_base["observation"]["dim"]), int(spec_base["action"]["dim"])
     if (obs_dim, act_dim) != (model.obs_dim, model.action_dim):
         raise ExportError(f"the policy takes {model.obs_dim} observations and gives {model.action_dim} actions, the "

@@ -90,9 +90,11 @@ class PPOConfig:
             raise ValueError("ppo.gamma must be in (0, 1] and ppo.lam in [0, 1]")
         if self.learning_rate <= 0:
             raise ValueError(f"ppo.learning_rate must be > 0, got {self.learning_rate}")
-        from robot_rl.policy_kinds import get_kind
+        from robot_rl.policy_kinds import get_kind, kind_names
 
-        get_kind(self.policy)
+        if get_kind(self.policy).trained_by != "ppo":
+            raise ValueError(f"ppo.policy {self.policy!r} is trained by {get_kind(self.policy).trained_by}, not PPO; "
+                             f"use one of {', '.join(kind_names('ppo'))}")
         if self.rnn_hidden < 1 or self.rnn_layers < 1:
             raise ValueError("ppo.rnn_hidden and ppo.rnn_layers must be >= 1")
         if self.history_length < 2:

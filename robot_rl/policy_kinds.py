@@ -1,8 +1,12 @@
 """The policy-kind registry: one entry per kind, naming its training module and its runtime.
 
 A policy kind provides
-* a **training module** (torch, `robot_rl.policies.*`): an actor-critic that PPO trains
-  (`robot_rl.policies.base.ActorCritic`), and its **export** to ONNX files in the artifact;
+* a **training module** (torch, `robot_rl.policies.*`) and its **export** to ONNX files in the
+  artifact. `trained_by` says what trains it: `ppo` (an `robot_rl.policies.base.ActorCritic` that
+  `robot_rl.train` builds with `build_actor_critic`), or `demonstrations` (imitation: the
+  `diffusion` kind's `DiffusionPolicy`, trained by `robot_rl.diffusion_train.train_diffusion` and
+  exported by `robot_rl.diffusion_export.export_diffusion`); PPO code asks for
+  `training_class(name, trained_by="ppo")` and gets a clear error for any other kind;
 * a **runtime** (numpy + onnxruntime, `robot_rl.runtimes.*`): what the artifact loader runs on
   the robot, picked by the kind named in `spec.json` (`spec["policy"]["kind"]`): `reset()`,
   `act(observation) -> ActionChunk` (one or more actions with their time offsets), with any
@@ -26,6 +30,8 @@ class PolicyKind:
     runtime: str
     """`module:Class` of the numpy/onnxruntime runtime."""
     description: str = ""
+    trained_by: str = "ppo"
+    """`ppo` (an ActorCritic trained by `robot_rl.train`) or `demonstrations` (imitation learning)."""
 
 
 _KINDS: dict[str, PolicyKind] = {
@@ -35,6 +41,11 @@ _KINDS: dict[str, PolicyKind] = {
         PolicyKind("recurrent", "robot_rl.policies.recurrent:RecurrentActorCritic",
                    "robot_rl.runtimes.recurrent:RecurrentRuntime",
                    "GRU/LSTM actor with its hidden state carried between steps, MLP critic (PPO)"),
+        PolicyKind("diffusion", "robot_rl.policies.diffusion:DiffusionPolicy",
+                   "robot_rl.runtimes.diffusion:DiffusionRuntime",
+                   "Diffusion Policy (Chi et al.): FiLM-conditioned 1-D U-Net denoiser over an action chunk, "
+                   "DDIM or flow-matching sampling; trained from demonstrations (robot_rl.diffusion_train), "
+                   "not by PPO", trained_by="demonstrations"),
     )
 }
 
@@ -43,8 +54,9 @@ def register_policy_kind(kind: PolicyKind) -> None:
     _KINDS[kind.name] = kind
 
 
-def kind_names() -> list[str]:
-    return sorted(_KINDS)
+def kind_names(trained_by: str | None = None) -> list[str]:
+    """Registered kinds (those trained by `trained_by` when given)."""
+    return sorted(k for k, v in _KINDS.items() if trained_by is None or v.trained_by == trained_by)
 
 
 def get_kind(name: str) -> PolicyKind:
@@ -59,8 +71,14 @@ def load(target: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def training_class(name: str):
-    return load(get_kind(name).training)
+def training_class(name: str, trained_by: str | None = None):
+    """The kind's torch class; with `trained_by`, refuse a kind that another method trains."""
+    kind = get_kind(name)
+    if trained_by is not None and kind.trained_by != trained_by:
+        raise ValueError(f"policy kind {name!r} is trained by {kind.trained_by}, not {trained_by} "
+                         f"({kind.description}); kinds trained by {trained_by}: "
+                         f"{', '.join(kind_names(trained_by))}")
+    return load(kind.training)
 
 
 def runtime_class(name: str):

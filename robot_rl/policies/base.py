@@ -141,4 +141,4 @@ def build_actor_critic(cfg, num_obs: dict, num_actions: int) -> ActorCritic:
     `ppo.actor_obs` group), for these sizes."""
     from robot_rl.policy_kinds import training_class
 
-    return training_class(cfg.ppo.policy)(num_obs[cfg.ppo.actor_obs], num_obs["critic"], num_actions, cfg.ppo)
+    return training_class(cfg.ppo.policy, trained_by="ppo")(num_obs[cfg.ppo.actor_obs], num_obs["critic"], num_actions, cfg.ppo)

@@ -7,6 +7,7 @@
     robot-rl cross-sim --artifact DIR [--backends mujoco pybullet --episodes 100 --dr eval --out DIR]
     robot-rl export --checkpoint RUN_OR_FILE [--out models/policies/NAME]
     robot-rl record [TASK] [--demos N --out DIR --expert models/policies/NAME]
+    robot-rl train-diffusion --dataset DIR [--out DIR --export models/policies/NAME]
     robot-rl export-mcap --root DIR --episode I --out FILE.mcap
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
@@ -27,7 +28,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,export-mcap,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-diffusion,export-mcap,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -40,6 +41,9 @@ USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,export-mc
                  cross_sim.json + cross_sim.png
   record [TASK]  collect demonstrations (the task's scripted expert, or --expert ARTIFACT_DIR)
                  into a LeRobotDataset v3.0: robot-rl record TASK --demos 50 --out data/demos
+  train-diffusion  a diffusion policy from demonstrations: --dataset DIR --out DIR
+                 [--export models/policies/NAME]; residual RL on it: robot-rl train TASK
+                 --ppo.policy residual --residual.base DIR
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
   node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
@@ -274,6 +278,18 @@ def _record(args: list[str]) -> None:
     print(f"dataset: {r.root} (episodes {r.first_episode}..{r.first_episode + r.saved - 1})")
 
 
+def _train_diffusion(args: list[str]) -> None:
+    from robot_rl.imitation import TrainDiffusionConfig, train_diffusion_run
+
+    r = train_diffusion_run(_parse(TrainDiffusionConfig, args, "robot-rl train-diffusion"))
+    print(f"diffusion policy: {r['out']} ({r['demos']} demonstrations, {r['frames']} frames, {r['train_s']:.0f} s)")
+    if "eval" in r:
+        e = r["eval"]
+        print(f"success in simulation: {e['success_rate']:.1%} over {e['episodes']} episodes (DR {e['dr']})")
+    if "artifact" in r:
+        print(f"artifact: {r['artifact']}")
+
+
 def _export_mcap(args: list[str]) -> None:
     cfg = _parse(McapConfig, args, "robot-rl export-mcap")
     from robot_rl.datasets.mcap_export import export_episode_mcap
@@ -313,7 +329,7 @@ def _tasks(args: list[str]) -> None:
 
 
 COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "record": _record,
-            "export-mcap": _export_mcap, "main": _main_job,
+            "train-diffusion": _train_diffusion, "export-mcap": _export_mcap, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}
 
 

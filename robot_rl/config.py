@@ -141,10 +141,28 @@ class ADRConfig:
 
 
 @dataclass
+class ResidualConfig:
+    """Residual RL on a frozen diffusion base (`--ppo.policy residual`, `robot_rl.residual`)."""
+
+    base: str = ""
+    """Directory of the diffusion base (`robot-rl train-diffusion --out DIR`)."""
+    scale: float = 0.1
+    """The residual's share of the normalized [-1, 1] action range: action = base + scale * residual."""
+
+    def validate(self, policy: str) -> None:
+        if policy == "residual" and not self.base:
+            raise ValueError("--ppo.policy residual needs --residual.base DIR (a diffusion base trained with "
+                             "robot-rl train-diffusion)")
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"residual.scale must be in (0, 1], got {self.scale}")
+
+
+@dataclass
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     adr: ADRConfig = field(default_factory=ADRConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
     max_iterations: int = 300
     time_budget_s: float = 0.0
     """Stop after this many seconds of training (0 = no limit)."""
@@ -168,6 +186,7 @@ class TrainConfig:
     def validate(self) -> None:
         self.env.validate()
         self.ppo.validate()
+        self.residual.validate(self.ppo.policy)
         if self.adr.enabled:
             self.adr.validate()
         if self.max_iterations < 1:

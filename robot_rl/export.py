@@ -12,10 +12,6 @@ training policy (its deterministic actor), to `PARITY_TOL`:
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,7 +19,8 @@ import numpy as np
 import torch
 
 from robot_rl import checkpoint as ckpt
-from robot_rl.artifact import FORMAT, PolicyArtifact, sha256_file, spec_checksum
+from robot_rl.artifact import FORMAT, PolicyArtifact
+from robot_rl.artifact_writer import write_verified
 from robot_rl.config import TrainConfig, from_dict
 from robot_rl.kinematics import kinematic_model_xml
 from robot_rl.policies import DeterministicActor, build_actor_critic
@@ -111,11 +108,21 @@ def parity_error(art: PolicyArtifact, ac, obs: list[torch.Tensor], starts: list[
     return err, count + rand.shape[0]
 
 
+def _export_onnx(ac, out_dir: Path, example_obs: torch.Tensor) -> dict:
+    with warnings.catch_warnings():  # the legacy exporter warns on every call (RNN batch sizes, tracing)
+        warnings.simplefilter("ignore")
+        return ac.export_onnx(out_dir, example_obs)
+
+
 def export(checkpoint: str | Path, out_dir: str | Path, parity_envs: int = 4, parity_steps: int = 64) -> Path:
     from robot_rl.sim import make_env
 
     ck = ckpt.load(checkpoint)
     cfg = from_dict(TrainConfig, ck["config"])
+    if cfg.ppo.policy == "residual":
+        from robot_rl.residual_export import export_residual
+
+        return export_residual(ck, cfg, out_dir, parity_envs, parity_steps)
     if cfg.ppo.actor_obs != "policy":
         run = Path(ck["path"]).parent.parent
         raise ExportError(f"{ck['path']} is a privileged teacher (its actor reads the {cfg.ppo.actor_obs!r} "
@@ -136,32 +143,17 @@ def export(checkpoint: str | Path, out_dir: str | Path, parity_envs: int = 4, pa
     else:
         rand = torch.randn(shape, generator=gen)
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        with warnings.catch_warnings():  # the legacy exporter warns on every call (RNN batch sizes, tracing)
-            warnings.simplefilter("ignore")
-            policy = ac.export_onnx(tmp, obs[0])
+    def write_files(tmp: Path) -> None:
+        policy.update(_export_onnx(ac, tmp, obs[0]))
         (tmp / "robot.xml").write_text(kinematic_model_xml(env.robot))
-        spec = build_spec(env, cfg, ck, policy)
-        spec["files"] = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
-        spec["checksum"] = spec_checksum(spec)
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        art = PolicyArtifact.load(tmp)
+
+    def verify(art: PolicyArtifact) -> dict:
         err, samples = parity_error(art, ac, obs, starts, rand)
         if err > PARITY_TOL:
             raise ExportError(f"exported policy differs from the training policy by {err:.2e} (> {PARITY_TOL})")
-        (tmp / "parity.json").write_text(json.dumps(
-            {"max_abs_error": err, "tolerance": PARITY_TOL, "samples": samples}, indent=2))
-        spec["files"]["parity.json"] = sha256_file(tmp / "parity.json")
-        spec["checksum"] = spec_checksum(spec)
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+        return {"max_abs_error": err, "tolerance": PARITY_TOL, "samples": samples}
+
+    policy: dict = {}
+    spec = build_spec(env, cfg, ck, policy)
+    write_verified(out_dir, write_files, spec, verify)
+    return Path(out_dir)

@@ -46,6 +46,10 @@ _KINDS: dict[str, PolicyKind] = {
                    "Diffusion Policy (Chi et al.): FiLM-conditioned 1-D U-Net denoiser over an action chunk, "
                    "DDIM or flow-matching sampling; trained from demonstrations (robot_rl.diffusion_train), "
                    "not by PPO", trained_by="demonstrations"),
+        PolicyKind("residual", "robot_rl.policies.residual:ResidualActorCritic",
+                   "robot_rl.runtimes.residual:ResidualRuntime",
+                   "per-step residual MLP on [observation, base action] over a frozen diffusion base "
+                   "(ResiP), PPO with a privileged critic; --residual.base DIR"),
     )
 }
 

@@ -18,6 +18,7 @@ from robot_rl.config import TrainConfig, to_dict
 from robot_rl.evaluate import run_episodes
 from robot_rl.policies import DeterministicActor, build_actor_critic
 from robot_rl.ppo import PPO
+from robot_rl.residual import residual_env
 
 
 def make_run_dir(cfg: TrainConfig) -> Path:
@@ -55,9 +56,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     threads = cfg.torch_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.env.seed)
-    env = make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
-                   backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
-                   physics_variants=cfg.env.physics_variants)
+    env = residual_env(cfg, make_env(cfg.env.task, cfg.env.num_envs, dr=cfg.env.dr, seed=cfg.env.seed,
+                                     backend=cfg.env.backend, device=cfg.env.device,
+                                     nthread=cfg.env.nthread or None, physics_variants=cfg.env.physics_variants))
     adr = None
     if cfg.adr.enabled:  # automatic DR: the ranges start at the task's and move with success at their ends
         from robot_rl.adr import ADR
@@ -115,9 +116,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                    unit="it", dynamic_ncols=True, file=sys.stdout)
     eval_env = None
     if cfg.eval_interval > 0:
-        eval_env = make_env(cfg.env.task, cfg.eval_episodes, dr=cfg.env.dr, seed=cfg.env.seed + 1000,
-                            backend=cfg.env.backend, device=cfg.env.device, nthread=cfg.env.nthread or None,
-                            physics_variants=cfg.env.physics_variants)
+        eval_env = residual_env(cfg, make_env(cfg.env.task, cfg.eval_episodes, dr=cfg.env.dr,
+                                              seed=cfg.env.seed + 1000, backend=cfg.env.backend,
+                                              device=cfg.env.device, nthread=cfg.env.nthread or None,
+                                              physics_variants=cfg.env.physics_variants))
     eval_success = None
     nan_resets = logged_nan = 0
     t0 = time.perf_counter()

@@ -122,13 +122,18 @@ class DiffusionRuntime(PolicyRuntime):
         return np.clip(x, *self.clip)
 
     # -- the runtime contract --------------------------------------------------------------------
-    def act(self, obs, noise=None) -> ActionChunk:
-        """One observation [D]: push it into the history, sample, return the predicted future."""
+    def observe(self, obs) -> np.ndarray:
+        """Push one observation [D] into the history (the first one after `reset` fills it)."""
         x = self._check(obs).reshape(self.obs_dim)
         if self.history is None:
             self.history = np.repeat(x[None], self.obs_horizon, 0)
         else:
             self.history = np.concatenate([self.history[1:], x[None]], 0)
+        return x
+
+    def act(self, obs, noise=None) -> ActionChunk:
+        """One observation [D]: push it into the history, sample, return the predicted future."""
+        self.observe(obs)
         actions = self.sample(self.history[None], noise)[0]
         return ActionChunk(actions[self.obs_horizon - 1:], self.chunk_offsets.copy())
 

@@ -6,8 +6,8 @@ the same sampler in torch eager (our U-Net + diffusers' scheduler), measured in 
     python benchmarks/diffusion_inference.py --quick          # smoke run (~20 s)
 
 The policy is Chi et al.'s network at our CPU defaults (`DiffusionConfig()`: down_dims
-(32, 64, 128), kernel 5, step embedding 64, obs horizon 2, prediction horizon 16; `--down-dims 64 128
-256` for the larger one), exported with
+(32, 64), kernel 5, step embedding 64, obs horizon 2, prediction horizon 16; `--down-dims 64 128
+256` for a larger one), exported with
 `export_diffusion` (parity checked); its weights are untrained, which changes no latency here.
 
 | line | what is timed |

@@ -83,7 +83,7 @@ def test_unet_shapes_and_film_conditioning():
     y2 = net(x, t, c2)
     assert torch.allclose(y2[0], y[0], atol=1e-6) and not torch.allclose(y2[1], y[1], atol=1e-3)
     with pytest.raises(ValueError, match="divisible by 4"):
-        DiffusionConfig(pred_horizon=10).validate()
+        DiffusionConfig(pred_horizon=10, down_dims=(32, 64, 128)).validate()
 
 
 def test_ema_follows_diffusion_policy_schedule():

@@ -15,7 +15,7 @@ implementation, diffusers has no FiLM-conditioned 1-D U-Net).
   Conv1dBlock and a 1x1 conv back to the action size. `T` must be divisible by
   `2 ** (len(down_dims) - 1)`.
 
-Everything here exports to ONNX (opset 17) without custom ops.
+Everything here exports to standard ONNX (opset 17) without custom ops.
 """
 
 from __future__ import annotations
@@ -49,26 +49,28 @@ class Conv1dBlock(nn.Sequential):
 
 
 class ConditionalResidualBlock1D(nn.Module):
-    """Two Conv1dBlocks; FiLM (per-channel scale and bias from `cond`) between them; residual."""
+    """Two Conv1dBlocks; FiLM (per-channel scale and bias, a Linear of `Mish(cond)`) between them;
+    residual. `cond` arrives already through Mish (computed once per forward for every block,
+    the same as Chi et al.'s per-block `Sequential(Mish, Linear)`)."""
 
     def __init__(self, c_in: int, c_out: int, cond_dim: int, kernel_size: int, n_groups: int):
         super().__init__()
         self.block1 = Conv1dBlock(c_in, c_out, kernel_size, n_groups)
         self.block2 = Conv1dBlock(c_out, c_out, kernel_size, n_groups)
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
+        self.film = nn.Linear(cond_dim, 2 * c_out)
         self.residual = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.c_out = c_out
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """x [B, C_in, T], cond [B, cond_dim] -> [B, C_out, T]."""
+        """x [B, C_in, T], cond [B, cond_dim] (after Mish) -> [B, C_out, T]."""
         h = self.block1(x)
-        scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        scale, bias = self.film(cond).unsqueeze(-1).split(self.c_out, dim=1)
         h = self.block2(scale * h + bias)
         return h + self.residual(x)
 
 
 class ConditionalUnet1D(nn.Module):
-    def __init__(self, action_dim: int, cond_dim: int, down_dims: tuple[int, ...] = (32, 64, 128),
+    def __init__(self, action_dim: int, cond_dim: int, down_dims: tuple[int, ...] = (32, 64),
                  kernel_size: int = 5, n_groups: int = 8, step_embed_dim: int = 64):
         super().__init__()
         if any(d % n_groups for d in down_dims):
@@ -98,7 +100,7 @@ class ConditionalUnet1D(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """sample [B, T, A], timestep [B] (float or int), cond [B, cond_dim] -> [B, T, A]."""
-        film = torch.cat([self.step_encoder(timestep.expand(sample.shape[0])), cond], dim=-1)
+        film = nn.functional.mish(torch.cat([self.step_encoder(timestep.expand(sample.shape[0])), cond], dim=-1))
         x = sample.transpose(1, 2)
         skips = []
         for res1, res2, downsample in self.down:

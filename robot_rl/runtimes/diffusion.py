@@ -44,6 +44,12 @@ class DiffusionRuntime(PolicyRuntime):
     def __init__(self, path, spec, seed: int | None = None):
         super().__init__(path, spec)
         p = spec["policy"]
+        missing = [k for k in ("onnx", "obs_horizon", "pred_horizon", "execution_horizon", "normalization", "sampler")
+                   if k not in p] + [f"normalization.{k}" for k in ("obs_min", "obs_max", "action_min", "action_max")
+                                     if k not in p.get("normalization", {})]
+        if missing:
+            raise ArtifactError(f"{self.path}: the diffusion policy spec lacks {', '.join(missing)}; export the "
+                                "artifact again with robot_rl.diffusion_export")
         self.obs_horizon, self.pred_horizon = int(p["obs_horizon"]), int(p["pred_horizon"])
         self.execution_horizon = int(p["execution_horizon"])
         norm = {k: np.asarray(p["normalization"][k], dtype=np.float32)

@@ -327,9 +327,6 @@ class PandaPegInsert(Task):
         r -= 0.01 * torch.linalg.vecdot(da, da)
         return r
 
-    def markers(self, env, env_id):
-        return {}
-
     # -- demonstrations ------------------------------------------------------------------------
     def expert(self, env, seed: int):
         """A scripted expert with human-like imperfection (`panda_peg_insert_expert.py`)."""

@@ -44,7 +44,14 @@ DR: the Panda's arm DR (`reach.py`'s ARM_TRAIN_DR / ARM_EVAL_DR, payload 0-0.3 k
 peg-block contact and the grasp's friction loss) and the task's `ContactDR` by DR mode (hole pose
 error, grasp offset and tilt; `CONTACT_DR`).
 
-Scripted expert: `expert(env, seed)` (`panda_peg_insert_expert.py`).
+Scripted expert: `expert(env, seed)` (`panda_peg_insert_expert.py`): 93.9% success under the
+training DR, 79.9% under `eval`; the same strategy on the policy's observations only: 40.9%.
+
+Throughput (`benchmarks/peg_insert_throughput.py`, one thread, the expert acting): 3400-3800
+env-steps per CPU-second with 64-256 envs, 0.64-0.86 of a bare `mujoco.rollout` of the same worlds.
+
+Not modelled: the peg's size tolerance (per-env geometry needs a `geom_size` physics field and a
+new DR parameter, which changes every task's critic size and DR random stream; left to the lead).
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ observation, and plays like a person would with a noisy estimate of them, batche
 `hole_pos`, the peg tip where the nominal grasp puts it): the same search without the privileged
 state, a yardstick for a policy that imitates the expert's moves but cannot see the hole error.
 
-Success rate over 128 seeded episodes (`tests/test_panda_peg_insert.py` checks >= 70% of 16): see
-the module docstring of `panda_peg_insert.py`.
+Measured (128 envs, 600 control steps, seed 0, every episode that ended): 93.9% of 996 episodes
+under the training DR, 79.9% of 685 under the held-out `eval` DR; `observed=True`: 40.9% of 433
+(training DR). `tests/test_panda_peg_insert.py` checks >= 70% of 16 first episodes, and that the
+observed-state variant does at least 20 points worse.
 """
 
 from __future__ import annotations

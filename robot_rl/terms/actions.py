@@ -10,7 +10,7 @@ delta action) keep it in per-env buffers that `allocate` creates in the state's 
 |---|---|---|
 | `joint_position` | `scale`, `joints` | position target = default_pose + scale * a |
 | `joint_position_delta` | `scale`, `joints` | target += scale * a each step (from the measured pose), within limits |
-| `ee_delta` | `scale`, `frame`, `damping`, `hold_frame`, `hold_axis`, `hold_gain` | target = q + damped least-squares IK of a frame displacement scale * a (m); with `hold_frame`, the tool axis held |
+| `ee_delta` | `scale`, `frame`, `damping`, `hold_frame`, `hold_axis`, `hold_gain`, `anchor`, `max_lead` | target = q (or the held target) + damped least-squares IK of a frame displacement scale * a (m); with `hold_frame`, the tool axis held |
 | `gripper` | - | finger position target: open at a = 1, closed at a = -1 |
 | `joint_effort` | `scale`, `joints` | force/torque command = scale * a (normalized actuator input) |
 

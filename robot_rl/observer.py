@@ -49,7 +49,8 @@ class RobotObserver:
                             f"{spec['action']['dim']}")
         self.actions.allocate(1, np.zeros(1))
         self.frames = {f: robot["frames"].get(f, f) for f in self._used_frames()}
-        self.jacobian_frames = [t.params["frame"] for t in self.actions.specs if t.func == "ee_delta"]
+        self.jacobian_frames = [f for t in self.actions.specs if t.func == "ee_delta"
+                                for f in (t.params["frame"], t.params.get("hold_frame")) if f]
         self.kin = None
         if self.frames or self.jacobian_frames:
             kin_joints = [j for j in self.state_joints]
@@ -65,7 +66,7 @@ class RobotObserver:
 
     def _used_frames(self) -> list[str]:
         names = [t.params["frame"] for t in self.obs_terms if "frame" in t.params]
-        names += [t.params["frame"] for t in self.actions.specs if "frame" in t.params]
+        names += [t.params[k] for t in self.actions.specs for k in ("frame", "hold_frame") if t.params.get(k)]
         return list(dict.fromkeys(names))
 
     @property

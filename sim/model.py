@@ -42,11 +42,10 @@ def add_state_sensors(spec: mujoco.MjSpec, sites, joints) -> None:
 
 
 def used_frames(task) -> list[str]:
-    """Frame names the task reads: `task.frames` and every `frame` parameter of its terms."""
+    """Frame names the task reads: `task.frames` and every `frame` (and `hold_frame`) parameter of its terms."""
     names = list(task.frames)
     for term in [*task.observations(), *task.critic_observations(), *task.actions()]:
-        if "frame" in term.params:
-            names.append(term.params["frame"])
+        names += [term.params[k] for k in ("frame", "hold_frame") if term.params.get(k)]
     return list(dict.fromkeys(names))
 
 

@@ -40,7 +40,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 def test_tasks_lists_builtin_tasks(tmp_path):
     out = cli("tasks", cwd=tmp_path)
     assert out.returncode == 0
-    assert out.stdout.split() == ["cartpole-swingup", "iiwa-reach", "panda-reach"]
+    assert out.stdout.split() == ["cartpole-swingup", "iiwa-reach", "panda-peg-insert", "panda-reach"]
 
 
 def test_train_eval_export_from_the_command_line(tmp_path):

@@ -13,8 +13,8 @@ from robot_rl.sim import make_env, make_task
 from robot_rl.sim.dr_effects import randomized
 from robot_rl.sim.randomization import NOMINAL, DomainRandomization
 
-TASKS = ["iiwa-reach", "panda-reach", "cartpole-swingup"]
-STEPS = 120  # 2.4 s at 50 Hz: longer than the longest push interval
+TASKS = ["iiwa-reach", "panda-reach", "cartpole-swingup", "panda-peg-insert"]
+DURATION_S = 2.4  # longer than the longest push interval
 N = 4
 MEASURABLE = 1e-3  # rad (joint trajectories) or observation units
 OBSERVATION_TERMS = {"obs_noise_scale", "obs_bias_scale", "obs_delay_steps", "encoder_bias_rad"}
@@ -25,13 +25,28 @@ a robot it also moves the end effector that forward kinematics of the measured j
 PUSH_TERMS = ("push_interval_s", "push_joint_velocity")
 
 
+def _expert(env):
+    """The task's scripted expert, if it has one: a contact task's friction only acts once its
+    peg touches the block, which random actions rarely make happen."""
+    try:
+        expert = env.task.expert(env, 0)
+    except (AttributeError, NotImplementedError):
+        return None
+    expert.reset(env, torch.arange(env.num_envs))
+    return expert
+
+
 def _rollout(task, dr: DomainRandomization):
     env = make_env(task, N, dr=dr, seed=0, nthread=1)
-    env.reset()
+    o = env.reset()
     gen = torch.Generator().manual_seed(1)
+    expert = _expert(env)
     qs, obs = [], []
-    for _ in range(STEPS):
-        o, *_ = env.step(torch.rand(N, env.num_actions, generator=gen) * 2 - 1)
+    for _ in range(round(DURATION_S / env.control_dt)):
+        a = torch.rand(N, env.num_actions, generator=gen) * 2 - 1 if expert is None else expert.act(env, o)
+        o, _, _, _, info = env.step(a)
+        if expert is not None and len(info["episode"]["env_ids"]):
+            expert.reset(env, info["episode"]["env_ids"])
         qs.append(env.sim.qpos.double().clone())
         obs.append(o["policy"].clone())
     return torch.stack(qs), torch.stack(obs)

@@ -12,6 +12,7 @@ from robot_rl.export import deploy_spec
 from robot_rl.kinematics import kinematic_model_xml
 from robot_rl.observer import RobotObserver
 from robot_rl.sim import make_env, task_names
+from robot_rl.sim.model import uses_effort
 from robot_rl.terms import ActTerm, ActionGroup, make_context
 
 N = 3
@@ -26,7 +27,9 @@ def _robot_state(env, obs_side, i: int):
     q = env.state.joint_pos[i].double().numpy()
     dq = env.state.joint_vel[i].double().numpy()
     cmds = {k: v[i].double().numpy() for k, v in env.commands.items()}
-    return obs_side.state(q, dq, None, cmds)
+    # what the robot's torque sensors report (a task without an effort term builds no effort sensors)
+    effort = env.state.joint_effort[i].double().numpy() if uses_effort(env.task) else None
+    return obs_side.state(q, dq, effort, cmds)
 
 
 def _sync_action_state(env, obs_side, i: int) -> None:
@@ -130,3 +133,20 @@ def test_unknown_terms_are_clear_errors():
         ObsTerm("g", "command", {"name": "goal"}).build(ctx)
     with pytest.raises(ValueError, match="has no gripper"):
         ActTerm("g", "gripper").build(ctx)
+
+
+def test_ee_delta_options_are_checked():
+    env = make_env("panda-reach", 1, dr="off", nthread=1)
+    ctx = make_context(env.robot.describe(env.model), {})
+    with pytest.raises(ValueError, match="hold_frame must be another frame"):
+        ActTerm("ee", "ee_delta", {"frame": "ee", "hold_frame": "ee"}).build(ctx)
+    with pytest.raises(ValueError, match="hold_axis must be a non-zero 3-vector"):
+        ActTerm("ee", "ee_delta", {"hold_frame": "flange", "hold_axis": [0, 0, 0]}).build(ctx)
+    with pytest.raises(ValueError, match="anchor must be 'measured' or 'held'"):
+        ActTerm("ee", "ee_delta", {"anchor": "target"}).build(ctx)
+    with pytest.raises(ValueError, match="frame 'wrist' is not declared"):
+        ActTerm("ee", "ee_delta", {"hold_frame": "wrist"}).build(ctx)
+    # the recorded params are exactly what rebuilds the term (spec.json round trip)
+    t = ActTerm("ee", "ee_delta", {"hold_frame": "flange", "anchor": "held", "max_lead": 0.02}).build(ctx)
+    again = ActTerm("ee", "ee_delta", t.describe()["params"]).build(ctx)
+    assert again.describe() == t.describe() and again.held and again.hold_frame == "flange"

@@ -10,7 +10,7 @@ delta action) keep it in per-env buffers that `allocate` creates in the state's 
 |---|---|---|
 | `joint_position` | `scale`, `joints` | position target = default_pose + scale * a |
 | `joint_position_delta` | `scale`, `joints` | target += scale * a each step (from the measured pose), within limits |
-| `ee_delta` | `scale`, `frame`, `damping` | target = q + damped least-squares IK of a frame displacement scale * a (m) |
+| `ee_delta` | `scale`, `frame`, `damping`, `hold_frame`, `hold_axis`, `hold_gain`, `anchor`, `max_lead` | target = q (or the held target) + damped least-squares IK of a frame displacement scale * a (m); with `hold_frame`, the tool axis held |
 | `gripper` | - | finger position target: open at a = 1, closed at a = -1 |
 | `joint_effort` | `scale`, `joints` | force/torque command = scale * a (normalized actuator input) |
 
@@ -110,26 +110,89 @@ class JointPositionDelta(ActionTerm):
 
 
 class EndEffectorDelta(ActionTerm):
-    """Differential IK (damped least squares) of a desired frame displacement `scale * a` (m)."""
+    """Differential IK (damped least squares) of a desired frame displacement `scale * a` (m).
+
+    Position-only IK (the default) leaves the hand's orientation free: the minimum-norm joint step
+    that moves one point also turns the hand, and a held tool tilts over a few centimetres of
+    travel. `hold_frame` (a second frame on the same link, e.g. `flange` above `ee`) holds the
+    orientation of the axis between the two frames: the IK solves for both points at once (a
+    [6, n] Jacobian), the held frame moving by the same displacement plus a correction
+    `hold_gain * (|r| * hold_axis - r)` of its offset `r` from `frame`, which turns that axis back
+    to `hold_axis` (world frame; (0, 0, 1): the hold frame straight above `frame`, a tool pointing
+    down). Rotation about that axis stays free (not commanded, not held).
+
+    `anchor`: where the joint step starts. `measured` (default): target = q + dq, so a zero action
+    commands the measured pose, and a constant torque the controller does not compensate (a
+    payload, a gravity-model error) moves the arm a little every step. `held`: target += dq from
+    the held target (re-anchored at the measured pose at reset, as `joint_position_delta`), kept
+    within `max_lead` rad of the measured pose on each joint (bounding the force the servo builds
+    up against an obstacle): the frame goes where it is commanded despite such torques."""
 
     func = "ee_delta"
 
-    def __init__(self, ctx, joints=None, scale: float = 0.02, frame: str = "ee", damping: float = 0.05):
-        super().__init__(ctx, joints, scale=scale, frame=frame, damping=damping)
+    def __init__(self, ctx, joints=None, scale: float = 0.02, frame: str = "ee", damping: float = 0.05,
+                 hold_frame: str | None = None, hold_axis=(0.0, 0.0, 1.0), hold_gain: float = 0.5,
+                 anchor: str = "measured", max_lead: float = 0.05):
+        params = dict(scale=scale, frame=frame, damping=damping)
+        if hold_frame is not None:
+            params.update(hold_frame=hold_frame, hold_axis=[float(v) for v in hold_axis], hold_gain=float(hold_gain))
+        if anchor not in ("measured", "held"):
+            raise ValueError(f"ee_delta: anchor must be 'measured' or 'held', got {anchor!r}")
+        if anchor == "held":
+            if not max_lead > 0:
+                raise ValueError(f"ee_delta: max_lead must be > 0 rad, got {max_lead!r}")
+            params.update(anchor=anchor, max_lead=float(max_lead))
+        self.held, self.max_lead = anchor == "held", float(max_lead)
+        super().__init__(ctx, joints, **params)
         ctx.check_frame(frame)
         self.scale, self.frame, self.damping = float(scale), frame, float(damping)
+        self.hold_frame = hold_frame
+        if hold_frame is not None:
+            ctx.check_frame(hold_frame)
+            if hold_frame == frame:
+                raise ValueError(f"ee_delta: hold_frame must be another frame than frame ({frame!r})")
+            axis = np.asarray(hold_axis, dtype=np.float64)
+            if axis.shape != (3,) or not np.isfinite(axis).all() or np.linalg.norm(axis) < 1e-9:
+                raise ValueError(f"ee_delta: hold_axis must be a non-zero 3-vector, got {hold_axis!r}")
+            self.axis = axis / np.linalg.norm(axis)
+            self.gain = float(hold_gain)
+        self.dim_joints = len(self.joints)
         self.dim = 3
         self.lo, self.hi = ctx.lower[self.idx], ctx.upper[self.idx]
 
     def __call__(self, action, state):
         xp = state.xp
+        dx = self.scale * action  # [B, 3]
         jac = state.jacobians[self.frame][:, :, self.idx]  # [B, 3, n]
-        jt = xp.swapaxes(jac, 1, 2)
-        eye = xp.eye(3, dtype=jac.dtype) if xp is np else xp.eye(3, dtype=jac.dtype, device=jac.device)
-        dx = (self.scale * action)[:, :, None]
-        dq = (jt @ xp.linalg.solve(jac @ jt + self.damping ** 2 * eye, dx))[:, :, 0]
-        self.target = _clip(state.joint_pos[:, self.state_idx] + dq, self.lo, self.hi)
+        if self.hold_frame is not None:
+            r = state.frames[self.hold_frame] - state.frames[self.frame]  # [B, 3]
+            length = xp.linalg.norm(r, 2, -1)[:, None]
+            axis = self.axis if xp is np else xp.as_tensor(self.axis, dtype=r.dtype, device=r.device)
+            dx = cat([dx, dx + self.gain * (length * axis - r)])
+            jac = cat([jac.swapaxes(1, 2), state.jacobians[self.hold_frame][:, :, self.idx].swapaxes(1, 2)]).swapaxes(1, 2)
+        jt = jac.swapaxes(1, 2)
+        m = jac.shape[1]
+        eye = xp.eye(m, dtype=jac.dtype) if xp is np else xp.eye(m, dtype=jac.dtype, device=jac.device)
+        dq = (jt @ xp.linalg.solve(jac @ jt + self.damping ** 2 * eye, dx[:, :, None]))[:, :, 0]
+        q = state.joint_pos[:, self.state_idx]
+        if self.held:
+            self.target = _clip(_clip(self.target + dq, q - self.max_lead, q + self.max_lead), self.lo, self.hi)
+        else:
+            self.target = _clip(q + dq, self.lo, self.hi)
         return self.target
+
+    def allocate(self, batch, like):
+        if self.held:
+            self.target = _zeros_like(like, (batch, self.dim_joints))
+
+    def reset(self, state, ids=None):
+        if not self.held:
+            return
+        q = _clip(state.joint_pos[:, self.state_idx], self.lo, self.hi)
+        if ids is None:
+            self.target[:] = q
+        else:
+            self.target[ids] = q[ids]
 
 
 class GripperAction(ActionTerm):

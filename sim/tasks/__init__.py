@@ -13,6 +13,7 @@ from robot_rl.sim.task import Task
 _BUILTIN = {
     "cartpole-swingup": "robot_rl.sim.tasks.cartpole_swingup:CartpoleSwingup",
     "iiwa-reach": "robot_rl.sim.tasks.iiwa_reach:IiwaReach",
+    "panda-peg-insert": "robot_rl.sim.tasks.panda_peg_insert:PandaPegInsert",
     "panda-reach": "robot_rl.sim.tasks.panda_reach:PandaReach",
 }
 _EXTRA: dict[str, type] = {}

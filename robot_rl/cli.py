@@ -28,7 +28,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-diffusion,export-mcap,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -44,6 +44,8 @@ USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-dif
   train-diffusion  a diffusion policy from demonstrations: --dataset DIR --out DIR
                  [--export models/policies/NAME]; residual RL on it: robot-rl train TASK
                  --ppo.policy residual --residual.base DIR
+  residual-pipeline  demos -> diffusion base -> residual RL -> export -> deploy on the twin,
+                 success at each stage (default task panda-peg-insert)
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
   node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
@@ -290,6 +292,16 @@ def _train_diffusion(args: list[str]) -> None:
         print(f"artifact: {r['artifact']}")
 
 
+def _residual_pipeline(args: list[str]) -> None:
+    from robot_rl.residual_pipeline import PipelineConfig, run
+
+    task = args.pop(0) if args and not args[0].startswith("-") else ""
+    cfg = _parse(PipelineConfig, args, "robot-rl residual-pipeline")
+    if task:
+        cfg.task = task
+    run(cfg)
+
+
 def _export_mcap(args: list[str]) -> None:
     cfg = _parse(McapConfig, args, "robot-rl export-mcap")
     from robot_rl.datasets.mcap_export import export_episode_mcap
@@ -329,7 +341,8 @@ def _tasks(args: list[str]) -> None:
 
 
 COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "record": _record,
-            "train-diffusion": _train_diffusion, "export-mcap": _export_mcap, "main": _main_job,
+            "train-diffusion": _train_diffusion,
+            "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}
 
 

@@ -105,14 +105,15 @@ def evaluate(checkpoint: str | Path, episodes: int = 100, dr: str = "eval", seed
              video: str | Path | None = None, report: str | Path | None = None,
              video_size: tuple[int, int] = (480, 640), backend: str | None = None, device: str = "cpu") -> dict:
     """Evaluate a checkpoint's deterministic policy (torch) on its training backend or `backend`."""
+    from robot_rl.residual import residual_env
     from robot_rl.sim import make_env
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     ac, cfg, ck = load_policy(checkpoint)
     backend = backend or cfg.env.backend
-    env = make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=backend, device=device,
-                   physics_variants=cfg.env.physics_variants)
+    env = residual_env(cfg, make_env(cfg.env.task, episodes, dr=dr, seed=seed, backend=backend, device=device,
+                                     physics_variants=cfg.env.physics_variants))
     if env.num_obs != ck["num_obs"]:
         raise ckpt.CheckpointError(f"checkpoint {ck['path']} expects observations {ck['num_obs']}, "
                                    f"task {cfg.env.task} gives {env.num_obs}")

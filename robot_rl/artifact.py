@@ -108,6 +108,10 @@ class PolicyArtifact:
         """`ActionChunk` for one observation [D] (the runtime's state is carried)."""
         return self.runtime.act(obs)
 
+    def observe(self, obs: np.ndarray) -> None:
+        """An observation at a step that asks for no action (history-conditioned kinds keep it)."""
+        self.runtime.observe(obs)
+
     def act_batch(self, obs: np.ndarray) -> np.ndarray:
         """First action [B, A] for a batch of independent observations [B, D] (no state)."""
         return self.runtime.act_batch(obs)

@@ -16,9 +16,9 @@ import time
 
 
 class InferenceWorker:
-    def __init__(self, act, reset):
-        """``act(obs) -> ActionChunk`` and ``reset()`` of the policy runtime."""
-        self._act, self._reset = act, reset
+    def __init__(self, act, reset, observe=None):
+        """``act(obs) -> ActionChunk``, ``reset()`` and (optionally) ``observe(obs)`` of the policy runtime."""
+        self._act, self._reset, self._observe = act, reset, observe
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
@@ -27,6 +27,10 @@ class InferenceWorker:
     def submit(self, ticket: int, obs) -> None:
         """Compute the chunk of ``obs``; :meth:`poll` returns it with ``ticket``."""
         self._jobs.put(("act", ticket, obs))
+
+    def observe(self, obs) -> None:
+        """Hand the runtime an observation between chunks, after the jobs already submitted."""
+        self._jobs.put(("observe", None, obs))
 
     def reset(self) -> None:
         """Reset the runtime after the jobs already submitted."""
@@ -52,6 +56,9 @@ class InferenceWorker:
             try:
                 if what == "reset":
                     self._reset()
+                    continue
+                if what == "observe":
+                    self._observe(obs)
                     continue
                 t = time.perf_counter()
                 chunk = self._act(obs)

@@ -211,6 +211,8 @@ def _run(node) -> int:
                 chunk = art.act(obs_fn())
                 infer.add(time.perf_counter() - a)
                 received(ticket, chunk, now)
+        elif observes:  # a history-conditioned kind sees every control step's observation
+            (worker.observe if worker is not None else art.observe)(obs_fn())
         return executor.tick(now)
 
     def received(ticket, chunk, now):
@@ -289,7 +291,7 @@ def _chunk_execution(node, art, rate_hz: float):
     except (TypeError, ValueError) as e:
         raise NodeStartError(f"{e} (the artifact's policy.execution_horizon is {spec_h!r})") from None
     threaded = how == "thread" or (how == "auto" and spec_h is not None)
-    worker = InferenceWorker(art.act, art.reset) if threaded else None
+    worker = InferenceWorker(art.act, art.reset, art.observe) if threaded else None
     node.logger.info("chunk execution: %s, execution horizon %s, inference %s", mode,
                      cfg.execution_horizon or "whole chunk", "on a worker thread" if threaded else "inline")
     return ChunkExecutor(cfg), worker

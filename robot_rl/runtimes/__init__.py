@@ -9,7 +9,10 @@ Every runtime has the same contract:
   observation's time (a memoryless MLP gives one action at offset 0; a chunked policy gives
   several, which the node executes on schedule);
 * `act_batch(obs [B, D]) -> [B, A]`: the first action of each row for a batch of independent
-  observations, with no state carried (export parity checks, tests).
+  observations, with no state carried (export parity checks, tests);
+* `observe(obs [D])`: the observation of a control step at which no new chunk is asked for (the
+  node and the simulator evaluation call it on those steps when a kind overrides it), so a kind
+  conditioned on an observation history (diffusion) sees consecutive observations.
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ class PolicyRuntime(ABC):
 
     @abstractmethod
     def reset(self) -> None: ...
+
+    def observe(self, obs: np.ndarray) -> None:
+        """An observation between chunks (no action asked for); memoryless kinds ignore it."""
+
+    @property
+    def wants_observations(self) -> bool:
+        """Whether `observe` does anything (the node skips building observations otherwise)."""
+        return type(self).observe is not PolicyRuntime.observe
 
     @abstractmethod
     def act(self, obs: np.ndarray) -> ActionChunk: ...

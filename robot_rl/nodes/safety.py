@@ -46,7 +46,7 @@ effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
 ``ee_site`` (the robot's ``ee`` frame), ``scene`` (default: the artifact robot's scene, `robot_rl.scenes`;
 a scene name; none), ``cbf`` (true: the CBF-QP stage keeps the arm out of the scene's table and
 obstacles, its links apart and its ee in the scene's box, `robot_rl.safety.cbf`; on whenever a scene
-is configured; false disables it), ``cbf_margin`` (0.03 m), ``cbf_self_margin`` (0.01 m), ``cbf_gain``
+is configured; false disables it), ``cbf_margin`` (0.05 m), ``cbf_self_margin`` (0.01 m), ``cbf_gain``
 (20 1/s), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
 (100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (false:
 extra joints in ``joint_states`` are ignored; true: they are a fault).
@@ -154,7 +154,7 @@ def _cbf_config(node, spec: dict, home: list[float]):
     if not on or scene in ("", "none"):
         return None
     try:
-        return CBFConfig(scene=get_scene(scene), margin=param(node, "cbf_margin", 0.03, float),
+        return CBFConfig(scene=get_scene(scene), margin=param(node, "cbf_margin", 0.05, float),
                          self_margin=param(node, "cbf_self_margin", 0.01, float),
                          gain=param(node, "cbf_gain", 20.0, float), check_pose=home)
     except (SceneError, ValueError) as e:

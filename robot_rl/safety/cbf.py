@@ -62,7 +62,7 @@ class CBFConfig:
     (the scene is refused otherwise); ``ee_site``: the site of the workspace box."""
 
     scene: Any
-    margin: float = 0.03
+    margin: float = 0.05
     self_margin: float = 0.01
     gain: float = 20.0
     workspace: bool = True
@@ -146,15 +146,15 @@ class CBF:
         self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
 
     # ------------------------------------------------------------------------------------------
-    def _rows(self, q: np.ndarray, all_rows: bool = False):
+    def _rows(self, q: np.ndarray, all_rows: bool = False, horizon: float = 0.0):
         """Barriers at q: h [M], normals [M, 3], points a, b [M, 3], their masks [M, n] (the
         barrier grows with ``n . (v_b - v_a)``), the speed bound [M] and labels (g1, g2).
 
-        Each robot geom's detection margin is set to twice the fastest its points can move at
-        the rate limit over ``gain`` (MuJoCo takes the larger margin of a pair, so every pair
-        whose barrier could bind this tick is detected); ``all_rows`` uses ``activation`` for all.
+        Each robot geom's detection margin is set to twice the distance its points can move at the
+        rate limit within ``horizon`` s (MuJoCo takes the larger margin of a pair, so every pair
+        whose barrier could bind is detected); ``all_rows`` uses ``activation`` for all.
         The closest contact of each geom pair is kept (a capsule-box pair reports two)."""
-        col, gain = self.col, self.config.gain
+        col = self.col
         col.set(q)
         d, m = col.data, col.model
         an = d.xanchor[col.joint_ids]
@@ -163,7 +163,7 @@ class CBF:
         lever = np.sqrt(np.einsum("gjk,gjk->gj", dv, dv)) + self._rbound[:, None]
         speed_g = self._speed
         speed_g[rg] = np.einsum("gj,gj,j->g", lever, self._rmask, self.rate)
-        m.geom_margin[rg] = self.activation if all_rows else np.minimum(2.0 * speed_g[rg] / gain, self.activation)
+        m.geom_margin[rg] = self.activation if all_rows else np.minimum(2.0 * speed_g[rg] * horizon, self.activation)
         dist, nrm, p1, p2, g1, g2 = col.contacts()
         if len(dist) > 1:  # closest contact per pair
             key = g1 * m.ngeom + g2
@@ -222,24 +222,38 @@ class CBF:
         i = int(np.argmin(h))
         return f"{names[i]} is {-h[i]:.3f} m inside its margin"
 
-    def filter(self, q: np.ndarray, v_nom: np.ndarray) -> np.ndarray:
-        """The safe joint velocity closest to ``v_nom`` at commanded position ``q``; raises
-        :class:`CBFError` when there is none (or on any numerical problem)."""
+    def filter(self, q: np.ndarray, v_nom: np.ndarray, q_meas: np.ndarray | None = None) -> np.ndarray:
+        """The safe joint velocity closest to ``v_nom`` for the command at ``q``; raises
+        :class:`CBFError` when there is none (or on any numerical problem).
+
+        The barriers are evaluated at the measured arm ``q_meas`` (default: ``q``, perfect
+        tracking) and predicted at the command along the way there: ``h_p = h(q_meas) +
+        grad h(q_meas) . (q - q_meas)``, the barrier the arm meets on its straight way to the
+        command, is the barrier of the QP, ``grad h(q_meas) . v >= -gain * h_p``. A position servo
+        lagging behind its command then closes the gap without cutting a corner into an obstacle;
+        with no lag ``h_p = h(q)``."""
         if not (np.isfinite(q).all() and np.isfinite(v_nom).all()):
             raise CBFError("cbf_error", "non-finite position or nominal velocity")
+        base = q if q_meas is None else np.asarray(q_meas, dtype=np.float64)
+        if not np.isfinite(base).all():
+            raise CBFError("cbf_error", "non-finite measured position")
         gain = self.config.gain
-        h, nrm, pa, pb, ma, mb, speed, geoms = self._rows(q)
+        lag = q - base
+        # |grad h . (q + v / gain - base)| <= speed * horizon: rows beyond that cannot bind
+        horizon = float(np.max(np.abs(lag) / self.rate)) + 1.0 / gain
+        h, nrm, pa, pb, ma, mb, speed, geoms = self._rows(base, horizon=horizon)
         if not np.isfinite(h).all():
             raise CBFError("cbf_error", "non-finite barrier values")
-        act = np.flatnonzero(gain * h < speed + 1e-9)  # the others cannot bind this tick
+        act = np.flatnonzero(h < speed * horizon + 1e-9)
         A = self._grads(nrm[act], pa[act], pb[act], ma[act], mb[act])
-        lo_rows = -gain * h[act]
-        if not np.isfinite(A).all():
+        hp = h[act] + A @ lag
+        lo_rows = -gain * hp
+        if not (np.isfinite(A).all() and np.isfinite(lo_rows).all()):
             raise CBFError("cbf_error", "non-finite barrier gradients")
         blo = np.maximum(-self.rate, gain * (self.lower - q))
         bhi = np.minimum(self.rate, gain * (self.upper - q))
         last = self.last
-        last["min_h"] = float(h.min()) if len(h) else None
+        last["min_h"] = float(hp.min()) if len(hp) else None
         last["rows"], last["intervened"], last["constraint"] = int(act.size), False, None
         # the nominal already satisfies everything: no QP (and no intervention)
         if (v_nom >= blo).all() and (v_nom <= bhi).all() and (A @ v_nom >= lo_rows).all():
@@ -255,8 +269,9 @@ class CBF:
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
-            i = int(np.argmin(h))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(i, geoms)}, h = {h[i]:.3f} m)")
+            i = int(np.argmin(hp))
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(int(act[i]), geoms)}, "
+                                             f"h = {hp[i]:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")

@@ -29,8 +29,9 @@ Modes, highest priority first (the first that applies wins):
     estop    e-stop engaged (latched until ``reset_estop``)   ``estop_action``: brake | hold
     fault    no / invalid / stale joint state                 ``fault_action``: None | hold
     hold     CBF: start position inside a margin (latched)    stop, then hold where it stopped
-    brake    CBF: infeasible QP / solver error (latched)      same (brake)
-    brake    measured velocity or effort over its limit       same (brake)
+    brake    CBF: solver error, NaN (latched)                 same (brake)
+    brake    measured velocity or effort over its limit, or   same (brake)
+             CBF: infeasible QP (for ``monitor_hold_s``)
     backup   risk > threshold (until < threshold-hysteresis)  ``backup``: hold | retreat to home
     brake    no command for ``brake_timeout_s``               same (brake)
     hold     no command yet / for ``cmd_timeout_s`` / no new  stop, then hold where it stopped
@@ -78,9 +79,12 @@ the scene's table and obstacles (``margin``), its links apart (``self_margin``),
 the scene's workspace box and its joints within the command limits, at the velocity limit; the
 output becomes the QP's safe step ("cbf" in ``active_limits`` when it changed the step). The QP may
 bend the straight line toward the target (the on_command workspace check covers that line; the
-CBF's own box covers the bent one). An infeasible QP, a solver error or a non-finite value brakes
-(reason ``cbf_infeasible`` / ``cbf_error``, latched until :meth:`reset_fault`); a start position
-that already violates a barrier holds (``cbf_unsafe_start``, one line in ``last_error``). The
+CBF's own box covers the bent one). With the measured joint state the QP also keeps the command on
+the safe side of each barrier's tangent plane at the measured arm, so a servo lagging behind its
+command does not cut a corner into an obstacle. An infeasible QP brakes (``cbf_infeasible``, for at
+least ``monitor_hold_s``, then holds until a new command, as a velocity trip does); a solver error
+or a non-finite value brakes latched until :meth:`reset_fault` (``cbf_error``); a start position
+that already violates a barrier holds (``cbf_unsafe_start``, latched, one line in ``last_error``). The
 filter's own motions (hold, brake, retreat) are not filtered: a stop overshoots by its stopping
 distance, which the margins must cover.
 
@@ -797,11 +801,16 @@ class SafetyFilter:
         np.subtract(self._out, self._prev_out, out=self._d)
         self._d /= dt
         try:
-            v = self._cbf.filter(self._prev_out, self._d)
+            v = self._cbf.filter(self._prev_out, self._d, self._meas)
         except CBFError as e:
             np.copyto(self._out, self._prev_out)
-            self._cbf_fault = e.reason
-            self.status["last_error"] = f"CBF: {e}; braking (latched until reset_fault())"
+            if e.reason == "cbf_infeasible":  # brake for monitor_hold_s, then hold until a new command
+                self._trip_until = self._t_tick + self.config.monitor_hold_s
+                self._trip_reason = e.reason
+                self.status["last_error"] = f"CBF: {e}; braking"
+            else:
+                self._cbf_fault = e.reason
+                self.status["last_error"] = f"CBF: {e}; braking (latched until reset_fault())"
             return e.reason
         if self._cbf.last["intervened"]:
             np.multiply(v, dt, out=self._out)

@@ -230,9 +230,9 @@ def check_scene(scene: Scene, robot, clearance: float = 0.0, pose=None) -> None:
         d.qpos[m.jnt_qposadr[m.joint(j).id]] = v
     mujoco.mj_kinematics(m, d)
     ids = [m.geom(n).id for n in names]
-    kinds = (mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_BOX,
-             mujoco.mjtGeom.mjGEOM_CYLINDER)
-    robot_geoms = [g for g in range(m.ngeom) if g not in ids and m.geom_type[g] in kinds]
+    kinds = {int(k) for k in (mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE,
+                              mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_CYLINDER)}
+    robot_geoms = [g for g in range(m.ngeom) if g not in ids and int(m.geom_type[g]) in kinds]
     fromto = np.zeros(6)
     for sid, shape in zip(ids, scene.shapes):
         for g in robot_geoms:

@@ -255,8 +255,9 @@ class CBF:
         last = self.last
         last["min_h"] = float(hp.min()) if len(hp) else None
         last["rows"], last["intervened"], last["constraint"] = int(act.size), False, None
-        # the nominal already satisfies everything: no QP (and no intervention)
-        if (v_nom >= blo).all() and (v_nom <= bhi).all() and (A @ v_nom >= lo_rows).all():
+        # the nominal already satisfies everything (to rounding): no QP, no intervention
+        tol = 1e-9
+        if (v_nom >= blo - tol).all() and (v_nom <= bhi + tol).all() and (A @ v_nom >= lo_rows - tol).all():
             return v_nom
         if (blo > bhi + 1e-12).any():
             j = int(np.argmax(blo - bhi))
@@ -275,8 +276,7 @@ class CBF:
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")
-        tol = 1e-6
-        if (x < blo - tol).any() or (x > bhi + tol).any() or (A @ x < lo_rows - tol).any():
+        if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (A @ x < lo_rows - 1e-6).any():
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if act.size:

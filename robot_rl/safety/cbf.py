@@ -32,6 +32,7 @@ violates the constraints raises :class:`CBFError`; the safety filter then brakes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -40,9 +41,13 @@ import numpy as np
 
 from robot_rl.scenes import Scene, get_scene
 
-from .collision import SceneCollisionModel, moving_joints, point_jacobians
+from .collision import SceneCollisionModel, moving_joints
 
 __all__ = ["CBFConfig", "CBF", "CBFError"]
+
+_LEVI_CIVITA = np.zeros((3, 3, 3))
+_LEVI_CIVITA[0, 1, 2] = _LEVI_CIVITA[1, 2, 0] = _LEVI_CIVITA[2, 0, 1] = 1.0
+_LEVI_CIVITA[0, 2, 1] = _LEVI_CIVITA[2, 1, 0] = _LEVI_CIVITA[1, 0, 2] = -1.0  # cross products in one einsum
 
 class CBFError(RuntimeError):
     """The QP gave no usable answer (``reason``: cbf_infeasible | cbf_error)."""
@@ -107,32 +112,35 @@ class CBF:
         self.rate = np.asarray(rate, float)
         self.n = len(self.rate)
         self.solve_qp = solver or daqp.solve
-        # detection margin: the farthest a barrier can bind from (fastest point speed / gain)
-        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 1.0, cfg.self_collision)
+        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 2.0, cfg.self_collision)
+        self.dropped_pairs: list[tuple[str, str]] = []
+        if cfg.check_pose is not None and cfg.self_collision:
+            self.dropped_pairs = col.exclude_within(np.asarray(cfg.check_pose, float), cfg.self_margin)
         m = col.model
-        reach = float(np.linalg.norm(m.body_pos, axis=1).sum() + m.geom_rbound.max())
-        self.activation = min(2.0 * self.rate.sum() * reach / cfg.gain, 2.0)
-        m.geom_margin[:] = 0.0
-        self._speed = np.zeros(m.ngeom)
-        self._rbound = m.geom_rbound[col.robot_geoms].copy()
-        self._rmask = col.mask[col.robot_geoms]
+        # the longest lever of each joint on any point of each geom (and the ee), for every q: a
+        # joint step dq moves a geom's points by at most lever @ |dq|
+        self._lever = np.array([self._levers(int(m.geom_bodyid[g]), float(np.linalg.norm(m.geom_pos[g]))
+                                             + float(m.geom_rbound[g])) for g in range(m.ngeom)])
+        self._lever[col.scene_geoms] = 0.0
+        self.activation = 2.0  # m: the detection margin of barriers() (the QP's is set per tick)
         self._margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
+        self._gname = [col.geom_name(g) for g in range(m.ngeom)]
+        self._scene_set = {int(g) for g in col.scene_geoms}
         self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
         if self._ws:
             self._site = m.site(cfg.ee_site).id
-            self._ee_mask = moving_joints(m, col.joint_ids, int(m.site_bodyid[self._site]))[None]
+            body = int(m.site_bodyid[self._site])
+            self._ee_mask = moving_joints(m, col.joint_ids, body)
+            self._ee_lever = self._levers(body, float(np.linalg.norm(m.site_pos[self._site])))
             self._ws_lo, self._ws_hi = np.array(scene.workspace_lower), np.array(scene.workspace_upper)
             self._ws_n = np.concatenate([np.eye(3), -np.eye(3)])
-            self._ee_rate = self._ee_mask[0] * self.rate
-        self.dropped_pairs: list[tuple[str, str]] = []
+            self._ws_masks = np.stack([np.zeros(self.n), self._ee_mask])
+            self._ws_g = np.stack([np.full(6, -1), np.arange(6)], 1)
+
+        self._H = np.eye(self.n)
+        self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
         if cfg.check_pose is not None:
             q0 = np.asarray(cfg.check_pose, float)
-            if cfg.self_collision:
-                col.model.geom_margin[:] = self.activation
-                self.dropped_pairs = col.exclude_within(q0, cfg.self_margin)
-                col.model.geom_margin[:] = 0.0
-                self._rbound = col.model.geom_rbound[col.robot_geoms].copy()
-                self._rmask = col.mask[col.robot_geoms]
             dist, sg, rg = col.scene_clearance(q0)
             msg = None
             if dist < cfg.margin:
@@ -142,77 +150,99 @@ class CBF:
             if msg:
                 raise ValueError(f"scene {scene.name!r} at the home pose: {msg}; an obstacle overlaps the robot's "
                                  "base or links: move or shrink it in the scene, or lower the CBF margin")
-        self._H = np.eye(self.n)
-        self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
+
+    def _levers(self, body: int, extent: float) -> np.ndarray:
+        """[n] upper bounds of the distance between each configured joint's axis and any point
+        within ``extent`` of ``body``'s origin (0 for joints that do not move the body): the
+        joint's offset in its body + the link lengths down the chain + extent."""
+        m, col = self.col.model, self.col
+        chain = []
+        b = body
+        while b > 0:
+            chain.append(b)
+            b = int(m.body_parentid[b])
+        out = np.zeros(len(col.joint_ids))
+        for j, jid in enumerate(col.joint_ids):
+            jb = int(m.jnt_bodyid[jid])
+            if jb in chain:
+                links = sum(float(np.linalg.norm(m.body_pos[c])) for c in chain[: chain.index(jb)])
+                out[j] = float(np.linalg.norm(m.jnt_pos[jid])) + links + extent
+        return out
 
     # ------------------------------------------------------------------------------------------
-    def _rows(self, q: np.ndarray, all_rows: bool = False, horizon: float = 0.0):
-        """Barriers at q: h [M], normals [M, 3], points a, b [M, 3], their masks [M, n] (the
-        barrier grows with ``n . (v_b - v_a)``), the speed bound [M] and labels (g1, g2).
+    def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
+        """Barriers detected at ``q``: h [M], unit normals n [M, 3] (h grows with ``n . (v_b -
+        v_a)``), a point p [M, 3] on the line between the closest points, labels [M, 2] (geom a,
+        geom b; -1: the ee's workspace rows, b = axis 0..5), the farthest each row's two sides can
+        approach within ``step`` [M] and the joint masks (rows -2, -1: fixed, the ee).
 
-        Each robot geom's detection margin is set to twice the distance its points can move at the
-        rate limit within ``horizon`` s (MuJoCo takes the larger margin of a pair, so every pair
-        whose barrier could bind is detected); ``all_rows`` uses ``activation`` for all.
-        The closest contact of each geom pair is kept (a capsule-box pair reports two)."""
+        ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
+        Each geom's detection margin is twice the distance ``step`` can move it (MuJoCo takes the
+        larger margin of a pair, so every pair within the sum of both is detected). A capsule-box
+        pair reports two contacts: the farther one gets h = inf. Workspace rows are added when
+        ``step`` can reach them."""
         col = self.col
         col.set(q)
-        d, m = col.data, col.model
-        an = d.xanchor[col.joint_ids]
-        rg = col.robot_geoms
-        dv = d.geom_xpos[rg][:, None] - an[None]
-        lever = np.sqrt(np.einsum("gjk,gjk->gj", dv, dv)) + self._rbound[:, None]
-        speed_g = self._speed
-        speed_g[rg] = np.einsum("gj,gj,j->g", lever, self._rmask, self.rate)
-        m.geom_margin[rg] = self.activation if all_rows else np.minimum(2.0 * speed_g[rg] * horizon, self.activation)
-        dist, nrm, p1, p2, g1, g2 = col.contacts()
-        if len(dist) > 1:  # closest contact per pair
-            key = g1 * m.ngeom + g2
-            order = np.lexsort((dist, key))
-            first = order[np.concatenate([[True], key[order][1:] != key[order][:-1]])]
-            dist, nrm, p1, p2, g1, g2 = dist[first], nrm[first], p1[first], p2[first], g1[first], g2[first]
-        h = dist - np.maximum(self._margin_of[g1], self._margin_of[g2])
-        speed = speed_g[g1] + speed_g[g2]
-        ma, mb = col.mask[g1], col.mask[g2]
+        m = col.model
+        reach = self._lever @ (np.full(self.n, self.activation) if step is None else step)
+        m.geom_margin[:] = np.minimum(2.0 * reach, self.activation)
+        dist, nrm, p, g = col.contacts()
+        h = dist - np.maximum(self._margin_of[g[:, 0]], self._margin_of[g[:, 1]])
+        if len(dist) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
+            dup = np.flatnonzero((g[1:] == g[:-1]).all(1))
+            if dup.size:
+                h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
+        near = reach[g[:, 0]] + reach[g[:, 1]]
+        mask = col.mask
         if self._ws:
-            pe = d.site_xpos[self._site]
-            h = np.concatenate([h, pe - self._ws_lo, self._ws_hi - pe])
-            # the ee is point b (its barrier grows with n . v_ee); a is fixed
-            nrm = np.concatenate([nrm, self._ws_n])
-            pw = np.repeat(pe[None], 6, 0)
-            p1, p2 = np.concatenate([p1, pw]), np.concatenate([p2, pw])
-            ma = np.concatenate([ma, np.zeros((6, self.n))])
-            mb = np.concatenate([mb, np.repeat(self._ee_mask, 6, 0)])
-            de = pe[None] - an
-            ee_speed = float(np.sqrt(np.einsum("jk,jk->j", de, de)) @ self._ee_rate)
-            speed = np.concatenate([speed, np.full(6, ee_speed)])
-        return h, nrm, p1, p2, ma, mb, speed, (g1, g2)
+            pe = col.data.site_xpos[self._site]
+            hw = np.concatenate([pe - self._ws_lo, self._ws_hi - pe])
+            ee_reach = np.inf if step is None else float(self._ee_lever @ step)
+            w = np.flatnonzero(hw < ee_reach)
+            if w.size:
+                h = np.concatenate([h, hw[w]])
+                nrm = np.concatenate([nrm, self._ws_n[w]])
+                p = np.concatenate([p, np.broadcast_to(pe, (w.size, 3))])
+                g = np.concatenate([g, self._ws_g[w]])
+                near = np.concatenate([near, np.full(w.size, ee_reach)])
+                mask = np.concatenate([mask, self._ws_masks])  # index -2: fixed, -1: the ee
+        return h, nrm, p, g, near, mask
 
-    def _grads(self, nrm, pa, pb, ma, mb) -> np.ndarray:
-        R = len(nrm)
-        J = point_jacobians(self.col.data, self.col.joint_ids, self.col.slide, np.concatenate([pa, pb]),
-                            np.concatenate([ma, mb]))
-        return np.einsum("rk,rkn->rn", nrm, J[R:] - J[:R])
+    def _grads(self, nrm, p, g, mask) -> np.ndarray:
+        """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))``. For a hinge j with axis a_j through
+        anchor o_j both closest points give ``n . (a_j x (c - o_j)) = a_j . ((c - o_j) x n)``
+        (they differ by a multiple of n), so ``grad = T * (mask_b - mask_a)`` with
+        ``T = (p x n) a^T - n (a x o)^T``; a slide joint's column is ``n . a_j``."""
+        d, col = self.col.data, self.col
+        ax, an = d.xaxis[col.joint_ids], d.xanchor[col.joint_ids]
+        T = np.einsum("ijk,rj,rk->ri", _LEVI_CIVITA, p, nrm) @ ax.T - nrm @ np.einsum("ijk,rj,rk->ir", _LEVI_CIVITA,
+                                                                                       ax, an)
+        if col.slide.any():
+            T[:, col.slide] = nrm @ ax[col.slide].T
+        ws = g[:, 0] < 0  # workspace rows: side a fixed (mask row -2), side b the ee (-1)
+        if not ws.any():
+            return T * (mask[g[:, 1]] - mask[g[:, 0]])
+        return T * (mask[np.where(ws, -1, g[:, 1])] - mask[np.where(ws, -2, g[:, 0])])
 
-    def _label(self, i: int, geoms) -> str:
-        g1, g2 = geoms
-        if i < len(g1):
-            a, b = self.col.geom_name(int(g1[i])), self.col.geom_name(int(g2[i]))
-            kind = "clearance" if int(g1[i]) in self.col.scene_geoms or int(g2[i]) in self.col.scene_geoms else \
-                "self-clearance"
-            return f"the {kind} of {a} and {b}"
-        k = i - len(g1)
-        return f"the workspace box ({'lower' if k < 3 else 'upper'} {'xyz'[k % 3]}) of {self.config.ee_site!r}"
+    def _label(self, g) -> str:
+        a, b = int(g[0]), int(g[1])
+        if a < 0:
+            return f"the workspace box ({'lower' if b < 3 else 'upper'} {'xyz'[b % 3]}) of {self.config.ee_site!r}"
+        kind = "clearance" if a in self._scene_set or b in self._scene_set else "self-clearance"
+        return f"the {kind} of {self._gname[a]} and {self._gname[b]}"
 
     def barriers(self, q, names: bool = False):
-        """Values h [M] of the barriers detected at ``q`` (pairs within the detection margin, then
-        the workspace rows); with ``names`` also their labels."""
-        r = self._rows(np.asarray(q, float), all_rows=True)
-        return (r[0], [self._label(i, r[-1]) for i in range(len(r[0]))]) if names else r[0]
+        """Values h [M] of every barrier within the detection margin at ``q`` (and the workspace
+        rows, last); with ``names`` also their labels."""
+        h, _, _, g, _, _ = self._rows(np.asarray(q, float))
+        ok = np.isfinite(h)  # a pair's second, farther contact is not a barrier
+        return (h[ok], [self._label(x) for x in g[ok]]) if names else h[ok]
 
     def gradients(self, q) -> np.ndarray:
-        """[M, n] gradients of :meth:`barriers` w.r.t. q (for tests)."""
-        h, nrm, pa, pb, ma, mb, _, _ = self._rows(np.asarray(q, float), all_rows=True)
-        return self._grads(nrm, pa, pb, ma, mb)
+        """[M, n] gradients of :meth:`barriers` w.r.t. q."""
+        h, nrm, p, g, _, mask = self._rows(np.asarray(q, float))
+        ok = np.isfinite(h)
+        return self._grads(nrm[ok], p[ok], g[ok], mask)
 
     def violation(self, q) -> str | None:
         """One line naming the most violated barrier at ``q``, or None if all hold."""
@@ -232,28 +262,23 @@ class CBF:
         command, is the barrier of the QP, ``grad h(q_meas) . v >= -gain * h_p``. A position servo
         lagging behind its command then closes the gap without cutting a corner into an obstacle;
         with no lag ``h_p = h(q)``."""
-        if not (np.isfinite(q).all() and np.isfinite(v_nom).all()):
-            raise CBFError("cbf_error", "non-finite position or nominal velocity")
-        base = q if q_meas is None else np.asarray(q_meas, dtype=np.float64)
-        if not np.isfinite(base).all():
-            raise CBFError("cbf_error", "non-finite measured position")
+        base = q if q_meas is None else q_meas
+        if not math.isfinite(float(q @ q + v_nom @ v_nom + base @ base)):
+            raise CBFError("cbf_error", "non-finite commanded / measured position or nominal velocity")
         gain = self.config.gain
         lag = q - base
-        # |grad h . (q + v / gain - base)| <= speed * horizon: rows beyond that cannot bind
-        horizon = float(np.max(np.abs(lag) / self.rate)) + 1.0 / gain
-        h, nrm, pa, pb, ma, mb, speed, geoms = self._rows(base, horizon=horizon)
-        if not np.isfinite(h).all():
-            raise CBFError("cbf_error", "non-finite barrier values")
-        act = np.flatnonzero(h < speed * horizon + 1e-9)
-        A = self._grads(nrm[act], pa[act], pb[act], ma[act], mb[act])
-        hp = h[act] + A @ lag
-        lo_rows = -gain * hp
-        if not (np.isfinite(A).all() and np.isfinite(lo_rows).all()):
-            raise CBFError("cbf_error", "non-finite barrier gradients")
+        # a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
+        # h < the distance its two sides can approach by a joint step |lag| + rate / gain
+        h, nrm, p, g, near, mask = self._rows(base, np.abs(lag) + self.rate / gain)
+        act = np.flatnonzero(h < near + 1e-9)
+        A = self._grads(nrm[act], p[act], g[act], mask)
+        lo_rows = -gain * (h[act] + A @ lag)
         blo = np.maximum(-self.rate, gain * (self.lower - q))
         bhi = np.minimum(self.rate, gain * (self.upper - q))
+        if not math.isfinite(float(lo_rows.sum() + A.sum())):
+            raise CBFError("cbf_error", "non-finite barrier values or gradients")
         last = self.last
-        last["min_h"] = float(hp.min()) if len(hp) else None
+        last["min_h"] = float(-lo_rows.max() / gain) if act.size else None
         last["rows"], last["intervened"], last["constraint"] = int(act.size), False, None
         # the nominal already satisfies everything (to rounding): no QP, no intervention
         tol = 1e-9
@@ -270,15 +295,21 @@ class CBF:
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
-            i = int(np.argmin(hp))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(int(act[i]), geoms)}, "
-                                             f"h = {hp[i]:.3f} m)")
+            i = int(np.argmax(lo_rows))
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(g[act[i]])}, "
+                                             f"h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")
-        if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (A @ x < lo_rows - 1e-6).any():
+        slack = A @ x - lo_rows
+        if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (slack < -1e-6).any():
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if act.size:
-            last["constraint"] = self._label(int(act[int(np.argmin(A @ x - lo_rows))]), geoms)
+            last["constraint"] = tuple(int(v) for v in g[act[int(np.argmin(slack))]])
         return x
+
+    def constraint_label(self) -> str | None:
+        """The tightest barrier of the last intervention, in words (None if there was none)."""
+        c = self.last["constraint"]
+        return None if c is None else self._label(c)

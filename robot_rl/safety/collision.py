@@ -11,9 +11,6 @@ closest points are ``pos -/+ dist/2 * normal``. Parent-child pairs and the model
 pairs are left out by MuJoCo; :meth:`exclude_within` adds pairs already within a clearance at a
 pose (as MoveIt's setup assistant disables pairs in collision at the default pose).
 
-:func:`point_jacobians`: positional Jacobians of world points on bodies from MuJoCo's joint axes and
-anchors (``xaxis`` / ``xanchor``, after ``mj_kinematics``; the same columns ``mj_jac`` returns for
-hinge and slide joints) for many points in one numpy expression.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import numpy as np
 
 from robot_rl.scenes import Scene, add_scene_to_spec
 
-__all__ = ["SceneCollisionModel", "point_jacobians", "moving_joints"]
+__all__ = ["SceneCollisionModel", "moving_joints"]
 
 
 def moving_joints(m: mujoco.MjModel, joint_ids: Sequence[int], body: int) -> np.ndarray:
@@ -35,22 +32,6 @@ def moving_joints(m: mujoco.MjModel, joint_ids: Sequence[int], body: int) -> np.
         chain.add(body)
         body = int(m.body_parentid[body])
     return np.array([float(int(m.jnt_bodyid[j]) in chain) for j in joint_ids])
-
-
-def point_jacobians(d: mujoco.MjData, jids: np.ndarray, slide: np.ndarray, p: np.ndarray,
-                    mask: np.ndarray) -> np.ndarray:
-    """[R, 3, n] positional Jacobians of world points ``p`` [R, 3] w.r.t. joints ``jids``
-    (``slide`` [n] marks slide joints; ``mask`` [R, n] the joints that move each point)."""
-    ax, an = d.xaxis[jids], d.xanchor[jids]
-    r = p[:, None, :] - an[None]
-    J = np.empty((len(p), 3, len(jids)))
-    J[:, 0] = ax[None, :, 1] * r[..., 2] - ax[None, :, 2] * r[..., 1]
-    J[:, 1] = ax[None, :, 2] * r[..., 0] - ax[None, :, 0] * r[..., 2]
-    J[:, 2] = ax[None, :, 0] * r[..., 1] - ax[None, :, 1] * r[..., 0]
-    if slide.any():
-        J[:, :, slide] = ax[slide].T[None]
-    J *= mask[:, None, :]
-    return J
 
 
 class SceneCollisionModel:
@@ -98,17 +79,14 @@ class SceneCollisionModel:
         mujoco.mj_kinematics(self.model, self.data)
 
     def contacts(self):
-        """After :meth:`set`: (dist [K], normal [K, 3] from geom1 to geom2, point on geom1 [K, 3],
-        point on geom2 [K, 3], geom1 [K], geom2 [K]) of every pair closer than the margin."""
-        d = self.data
-        mujoco.mj_collision(self.model, d)
-        k = d.ncon
-        c = d.contact
-        dist = c.dist[:k].copy()
-        nrm = c.frame[:k, :3].copy()
-        half = (0.5 * dist)[:, None] * nrm
-        pos = c.pos[:k]
-        return dist, nrm, pos - half, pos + half, c.geom1[:k].copy(), c.geom2[:k].copy()
+        """After :meth:`set`: (dist [K], unit normal [K, 3] from geom a to geom b, the point on
+        geom a [K, 3], geoms [K, 2]) of every pair closer than the detection margin."""
+        mujoco.mj_collision(self.model, self.data)
+        k = self.data.ncon
+        c = self.data.contact
+        dist = c.dist[:k]
+        nrm = c.frame[:k, :3]
+        return dist, nrm, c.pos[:k] - (0.5 * dist)[:, None] * nrm, c.geom[:k]
 
     def geom_name(self, g: int) -> str:
         m = self.model
@@ -121,9 +99,9 @@ class SceneCollisionModel:
         """Exclude robot body pairs closer than ``clearance`` at ``q`` from self-collision
         (recompiles); returns the excluded (body, body) names."""
         self.set(q)
-        dist, _, _, _, g1, g2 = self.contacts()
+        dist, _, _, g = self.contacts()
         m, out = self.model, []
-        for dd, a, b in zip(dist, g1, g2):
+        for dd, (a, b) in zip(dist, g):
             if dd < clearance and a not in self.scene_geoms and b not in self.scene_geoms:
                 ba, bb = m.body(m.geom_bodyid[a]).name, m.body(m.geom_bodyid[b]).name
                 if ba and bb and (ba, bb) not in out and (bb, ba) not in out:

@@ -60,8 +60,8 @@ class ViolationMonitor:
         if (q < self.lower - self.tol).any() or (q > self.upper + self.tol).any():
             out.add("joint_limit")
         self.col.set(q)
-        dist, _, _, _, g1, g2 = self.col.contacts()
-        for dd, a, b in zip(dist, g1, g2):
+        dist, _, _, g = self.col.contacts()
+        for dd, (a, b) in zip(dist, g):
             if dd < 0:
                 role = self._role[a] or self._role[b]
                 out.add("self" if not role else ("table" if role == "table" else "obstacle"))

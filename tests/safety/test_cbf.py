@@ -120,56 +120,41 @@ def test_twin_refuses_a_bad_scene_and_collides_with_the_table():
 
 # -- geometry ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("robot", ROBOTS)
-def test_distances_and_jacobians_match_mujoco(robot):
+def test_distances_and_gradients_match_mujoco(robot):
+    """Barrier values are MuJoCo's exact geom distances minus the margin; gradients agree with
+    n . (J_b - J_a) from mj_jac at the closest points and with finite differences."""
     f = _filter(robot)
-    cbf = f.cbf
-    rng = np.random.default_rng(0)
+    cbf, col = f.cbf, f.cbf.col
     r = get_robot(robot)
+    rng = np.random.default_rng(0)
+    fromto = np.zeros(6)
+    jac = np.zeros((3, col.model.nv))
+    dofs = col.model.jnt_dofadr[col.joint_ids]
     for q in [np.array(r.default_pose), np.array(r.default_pose) + rng.uniform(-0.4, 0.4, 7)]:
         h, names = cbf.barriers(q, names=True)
         assert any("'table'" in n for n in names) and any("self-clearance" in n for n in names)
-        # distances: the exact geom distance (mj_geomDistance) minus the margin
-        col = cbf.col
-        col.set(q)
-        d, _, _, _, g1, g2 = col.contacts()
-        fromto = np.zeros(6)
-        for k in range(len(d)):
-            exact = mujoco.mj_geomDistance(col.model, col.data, int(g1[k]), int(g2[k]), 10.0, fromto)
-            assert d[k] >= exact - 1e-9
-        k = len(h) - 6  # workspace rows are last
-        hk = cbf.barriers(q)[:k]
-        assert np.isclose(hk.min() + cbf.config.self_margin, min(
-            mujoco.mj_geomDistance(col.model, col.data, int(a), int(b), 10.0, fromto) for a, b in zip(g1, g2)),
-            atol=0.05)
-        # gradients vs central finite differences
+        h, nrm, p, g, _, mask = cbf._rows(q)
         G = cbf.gradients(q)
+        mujoco.mj_comPos(col.model, col.data)
+        keep = np.isfinite(h)
+        h, nrm, g = h[keep], nrm[keep], g[keep]
+        for k, (a, b) in enumerate(g):
+            if a < 0:  # workspace rows
+                continue
+            exact = mujoco.mj_geomDistance(col.model, col.data, int(a), int(b), 10.0, fromto)
+            assert np.isclose(h[k] + cbf._margin_of[[a, b]].max(), exact, atol=1e-9)
+            ja = np.zeros(7)
+            jb = np.zeros(7)
+            for pt, body, out in ((fromto[:3], col.model.geom_bodyid[a], ja), (fromto[3:], col.model.geom_bodyid[b], jb)):
+                mujoco.mj_jac(col.model, col.data, jac, None, pt, int(body))
+                out[:] = nrm[k] @ jac[:, dofs]
+            assert np.allclose(G[k], jb - ja, atol=1e-9)
         Gf = np.zeros_like(G)
         for j in range(7):
             e = np.zeros(7)
             e[j] = 1e-6
             Gf[:, j] = (cbf.barriers(q + e) - cbf.barriers(q - e)) / 2e-6
         assert np.abs(G - Gf).max() < 1e-6
-    # the Jacobians of the contact points against mj_jac
-    from robot_rl.safety.collision import point_jacobians
-
-    col = cbf.col
-    col.set(q)
-    mujoco.mj_comPos(col.model, col.data)
-    jac = np.zeros((3, col.model.nv))
-    for b in range(1, col.model.nbody):
-        p = col.data.xpos[b] + 0.05
-        mujoco.mj_jac(col.model, col.data, jac, None, p, b)
-        mask = np.array([float(col.model.jnt_bodyid[j] in _ancestors(col.model, b)) for j in col.joint_ids])
-        ours = point_jacobians(col.data, col.joint_ids, col.slide, p[None], mask[None])[0]
-        assert np.allclose(ours, jac[:, col.model.jnt_dofadr[col.joint_ids]], atol=1e-12)
-
-
-def _ancestors(m, b):
-    out = set()
-    while b > 0:
-        out.add(b)
-        b = int(m.body_parentid[b])
-    return out
 
 
 # -- closed loop ---------------------------------------------------------------------------------

@@ -107,9 +107,9 @@ TABLETOP = Scene(
         # table top at z = 0.10 m in front of the robot (its near edge 0.30 m from the base axis)
         Shape("table", "box", pos=(0.70, 0.0, 0.05), size=(0.40, 0.70, 0.05), role="table"),
         # a post standing on the table, beside the reach targets
-        Shape("post", "capsule", pos=(0.50, 0.45, 0.10), to=(0.50, 0.45, 0.60), size=(0.04,)),
+        Shape("post", "capsule", pos=(0.50, 0.50, 0.10), to=(0.50, 0.50, 0.60), size=(0.04,)),
         # a ball hanging on the other side
-        Shape("ball", "sphere", pos=(0.45, -0.45, 0.45), size=(0.07,)),
+        Shape("ball", "sphere", pos=(0.45, -0.50, 0.45), size=(0.07,)),
     ),
     workspace_lower=(-0.9, -0.9, 0.0),
     workspace_upper=(0.9, 0.9, 1.3),

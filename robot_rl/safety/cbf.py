@@ -1,30 +1,34 @@
 """Control-barrier-function QP filter at the safety rate (after OSCBF's joint-space CBF-QP).
 
 Each tick the safety filter computes the command it would send (the nominal), and
-:meth:`CBF.filter` replaces the nominal joint velocity ``v_nom = (q_nominal - q) / dt`` by the
-closest velocity that keeps every barrier ``h(q) >= 0`` forward invariant:
+:meth:`CBF.filter` replaces the nominal joint velocity ``v_nom = (q_nominal - q) / dt`` (``q``: the
+last command sent) by the closest velocity that keeps every barrier ``h >= 0`` forward invariant:
 
     minimize    ||v - v_nom||^2
-    subject to  grad h_i(q) . v >= -gain * h_i(q)              (every barrier i)
+    subject to  grad h_i(q_m) . v >= -gain * h_p,i,   h_p,i = h_i(q_m) + grad h_i(q_m) . (q - q_m)
                 max(-rate, gain (q_lo - q)) <= v <= min(rate, gain (q_hi - q))   (velocity, joint limits)
 
-and the next command is ``q + v dt``. ``q`` is the last command sent (what the arm's position
-controller tracks), so the barrier holds on the commanded trajectory. Barriers (metres):
+and the next command is ``q + v dt``. The barriers are evaluated at the measured arm ``q_m`` and
+predicted at the command (``h_p``: what the arm meets on its straight way to the command), so a
+position servo lagging behind its command does not cut a corner into an obstacle; with perfect
+tracking ``q_m = q`` and this is the plain CBF condition on the command. Barriers (metres):
 
 * table, obstacles and self-collision: ``h = dist(geom_a, geom_b) - margin`` for every pair of a
-  robot geom (its collision capsules, the base included) and a scene shape, and every pair of
-  non-adjacent robot links (``self_margin``), from MuJoCo's collision detection
+  robot geom (its collision capsules and spheres, the base included) and a scene shape, and every
+  pair of non-adjacent robot links (``self_margin``), from MuJoCo's collision detection
   (:class:`robot_rl.safety.collision.SceneCollisionModel`: exact primitive distances, pairs found
   within a detection margin, parent-child and the model's excluded pairs left out, and pairs already
   within the margin at the check pose left out, as MoveIt's setup assistant does);
 * workspace: ``h = p_ee - lower`` and ``upper - p_ee`` for the scene's box around the ``ee`` site.
 
 Gradients: ``grad h = n . (J(c_b) - J(c_a))`` with ``n`` the contact normal from geom a to b and
-``J`` the positional Jacobians of the closest points ``c_a``, ``c_b`` (from MuJoCo's joint axes and
-anchors, the columns ``mj_jac`` returns; the tests check them against ``mj_jac`` and finite
-differences). A barrier with ``gain * h`` above the fastest its two geoms can approach each other
-at the rate limit cannot bind this tick and is left out of the QP. The QP is solved with DAQP
-(dense active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite).
+``J`` the positional Jacobians of the closest points ``c_a``, ``c_b``, from MuJoCo's joint axes and
+anchors in one expression for all rows (the tests check them against ``mj_jac`` at the closest
+points and against finite differences). A barrier farther than its two geoms can approach each
+other by a joint step ``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic
+chain) cannot bind this tick: it is not detected (per-geom MuJoCo margins) and not in the QP. The
+QP is solved with DAQP (dense active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and
+proxsuite on the same problems).
 
 Fail closed: an infeasible QP, a solver error, a non-finite input or result, or a solution that
 violates the constraints raises :class:`CBFError`; the safety filter then brakes.
@@ -123,7 +127,8 @@ class CBF:
                                              + float(m.geom_rbound[g])) for g in range(m.ngeom)])
         self._lever[col.scene_geoms] = 0.0
         self.activation = 2.0  # m: the detection margin of barriers() (the QP's is set per tick)
-        self._margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
+        margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
+        self._pair_margin = np.maximum.outer(margin_of, margin_of)  # a pair with the scene: margin
         self._gname = [col.geom_name(g) for g in range(m.ngeom)]
         self._scene_set = {int(g) for g in col.scene_geoms}
         self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
@@ -187,12 +192,12 @@ class CBF:
         reach = self._lever @ (np.full(self.n, self.activation) if step is None else step)
         m.geom_margin[:] = np.minimum(2.0 * reach, self.activation)
         dist, nrm, p, g = col.contacts()
-        h = dist - np.maximum(self._margin_of[g[:, 0]], self._margin_of[g[:, 1]])
+        h = dist - self._pair_margin[g[:, 0], g[:, 1]]
         if len(dist) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
             dup = np.flatnonzero((g[1:] == g[:-1]).all(1))
             if dup.size:
                 h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
-        near = reach[g[:, 0]] + reach[g[:, 1]]
+        near = reach[g].sum(1)
         mask = col.mask
         if self._ws:
             pe = col.data.site_xpos[self._site]

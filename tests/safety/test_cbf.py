@@ -142,7 +142,7 @@ def test_distances_and_gradients_match_mujoco(robot):
             if a < 0:  # workspace rows
                 continue
             exact = mujoco.mj_geomDistance(col.model, col.data, int(a), int(b), 10.0, fromto)
-            assert np.isclose(h[k] + cbf._margin_of[[a, b]].max(), exact, atol=1e-9)
+            assert np.isclose(h[k] + cbf._pair_margin[a, b], exact, atol=1e-9)
             ja = np.zeros(7)
             jb = np.zeros(7)
             for pt, body, out in ((fromto[:3], col.model.geom_bodyid[a], ja), (fromto[3:], col.model.geom_bodyid[b], jb)):

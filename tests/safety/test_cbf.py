@@ -269,3 +269,26 @@ def test_unsafe_start_holds_with_one_line(robot):
     assert all(np.allclose(o, inside) for o in outs)  # it holds where it is
     msg = f.status["last_error"]
     assert "\n" not in msg and "starts inside a safety margin" in msg and "reset_fault" in msg
+
+
+def test_safety_node_cbf_params():
+    """The node's ``scene`` / ``cbf`` params: on by default with the artifact robot's scene."""
+    from robot_rl.nodes._common import NodeStartError
+    from robot_rl.nodes.safety import _cbf_config
+
+    class Node:
+        def __init__(self, **params):
+            self.params = params
+
+        def declare_parameter(self, name, default):
+            return self.params.get(name, default)
+
+    spec = {"robot": get_robot("iiwa14").describe()}
+    home = list(get_robot("iiwa14").default_pose)
+    cfg = _cbf_config(Node(), spec, home)
+    assert cfg.scene is get_scene("tabletop") and cfg.margin == 0.05 and list(cfg.check_pose) == home
+    assert _cbf_config(Node(cbf=False), spec, home) is None
+    assert _cbf_config(Node(scene="none"), spec, home) is None
+    assert _cbf_config(Node(), {"robot": {**spec["robot"], "scene": ""}}, home) is None  # an older artifact
+    with pytest.raises(NodeStartError, match="invalid CBF configuration: unknown scene 'nope'"):
+        _cbf_config(Node(scene="nope"), spec, home)

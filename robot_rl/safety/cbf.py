@@ -49,9 +49,12 @@ from .collision import SceneCollisionModel, moving_joints
 
 __all__ = ["CBFConfig", "CBF", "CBFError"]
 
-_LEVI_CIVITA = np.zeros((3, 3, 3))
-_LEVI_CIVITA[0, 1, 2] = _LEVI_CIVITA[1, 2, 0] = _LEVI_CIVITA[2, 0, 1] = 1.0
-_LEVI_CIVITA[0, 2, 1] = _LEVI_CIVITA[2, 1, 0] = _LEVI_CIVITA[1, 0, 2] = -1.0  # cross products in one einsum
+_I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of [R, 3] arrays (np.cross costs several times more on small ones)."""
+    return a[:, _I1] * b[:, _I2] - a[:, _I2] * b[:, _I1]
 
 class CBFError(RuntimeError):
     """The QP gave no usable answer (``reason``: cbf_infeasible | cbf_error)."""
@@ -129,6 +132,7 @@ class CBF:
         self.activation = 2.0  # m: the detection margin of barriers() (the QP's is set per tick)
         margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
         self._pair_margin = np.maximum.outer(margin_of, margin_of)  # a pair with the scene: margin
+        self._key = np.array([m.ngeom, 1])
         self._gname = [col.geom_name(g) for g in range(m.ngeom)]
         self._scene_set = {int(g) for g in col.scene_geoms}
         self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
@@ -141,6 +145,7 @@ class CBF:
             self._ws_n = np.concatenate([np.eye(3), -np.eye(3)])
             self._ws_masks = np.stack([np.zeros(self.n), self._ee_mask])
             self._ws_g = np.stack([np.full(6, -1), np.arange(6)], 1)
+            self._ws_side = np.tile([-2, -1], (6, 1))  # mask rows of the two sides: fixed, the ee
 
         self._H = np.eye(self.n)
         self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
@@ -179,7 +184,8 @@ class CBF:
         """Barriers detected at ``q``: h [M], unit normals n [M, 3] (h grows with ``n . (v_b -
         v_a)``), a point p [M, 3] on the line between the closest points, labels [M, 2] (geom a,
         geom b; -1: the ee's workspace rows, b = axis 0..5), the farthest each row's two sides can
-        approach within ``step`` [M] and the joint masks (rows -2, -1: fixed, the ee).
+        approach within ``step`` [M], the joint masks (rows -2, -1: fixed, the ee) and each row's
+        two sides as rows of those masks [M, 2].
 
         ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
         Each geom's detection margin is twice the distance ``step`` can move it (MuJoCo takes the
@@ -194,11 +200,13 @@ class CBF:
         dist, nrm, p, g = col.contacts()
         h = dist - self._pair_margin[g[:, 0], g[:, 1]]
         if len(dist) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
-            dup = np.flatnonzero((g[1:] == g[:-1]).all(1))
+            key = g @ self._key
+            dup = np.flatnonzero(key[1:] == key[:-1])
             if dup.size:
                 h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
         near = reach[g].sum(1)
         mask = col.mask
+        side = g
         if self._ws:
             pe = col.data.site_xpos[self._site]
             hw = np.concatenate([pe - self._ws_lo, self._ws_hi - pe])
@@ -207,27 +215,25 @@ class CBF:
             if w.size:
                 h = np.concatenate([h, hw[w]])
                 nrm = np.concatenate([nrm, self._ws_n[w]])
-                p = np.concatenate([p, np.broadcast_to(pe, (w.size, 3))])
+                p = np.concatenate([p, pe[None].repeat(w.size, 0)])
                 g = np.concatenate([g, self._ws_g[w]])
+                side = np.concatenate([side, self._ws_side[w]])
                 near = np.concatenate([near, np.full(w.size, ee_reach)])
                 mask = np.concatenate([mask, self._ws_masks])  # index -2: fixed, -1: the ee
-        return h, nrm, p, g, near, mask
+        return h, nrm, p, g, near, mask, side
 
-    def _grads(self, nrm, p, g, mask) -> np.ndarray:
-        """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))``. For a hinge j with axis a_j through
-        anchor o_j both closest points give ``n . (a_j x (c - o_j)) = a_j . ((c - o_j) x n)``
-        (they differ by a multiple of n), so ``grad = T * (mask_b - mask_a)`` with
-        ``T = (p x n) a^T - n (a x o)^T``; a slide joint's column is ``n . a_j``."""
+    def _grads(self, nrm, p, side, mask) -> np.ndarray:
+        """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))`` (``side`` [R, 2]: the mask rows of a
+        and b). For a hinge j with axis a_j through anchor o_j both closest points give
+        ``n . (a_j x (c - o_j)) = a_j . ((c - o_j) x n)`` (they differ by a multiple of n), so
+        ``grad = T * (mask_b - mask_a)`` with ``T = (p x n) a^T - n (a x o)^T``; a slide joint's
+        column is ``n . a_j``."""
         d, col = self.col.data, self.col
         ax, an = d.xaxis[col.joint_ids], d.xanchor[col.joint_ids]
-        T = np.einsum("ijk,rj,rk->ri", _LEVI_CIVITA, p, nrm) @ ax.T - nrm @ np.einsum("ijk,rj,rk->ir", _LEVI_CIVITA,
-                                                                                       ax, an)
+        T = _cross(p, nrm) @ ax.T - nrm @ _cross(ax, an).T
         if col.slide.any():
             T[:, col.slide] = nrm @ ax[col.slide].T
-        ws = g[:, 0] < 0  # workspace rows: side a fixed (mask row -2), side b the ee (-1)
-        if not ws.any():
-            return T * (mask[g[:, 1]] - mask[g[:, 0]])
-        return T * (mask[np.where(ws, -1, g[:, 1])] - mask[np.where(ws, -2, g[:, 0])])
+        return T * (mask[side[:, 1]] - mask[side[:, 0]])
 
     def _label(self, g) -> str:
         a, b = int(g[0]), int(g[1])
@@ -239,15 +245,15 @@ class CBF:
     def barriers(self, q, names: bool = False):
         """Values h [M] of every barrier within the detection margin at ``q`` (and the workspace
         rows, last); with ``names`` also their labels."""
-        h, _, _, g, _, _ = self._rows(np.asarray(q, float))
+        h, _, _, g, _, _, _ = self._rows(np.asarray(q, float))
         ok = np.isfinite(h)  # a pair's second, farther contact is not a barrier
         return (h[ok], [self._label(x) for x in g[ok]]) if names else h[ok]
 
     def gradients(self, q) -> np.ndarray:
         """[M, n] gradients of :meth:`barriers` w.r.t. q."""
-        h, nrm, p, g, _, mask = self._rows(np.asarray(q, float))
+        h, nrm, p, _, _, mask, side = self._rows(np.asarray(q, float))
         ok = np.isfinite(h)
-        return self._grads(nrm[ok], p[ok], g[ok], mask)
+        return self._grads(nrm[ok], p[ok], side[ok], mask)
 
     def violation(self, q) -> str | None:
         """One line naming the most violated barrier at ``q``, or None if all hold."""
@@ -274,9 +280,9 @@ class CBF:
         lag = q - base
         # a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
         # h < the distance its two sides can approach by a joint step |lag| + rate / gain
-        h, nrm, p, g, near, mask = self._rows(base, np.abs(lag) + self.rate / gain)
+        h, nrm, p, g, near, mask, side = self._rows(base, np.abs(lag) + self.rate / gain)
         act = np.flatnonzero(h < near + 1e-9)
-        A = self._grads(nrm[act], p[act], g[act], mask)
+        A = self._grads(nrm[act], p[act], side[act], mask)
         lo_rows = -gain * (h[act] + A @ lag)
         blo = np.maximum(-self.rate, gain * (self.lower - q))
         bhi = np.minimum(self.rate, gain * (self.upper - q))

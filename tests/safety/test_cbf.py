@@ -133,7 +133,7 @@ def test_distances_and_gradients_match_mujoco(robot):
     for q in [np.array(r.default_pose), np.array(r.default_pose) + rng.uniform(-0.4, 0.4, 7)]:
         h, names = cbf.barriers(q, names=True)
         assert any("'table'" in n for n in names) and any("self-clearance" in n for n in names)
-        h, nrm, p, g, _, mask = cbf._rows(q)
+        h, nrm, p, g, _, mask, _ = cbf._rows(q)
         G = cbf.gradients(q)
         mujoco.mj_comPos(col.model, col.data)
         keep = np.isfinite(h)

@@ -40,7 +40,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import mujoco
 import numpy as np
 
 from robot_rl.scenes import Scene, get_scene

@@ -14,7 +14,7 @@ import pytest
 from robot_rl.kinematics import kinematic_model_xml
 from robot_rl.robots import get_robot
 from robot_rl.safety import SafetyConfig, SafetyFilter
-from robot_rl.safety.cbf import CBF, CBFConfig, CBFError
+from robot_rl.safety.cbf import CBFConfig, CBFError
 from robot_rl.safety.rogue import RogueCommander, ViolationMonitor
 from robot_rl.scenes import Scene, SceneError, Shape, check_scene, get_scene, scene_for_robot, scene_geometry
 

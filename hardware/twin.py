@@ -14,7 +14,11 @@ It applies the whole sample, as the training env does:
 * encoder bias: the joints report q + b and the position controller servos that reading, so the
   arm settles at target - b; sensor noise and a per-run bias of the velocity and position readings
   (the term noise x the range's noise and bias scales);
-* pushes: random joint-velocity kicks at the range's intervals.
+* pushes: random joint-velocity kicks at the range's intervals;
+* the scene (``scene``: "default" = the robot's, a registered name, or None / "none"): the table
+  and obstacles of :mod:`robot_rl.scenes` are added to the model and collide with the arm's link
+  capsules (and fingers), so a link really hits them; ``scene_contacts()`` lists the contacts. A
+  scene whose shapes overlap the robot at its home pose is refused (``TwinError``, one line).
 
 ``dr`` may name a DR range (eval, train, off) or a published stress twin (``robot_rl.sim.twins``),
 and ``overrides`` replace single terms with measured values (payload mass and position, mass and
@@ -59,7 +63,7 @@ class RobotTwin:
                  position_noise: float | None = None, velocity_noise: float | None = None,
                  initial_pose: Sequence[float] | None = None, overrides: dict | None = None,
                  command_delay_s: float | None = None, obs_delay_s: float | None = None,
-                 encoder_bias: Sequence[float] | None = None):
+                 encoder_bias: Sequence[float] | None = None, scene: str | None = "default"):
         import mujoco
 
         from robot_rl.sim import make_env, make_task
@@ -67,7 +71,24 @@ class RobotTwin:
 
         if not (100.0 <= physics_rate_hz <= 10000.0):
             raise TwinError(f"physics_rate_hz={physics_rate_hz} is outside 100..10000 Hz")
+        from robot_rl.scenes import SceneError, add_scene_to_spec, check_scene, resolve_scene
+
         task_obj = make_task(task)
+        try:
+            self.scene = resolve_scene(scene, task_obj.robot)
+            if self.scene is not None:
+                check_scene(self.scene, task_obj.robot)
+        except SceneError as e:
+            raise TwinError(str(e)) from None
+        self.scene_geoms: list[str] = []
+        if self.scene is not None:  # the task's scene plus the table and obstacles, colliding with the arm
+            task_scene, the_scene = task_obj.scene, self.scene
+
+            def scene_with_obstacles(spec):
+                task_scene(spec)
+                self.scene_geoms = add_scene_to_spec(spec, the_scene)
+
+            task_obj.scene = scene_with_obstacles
         try:
             drange = with_overrides(resolve_dr(task_obj, dr), dict(overrides or {}))
             env = make_env(task_obj, 1, dr=drange, seed=int(seed), nthread=1, backend="mujoco")
@@ -249,6 +270,19 @@ class RobotTwin:
             if self.velocity_noise > 0:
                 dq += self._rng.normal(0.0, self.velocity_noise, dq.shape)
         return q, dq, tau
+
+    def scene_contacts(self) -> list[tuple[str, str, float]]:
+        """Contacts between the arm and the scene's shapes now: (shape, robot geom or body, depth m)."""
+        m, d = self.model, self.data
+        ids = {m.geom(n).id: n.split("/", 1)[-1] for n in self.scene_geoms}
+        out = []
+        for i in range(d.ncon):
+            c = d.contact[i]
+            g1, g2 = int(c.geom1), int(c.geom2)
+            if c.dist < 0 and (g1 in ids) != (g2 in ids):
+                s, r = (g1, g2) if g1 in ids else (g2, g1)
+                out.append((ids[s], m.geom(r).name or m.body(m.geom_bodyid[r]).name, float(-c.dist)))
+        return out
 
     def site_pos(self, site: str = "ee") -> np.ndarray:
         return self.data.site_xpos[self.model.site(site).id].copy()

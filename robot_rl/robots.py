@@ -28,6 +28,8 @@ What a declaration holds, and what it means on a real robot:
 * `frames`: named points on the robot (`ee`, `flange`, `tool`...) -> MJCF site names. Frame
   positions are in the robot base frame (the model's world frame).
 * `gripper`: a parallel gripper, if any (`Gripper`).
+* `scene`: the name of the robot's default scene (`robot_rl.scenes`: a table and obstacles in the
+  base frame), which the twin simulates and the safety layer's CBF filter keeps the arm out of.
 
 This module imports numpy and (lazily) mujoco only: it runs on the robot.
 """
@@ -131,6 +133,8 @@ class Robot:
     """The body whose frame is the robot base (frames are reported in it); "" = the world."""
     payload_body: str = ""
     """Where a tool or payload attaches (the last link of an arm)."""
+    scene: str = ""
+    """The default scene around the robot (`robot_rl.scenes`: table, obstacles); "" = none."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -205,6 +209,7 @@ class Robot:
                 "max_force": self.gripper.max_force},
             "base_body": self.base_body,
             "payload_body": self.payload_body,
+            "scene": self.scene,
         }
 
 

@@ -27,5 +27,6 @@ IIWA14 = Robot(
     ),
     frames={"ee": "ee", "flange": "flange"},
     payload_body="lbr_iiwa_link_7",
+    scene="tabletop",
     description="KUKA LBR iiwa 14 R820 (URDF from pybullet_data), link meshes replaced by fitted capsules",
 )

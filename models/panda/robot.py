@@ -63,6 +63,7 @@ PANDA = Robot(
         max_force=70.0,
     ),
     payload_body="panda_hand",
+    scene="tabletop",
     description="Franka Emika Panda with the Franka Hand (URDF from pybullet_data), link meshes replaced "
     "by fitted capsules, finger pads as boxes",
 )

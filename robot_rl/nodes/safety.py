@@ -43,7 +43,11 @@ command rate the policy can ask for, `robot_rl.artifact.command_limits`), ``acce
 effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
 ``state_timeout_s`` (0.05), ``fault_action`` (none | hold), ``estop_action`` (brake | hold),
 ``workspace_lower`` / ``workspace_upper`` ([x, y, z] box for site ``ee_site``; off by default),
-``ee_site`` (the robot's ``ee`` frame), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
+``ee_site`` (the robot's ``ee`` frame), ``scene`` (default: the artifact robot's scene, `robot_rl.scenes`;
+a scene name; none), ``cbf`` (true: the CBF-QP stage keeps the arm out of the scene's table and
+obstacles, its links apart and its ee in the scene's box, `robot_rl.safety.cbf`; on whenever a scene
+is configured; false disables it), ``cbf_margin`` (0.05 m), ``cbf_self_margin`` (0.01 m), ``cbf_gain``
+(20 1/s), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
 (100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (false:
 extra joints in ``joint_states`` are ignored; true: they are a fault).
 """
@@ -111,11 +115,14 @@ def build_filter(node, spec: dict, artifact_dir):
     ws_hi = param(node, "workspace_upper", None, floats)
     if ws_lo is not None or ws_hi is not None:
         kw.update(workspace_lower=ws_lo, workspace_upper=ws_hi, robot_model=robot_xml)
+    home = dict(zip(spec["robot"]["joint_names"], spec["robot"]["default_pose"]))
+    if grip:
+        home.update({j: float(grip["open_position"]) for j in grip["joint_names"]})
     if kw["backup"] == "retreat":
-        home = dict(zip(spec["robot"]["joint_names"], spec["robot"]["default_pose"]))
-        if grip:
-            home.update({j: float(grip["open_position"]) for j in grip["joint_names"]})
         kw["home"] = [home[j] for j in names]
+    kw["cbf"] = _cbf_config(node, spec, [home.get(j, 0.0) for j in names])
+    if kw["cbf"] is not None:
+        kw["robot_model"] = robot_xml
     try:
         cfg = SafetyConfig(**kw)
         filt = SafetyFilter(cfg)
@@ -133,6 +140,25 @@ def build_filter(node, spec: dict, artifact_dir):
         except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
             raise NodeStartError(f"cannot load the safety critic {critic_path}: {e}") from None
     return cfg, filt, critic
+
+
+def _cbf_config(node, spec: dict, home: list[float]):
+    """The CBF stage's config from the ``scene`` / ``cbf*`` params (None: off)."""
+    from robot_rl.safety.cbf import CBFConfig
+    from robot_rl.scenes import SceneError, get_scene
+
+    scene = param(node, "scene", "default", str)
+    if scene == "default":
+        scene = spec["robot"].get("scene", "")
+    on = param(node, "cbf", True, bool)
+    if not on or scene in ("", "none"):
+        return None
+    try:
+        return CBFConfig(scene=get_scene(scene), margin=param(node, "cbf_margin", 0.05, float),
+                         self_margin=param(node, "cbf_self_margin", 0.01, float),
+                         gain=param(node, "cbf_gain", 20.0, float), check_pose=home)
+    except (SceneError, ValueError) as e:
+        raise NodeStartError(f"invalid CBF configuration: {e}") from None
 
 
 def main(argv=None) -> int:
@@ -241,7 +267,7 @@ def _run(node) -> int:
     critic_every = max(1, int(round(rate_hz / critic_hz)))
     # command latency: policy stamp -> the first driver command computed from that command
     latency = LatencyStats()
-    loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None}
+    loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None, "reason": None}
 
     def on_tick():
         a = time.perf_counter()
@@ -257,6 +283,10 @@ def _run(node) -> int:
                 filt.set_risk(t, math.nan)
                 node.logger.error("safety critic failed: %s", e)
         cmd, st = filt.tick(t)
+        if st["reason"] != loop["reason"]:
+            if st["reason"] in ("cbf_unsafe_start", "cbf_infeasible", "cbf_error"):
+                node.logger.error("%s", st["last_error"])  # one line; the filter holds or brakes
+            loop["reason"] = st["reason"]
         if cmd is not None:
             driver.write(cmd)
             loop["sent"] += 1

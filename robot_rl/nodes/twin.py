@@ -20,7 +20,8 @@ train / nominal), ``stress`` (a published stress twin, `robot_rl.sim.twins`: hea
 stiff-gains, large-latency, biased-encoders, gravity-model, all; replaces ``dr``),
 ``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``controller`` (forward_position_controller),
 ``initial_pose`` (task default pose), ``ee_site`` (the robot's ``ee`` frame), ``ee_rate_hz`` (50),
-``frame_id`` (world).
+``frame_id`` (world), ``scene`` (default: the robot's scene from `robot_rl.scenes`, whose table and
+obstacles the arm collides with; a scene name; or none).
 
 The robot's own values, measured, replace the sampled ones (empty = sampled): ``payload_kg``,
 ``payload_pos`` ([x, y, z] m in the last link's frame), ``mass_scale``, ``inertia_scale``,
@@ -90,6 +91,7 @@ def _run(node, msgs) -> int:
     ee_site = param(node, "ee_site", "", str)
     ee_hz = param(node, "ee_rate_hz", 50.0, float, check=lambda v: v > 0, expect="> 0")
     frame_id = param(node, "frame_id", "world", str)
+    scene = param(node, "scene", "default", str)
     # measured values of the robot (empty: the sampled value)
     overrides = {k: optional_param(node, k, float) for k in SCALAR_OVERRIDES}
     overrides["payload_pos"] = optional_param(node, "payload_pos", floats)
@@ -106,7 +108,7 @@ def _run(node, msgs) -> int:
                          initial_pose=None if initial is None else [float(v) for v in initial],
                          overrides=overrides, encoder_bias=bias,
                          obs_delay_s=None if latency_ms is None else latency_ms / 1e3,
-                         command_delay_s=None if command_ms is None else command_ms / 1e3)
+                         command_delay_s=None if command_ms is None else command_ms / 1e3, scene=scene)
         ee_site = ee_site or twin.robot.frames.get("ee", "")
         if ee_site:
             twin.site_pos(ee_site)

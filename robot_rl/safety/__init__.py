@@ -4,6 +4,10 @@ for the robot's kinematics; no torch).
 * :class:`SafetyConfig` / :class:`SafetyFilter`: joint position/velocity/effort limits, command
   rate limit, workspace box, watchdogs on stale commands and state, NaN/Inf and malformed
   command rejection, a latched e-stop, and a risk-triggered backup behaviour; fails closed.
+* :class:`CBFConfig` / :class:`CBF` (``robot_rl.safety.cbf``): the CBF-QP stage of the filter
+  (scene, self-collision, workspace and joint-limit barriers, DAQP), set by ``SafetyConfig.cbf``;
+  :class:`RogueCommander` / :class:`ViolationMonitor` (``robot_rl.safety.rogue``): an adversarial
+  commander and constraint-violation labels for measurements and the critic's training.
 * :class:`SafetyCritic` / :func:`risk_features`: the learned safety critic (ONNX) and the
   features it reads, shared by training (in simulation) and deployment; kinematics come from
   :class:`robot_rl.kinematics.RobotKinematics` on the robot model (an artifact's ``robot.xml``).
@@ -11,6 +15,7 @@ for the robot's kinematics; no torch).
 Transport-free: a ROS 2 node wraps it (feeds messages in, sends ``tick``'s output out).
 """
 
+from .cbf import CBF, CBFConfig, CBFError
 from .config import BACKUP_BEHAVIOURS, ESTOP_ACTIONS, FAULT_ACTIONS, SafetyConfig
 from .critic import (
     RISK_FEATURE_GROUPS,
@@ -29,9 +34,13 @@ from .filter import (
     STATUS_KEYS,
     SafetyFilter,
 )
+from .rogue import RogueCommander, ViolationMonitor
 
 __all__ = [
     "BACKUP_BEHAVIOURS",
+    "CBF",
+    "CBFConfig",
+    "CBFError",
     "COMMAND_CLIP_REASONS",
     "COMMAND_REJECT_REASONS",
     "ESTOP_ACTIONS",
@@ -41,11 +50,13 @@ __all__ = [
     "RISK_FEATURE_GROUPS",
     "RISK_METADATA_KEY",
     "RiskLimits",
+    "RogueCommander",
     "STATE_REJECT_REASONS",
     "STATUS_KEYS",
     "SafetyConfig",
     "SafetyCritic",
     "SafetyFilter",
+    "ViolationMonitor",
     "risk_feature_names",
     "risk_features",
 ]

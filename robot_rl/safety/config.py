@@ -76,6 +76,10 @@ class SafetyConfig:
         "retreat" moves toward ``home`` at ``retreat_rate`` (rad/s). ``risk_timeout_s``: if set
         and no risk value arrived for this long (after the first one), risk counts as 1.
 
+    CBF
+        ``cbf``: a :class:`robot_rl.safety.cbf.CBFConfig` (the scene, margins, gain) turns on the
+        CBF-QP stage of the filter; it needs ``robot_model`` (the robot's collision capsules).
+
     State
         ``strict_state_names``: joint states naming joints that are not configured are a fault
         (default). Set False when the driver also publishes e.g. gripper joints.
@@ -109,6 +113,7 @@ class SafetyConfig:
     retreat_rate: Any = 0.25
     strict_state_names: bool = True
     acceleration_limit: Any = None
+    cbf: Any = None
 
     # derived, read-only arrays (filled by __post_init__)
     lower: np.ndarray = field(init=False, repr=False)
@@ -190,6 +195,14 @@ class SafetyConfig:
                 "SafetyConfig.robot_model must be the robot's MJCF as text (e.g. an artifact's robot.xml "
                 f"read with Path.read_text()), got {type(self.robot_model).__name__}"
             )
+        if self.cbf is not None:
+            from .cbf import CBFConfig
+
+            if not isinstance(self.cbf, CBFConfig):
+                raise ValueError(f"SafetyConfig.cbf must be a robot_rl.safety.cbf.CBFConfig or None, got {self.cbf!r}")
+            if self.robot_model is None:
+                raise ValueError("SafetyConfig: the CBF filter needs the robot's collision shapes; pass robot_model="
+                                 "<the robot's MJCF text> (an artifact's robot.xml)")
         self.ws_lower = self.ws_upper = None
         if (self.workspace_lower is None) != (self.workspace_upper is None):
             raise ValueError("SafetyConfig: give both workspace_lower and workspace_upper, or neither")

@@ -28,7 +28,10 @@ Modes, highest priority first (the first that applies wins):
                                                               latched at brake start
     estop    e-stop engaged (latched until ``reset_estop``)   ``estop_action``: brake | hold
     fault    no / invalid / stale joint state                 ``fault_action``: None | hold
-    brake    measured velocity or effort over its limit       same (brake)
+    hold     CBF: start position inside a margin (latched)    stop, then hold where it stopped
+    brake    CBF: solver error, NaN (latched)                 same (brake)
+    brake    measured velocity or effort over its limit, or   same (brake)
+             CBF: infeasible QP (for ``monitor_hold_s``)
     backup   risk > threshold (until < threshold-hysteresis)  ``backup``: hold | retreat to home
     brake    no command for ``brake_timeout_s``               same (brake)
     hold     no command yet / for ``cmd_timeout_s`` / no new  stop, then hold where it stopped
@@ -69,6 +72,21 @@ checked path. The filter's own motions are not checked per step: a stop overshoo
 line by at most its stopping distance (clipped to the joint limits), and the backup "retreat" to
 ``home`` (itself checked, inside the joint limits and the box, when the filter is built) follows the
 straight joint-space line from where the output came to rest.
+
+CBF stage (``config.cbf``, :mod:`robot_rl.safety.cbf`): in ``ok`` the step the rate limiter
+computed (last output -> new output) is the nominal of a CBF-QP that keeps the commanded arm out of
+the scene's table and obstacles (``margin``), its links apart (``self_margin``), its ``ee`` inside
+the scene's workspace box and its joints within the command limits, at the velocity limit; the
+output becomes the QP's safe step ("cbf" in ``active_limits`` when it changed the step). The QP may
+bend the straight line toward the target (the on_command workspace check covers that line; the
+CBF's own box covers the bent one). With the measured joint state the QP also keeps the command on
+the safe side of each barrier's tangent plane at the measured arm, so a servo lagging behind its
+command does not cut a corner into an obstacle. An infeasible QP brakes (``cbf_infeasible``, for at
+least ``monitor_hold_s``, then holds until a new command, as a velocity trip does); a solver error
+or a non-finite value brakes latched until :meth:`reset_fault` (``cbf_error``); a start position
+that already violates a barrier holds (``cbf_unsafe_start``, latched, one line in ``last_error``). The
+filter's own motions (hold, brake, retreat) are not filtered: a stop overshoots by its stopping
+distance, which the margins must cover.
 
 Fail closed: an exception anywhere in :meth:`tick` latches an internal error and brakes (that tick
 sends one braking step from the last output; with no usable output, the latched brake position;
@@ -144,6 +162,9 @@ INTERVENTION_REASONS = (
     "no_command",
     "cmd_stale",
     "awaiting_command",
+    "cbf_unsafe_start",
+    "cbf_infeasible",
+    "cbf_error",
 )
 STATUS_KEYS = (
     "t",
@@ -162,6 +183,7 @@ STATUS_KEYS = (
     "last_reject_detail",
     "last_intervention",
     "last_error",
+    "cbf",
 )
 
 
@@ -264,6 +286,12 @@ class SafetyFilter:
         self._vel_trip = np.array(cfg.velocity) * cfg.velocity_trip_factor
         self._eff_trip = None if cfg.effort is None else np.array(cfg.effort)
         self._home = None if cfg.home_q is None else np.array(cfg.home_q)
+        # the CBF-QP stage (robot_rl.safety.cbf): after the limits, on the output of "ok" ticks
+        self._cbf = None
+        if cfg.cbf is not None:
+            from .cbf import CBF
+
+            self._cbf = CBF(cfg.cbf, cfg.robot_model, cfg.joint_names, cfg.cmd_lower, cfg.cmd_upper, cfg.rate)
         # preallocated buffers
         self._meas = np.zeros(n)
         self._meas_vel = np.zeros(n)
@@ -314,7 +342,10 @@ class SafetyFilter:
             "rate_limited_ticks": 0,
             "risk_non_finite": 0,
             "interventions": {r: 0 for r in INTERVENTION_REASONS},
+            "cbf_active_ticks": 0,
         }
+        self._cbf_fault: str | None = None
+        self._cbf_checked = False
         self.status: dict[str, Any] = {
             "t": None,
             "mode": FAULT,
@@ -332,6 +363,7 @@ class SafetyFilter:
             "last_reject_detail": None,
             "last_intervention": None,
             "last_error": None,
+            "cbf": None if self._cbf is None else self._cbf.last,
         }
 
     @property
@@ -519,10 +551,17 @@ class SafetyFilter:
             return True
 
     def reset_fault(self) -> None:
-        """Clear a latched internal error (after it has been understood). The filter then holds
-        until a new command arrives."""
+        """Clear a latched internal error or CBF fault (after it has been understood). The filter
+        then holds until a new command arrives; the CBF checks the start position again."""
         with self._lock:
             self._internal_error = False
+            self._cbf_fault = None
+            self._cbf_checked = False
+
+    @property
+    def cbf(self):
+        """The CBF-QP stage (:class:`robot_rl.safety.cbf.CBF`), or None."""
+        return self._cbf
 
     def set_risk(self, t: float, risk: float) -> None:
         """Risk estimate in [0, 1] from the learned safety critic. Above ``risk_threshold`` the
@@ -654,6 +693,14 @@ class SafetyFilter:
         else:
             risk_stale = False
 
+        if self._cbf is not None and not self._cbf_checked and self._have_out:
+            self._cbf_checked = True  # the start position must satisfy every barrier
+            msg = self._cbf.violation(self._out)
+            if msg:
+                self._cbf_fault = "cbf_unsafe_start"
+                st["last_error"] = (f"CBF: the robot starts inside a safety margin ({msg}); it holds: move it out "
+                                    "and call reset_fault()")
+
         # ---- mode selection (priority order) ----
         if self._internal_error:
             mode, reason = BRAKE, "internal_error"
@@ -665,6 +712,8 @@ class SafetyFilter:
             mode, reason = FAULT, self._state_fault
         elif state_age > cfg.state_timeout_s:
             mode, reason = FAULT, "state_stale"
+        elif self._cbf_fault is not None:
+            mode, reason = (HOLD if self._cbf_fault == "cbf_unsafe_start" else BRAKE), self._cbf_fault
         elif t < self._trip_until:
             mode, reason = BRAKE, self._trip_reason
         elif self._backup_active:
@@ -690,10 +739,16 @@ class SafetyFilter:
                 self.counters["rate_limited_ticks"] += 1
             else:
                 limits = self._target_limits
-        elif mode is FAULT and cfg.fault_action != "hold":
+            if self._cbf is not None and dt > 0.0:
+                fault = self._apply_cbf(dt)
+                if fault is not None:
+                    mode, reason, limits = BRAKE, fault, ()
+                elif self._cbf.last["intervened"]:
+                    limits = limits + ("cbf",)
+        if mode is FAULT and cfg.fault_action != "hold":
             send = False
             motion.reset()
-        elif self._have_out:  # the filter's own motion: stop, then brake / retreat to a goal, or hold
+        elif mode is not OK and self._have_out:  # the filter's own motion: stop, then brake / retreat to a goal, or hold
             if mode is BRAKE or (mode is ESTOP and cfg.estop_action == "brake"):
                 if motion.kind != _M_BRAKE:  # the measured position when braking begins, latched
                     np.clip(self._meas if self._have_state else self._out, self._lo, self._hi, out=self._brake_pos)
@@ -737,6 +792,31 @@ class SafetyFilter:
         st["state_age"] = state_age
         st["cmd_age"] = cmd_age
         return out, st
+
+    def _apply_cbf(self, dt: float) -> str | None:
+        """Replace this tick's step (prev_out -> out) by the CBF-QP's safe step. Returns None, or
+        the fault reason after restoring the last output (the caller brakes; latched)."""
+        from .cbf import CBFError
+
+        np.subtract(self._out, self._prev_out, out=self._d)
+        self._d /= dt
+        try:
+            v = self._cbf.filter(self._prev_out, self._d, self._meas)
+        except CBFError as e:
+            np.copyto(self._out, self._prev_out)
+            if e.reason == "cbf_infeasible":  # brake for monitor_hold_s, then hold until a new command
+                self._trip_until = self._t_tick + self.config.monitor_hold_s
+                self._trip_reason = e.reason
+                self.status["last_error"] = f"CBF: {e}; braking"
+            else:
+                self._cbf_fault = e.reason
+                self.status["last_error"] = f"CBF: {e}; braking (latched until reset_fault())"
+            return e.reason
+        if self._cbf.last["intervened"]:
+            np.multiply(v, dt, out=self._out)
+            self._out += self._prev_out
+            self.counters["cbf_active_ticks"] += 1
+        return None
 
     def _fail_closed(self, t: Any, exc: BaseException) -> tuple[np.ndarray | None, dict]:
         """Latch an internal error and brake: the measured position (or the last output when

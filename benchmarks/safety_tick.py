@@ -1,0 +1,167 @@
+"""Time per safety tick with the CBF-QP beside the tick without it, and the QP solvers compared.
+
+    python benchmarks/safety_tick.py [--robots iiwa14 panda] [--seconds 10] [--rounds 2]
+
+For each robot, the same 1 kHz loop runs the safety filter as the safety node builds it (limits,
+rate limits, position margin 0.02 rad, velocity limit 2 rad/s) without and with the CBF stage (the
+robot's default scene): a joint state every tick from a lagging arm (a first-order servo, time
+constant 50 ms, so the tracking rows have work), a command every 20 ticks (50 Hz), then ``tick``.
+Two scenarios: ``nominal`` (smooth targets around the home pose, the CBF rarely binds) and
+``rogue`` (`robot_rl.safety.rogue.RogueCommander`, goals in the table, the obstacles, the other
+links and past the joint limits: the CBF binds often). The runs alternate ``rounds`` times in one
+process. Printed: microseconds per ``tick`` (p50, p99, max) as wall time and as the thread's CPU
+time (the tick's work, without the time the OS gave other processes), the ratio with / without,
+and the share of ticks where the QP changed the command. Target: p99 tick work <= 200 us.
+
+Then the QPs the CBF solved in the rogue runs are solved again by DAQP (the filter's solver),
+OSQP and proxsuite (dense), each on the same problems: solve time (p50, p99) and the largest
+difference from DAQP's solution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def make_filter(robot_name: str, cbf: bool):
+    from robot_rl.kinematics import kinematic_model_xml
+    from robot_rl.robots import get_robot
+    from robot_rl.safety import SafetyConfig, SafetyFilter
+    from robot_rl.safety.cbf import CBFConfig
+    from robot_rl.scenes import scene_for_robot
+
+    r = get_robot(robot_name)
+    xml = kinematic_model_xml(r)
+    cfg = SafetyConfig.from_model(xml, list(r.joint_names), velocity_limit=2.0, position_margin=0.02,
+                                  cbf=CBFConfig(scene=scene_for_robot(r), check_pose=r.default_pose) if cbf else None)
+    return SafetyFilter(cfg), xml, r
+
+
+def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0, record=None) -> dict:
+    from robot_rl.safety.rogue import RogueCommander
+
+    f, xml, r = make_filter(robot_name, cbf)
+    if record is not None and cbf:
+        solve = f.cbf.solve_qp
+
+        def recording(*args):
+            record.append([np.array(a, copy=True) for a in args])
+            return solve(*args)
+
+        f.cbf.solve_qp = recording
+    names = list(r.joint_names)
+    home = np.array(r.default_pose)
+    rogue = RogueCommander(xml, names, f.cbf.scene if cbf else _scene(r), home, strategy="mixed", seed=seed,
+                           samples=2000) if scenario == "rogue" else None
+    q = home.copy()
+    out = None
+    ns: list[int] = []
+    cpu: list[int] = []
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    alpha = 1.0 - np.exp(-1e-3 / 0.05)  # first-order servo, 50 ms
+    for k in range(int(seconds * 1000)):
+        t = k * 1e-3
+        if out is not None:
+            q += alpha * (out - q)
+        f.on_state(t, names, q)
+        if k % 20 == 0:
+            cmd = rogue(t) if rogue is not None else home + 0.3 * np.sin(0.5 * t + np.arange(len(names)))
+            f.on_command(t, names, cmd)
+        c0, t0 = cpu_clock(), clock()
+        out, st = f.tick(t)
+        ns.append(clock() - t0)
+        cpu.append(cpu_clock() - c0)
+        if st["mode"] != "ok" and st["reason"] not in ("awaiting_command", "cbf_infeasible"):
+            raise RuntimeError(f"unexpected safety mode {st['mode']} ({st['reason']}): {st['last_error']}")
+    return {"ns": ns, "cpu": cpu, "cbf_ticks": f.counters["cbf_active_ticks"], "ticks": len(ns)}
+
+
+def _scene(r):
+    from robot_rl.scenes import scene_for_robot
+
+    return scene_for_robot(r)
+
+
+def _pct(ns) -> tuple[float, float, float]:
+    a = np.asarray(ns, dtype=np.float64) / 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.max())
+
+
+def solver_table(problems: list) -> None:
+    import daqp
+    import osqp
+    import proxsuite
+    import scipy.sparse as sp
+
+    def s_daqp(H, f, A, bu, bl, sense):
+        return np.asarray(daqp.solve(H, f, A, bu, bl, sense)[0])
+
+    def s_osqp(H, f, A, bu, bl, sense):
+        n = len(f)
+        C = sp.csc_matrix(np.vstack([np.eye(n), A]))
+        m = osqp.OSQP()
+        m.setup(P=sp.csc_matrix(H), q=f, A=C, l=bl, u=np.minimum(bu, 1e20), verbose=False, eps_abs=1e-8,
+                eps_rel=1e-8, polishing=True)
+        return m.solve().x
+
+    def s_prox(H, f, A, bu, bl, sense):
+        n = len(f)
+        res = proxsuite.proxqp.dense.solve(H=H, g=f, A=None, b=None, C=A, l=bl[n:], u=np.minimum(bu[n:], 1e20),
+                                           l_box=bl[:n], u_box=bu[:n], eps_abs=1e-9)
+        return res.x
+
+    ref = [s_daqp(*p) for p in problems]
+    print(f"\nQP solvers on the {len(problems)} QPs of the rogue runs "
+          f"({problems[0][0].shape[0]} variables, {np.mean([len(p[2]) for p in problems]):.0f} rows on average)")
+    print(f"  {'solver':10s} {'p50 us':>8s} {'p99 us':>8s} {'vs DAQP p50':>12s} {'max |x - x_daqp|':>17s}")
+    base = None
+    for name, fn in (("DAQP", s_daqp), ("OSQP", s_osqp), ("proxsuite", s_prox)):
+        ns, err = [], 0.0
+        for p, x0 in zip(problems, ref):
+            t0 = time.perf_counter_ns()
+            x = fn(*p)
+            ns.append(time.perf_counter_ns() - t0)
+            err = max(err, float(np.abs(np.asarray(x) - x0).max()))
+        p50, p99, _ = _pct(ns)
+        base = base or p50
+        print(f"  {name:10s} {p50:8.1f} {p99:8.1f} {p50 / base:11.1f}x {err:17.2e}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--robots", nargs="+", default=["iiwa14", "panda"])
+    ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per run (1000 ticks each)")
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args(argv)
+    problems: list = []
+    print("safety tick, microseconds (p50 / p99 / max); the same loop without and with the CBF-QP")
+    print(f"  {'robot':8s} {'scenario':8s} {'clock':5s} {'without CBF':>24s} {'with CBF':>24s} {'ratio p50/p99':>14s} "
+          f"{'QP active':>9s}")
+    for robot in args.robots:
+        for scenario in ("nominal", "rogue"):
+            runs = {False: [], True: []}
+            cpus = {False: [], True: []}
+            active = ticks = 0
+            for rnd in range(args.rounds):
+                for cbf in (False, True):
+                    rec = problems if (scenario == "rogue" and rnd == 0 and len(problems) < 3000) else None
+                    r = run(robot, cbf, scenario, args.seconds, seed=rnd, record=rec)
+                    runs[cbf] += r["ns"]
+                    cpus[cbf] += r["cpu"]
+                    if cbf:
+                        active += r["cbf_ticks"]
+                        ticks += r["ticks"]
+            for clock, data in (("wall", runs), ("cpu", cpus)):
+                a, b = _pct(data[False]), _pct(data[True])
+                print(f"  {robot:8s} {scenario:8s} {clock:5s} {a[0]:7.1f} / {a[1]:6.1f} / {a[2]:7.1f} {b[0]:7.1f} / "
+                      f"{b[1]:6.1f} / {b[2]:7.1f} {b[0] / a[0]:6.1f} / {b[1] / a[1]:5.1f} {100 * active / ticks:8.1f}%")
+    print("  target: p99 of the tick work (cpu) with the CBF-QP <= 200 us")
+    if problems:
+        solver_table(problems[:3000])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Collision geometry of a robot and its scene for distance barriers: MuJoCo's own collision
+detection on a private model (used by :mod:`robot_rl.safety.cbf`; reusable by the safety critic's
+labels and features).
+
+:class:`SceneCollisionModel` compiles the robot's MJCF with the scene's shapes
+(:func:`robot_rl.scenes.add_scene_to_spec`) into a model where every robot geom (capsules,
+spheres, boxes; not the floor plane) collides with the scene and with the robot's non-adjacent
+links, with a detection margin ``activation`` (m). Robot geoms are its capsules and spheres. After ``mj_kinematics``, ``mj_collision``
+returns every pair closer than that margin with its signed distance, normal and midpoint: the
+closest points are ``pos -/+ dist/2 * normal``. Parent-child pairs and the model's ``<exclude>``
+pairs are left out by MuJoCo; :meth:`exclude_within` adds pairs already within a clearance at a
+pose (as MoveIt's setup assistant disables pairs in collision at the default pose).
+
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import mujoco
+import numpy as np
+
+from robot_rl.scenes import Scene, add_scene_to_spec
+
+__all__ = ["SceneCollisionModel", "moving_joints"]
+
+
+def moving_joints(m: mujoco.MjModel, joint_ids: Sequence[int], body: int) -> np.ndarray:
+    """[n] float mask: 1 where the joint moves ``body`` (sits on it or on one of its ancestors)."""
+    chain = set()
+    while body > 0:
+        chain.add(body)
+        body = int(m.body_parentid[body])
+    return np.array([float(int(m.jnt_bodyid[j]) in chain) for j in joint_ids])
+
+
+class SceneCollisionModel:
+    """The robot (MJCF text) plus ``scene``, for distance queries (module docstring).
+
+    Attributes: ``model``, ``data``, ``scene_geoms`` (ids of the scene's shapes, in scene order),
+    ``robot_geoms`` (ids of the robot's colliding geoms), ``mask`` [ngeom, n] (joints moving each
+    geom), ``joint_ids``, ``qadr``, ``slide``.
+    """
+
+    def __init__(self, xml: str, joint_names: Sequence[str], scene: Scene | None, activation: float,
+                 self_collision: bool = True):
+        spec = mujoco.MjSpec.from_string(xml)
+        names = add_scene_to_spec(spec, scene, robot_contacts=False) if scene is not None else []
+        spec.option.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+        # robot side: capsules and spheres (their distances to boxes, spheres and capsules are exact
+        # in MuJoCo; its box-box distance with a margin is not, so e.g. finger pads are left to the
+        # finger capsules around them)
+        kinds = (mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_SPHERE)
+        for g in spec.geoms:
+            if g.name in names:  # scene: collides with the robot only
+                g.contype, g.conaffinity = 2, 1
+            elif g.type in kinds:  # robot: with the scene (and itself)
+                g.contype, g.conaffinity = 1, (3 if self_collision else 2)
+            else:
+                g.contype = g.conaffinity = 0
+            g.margin, g.gap = float(activation), 0.0
+        self._spec = spec
+        self._compile(names, joint_names)
+
+    def _compile(self, names, joint_names) -> None:
+        m = self.model = self._spec.compile()
+        self.data = mujoco.MjData(m)
+        self.joint_ids = np.array([m.joint(j).id for j in joint_names])
+        self.qadr = np.array([m.jnt_qposadr[j] for j in self.joint_ids])
+        self.slide = np.array([int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) for j in self.joint_ids])
+        self.scene_geoms = np.array([m.geom(nm).id for nm in names], dtype=np.int64)
+        self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_contype[g] == 1], dtype=np.int64)
+        self.mask = np.array([moving_joints(m, self.joint_ids, int(m.geom_bodyid[g])) for g in range(m.ngeom)])
+        self._names = names
+
+    def set(self, q: np.ndarray) -> None:
+        """Joint positions (configured order) -> kinematics."""
+        self.data.qpos[self.qadr] = q
+        mujoco.mj_kinematics(self.model, self.data)
+
+    def contacts(self):
+        """After :meth:`set`: (dist [K], unit normal [K, 3] from geom a to geom b, the point on
+        geom a [K, 3], geoms [K, 2]) of every pair closer than the detection margin."""
+        mujoco.mj_collision(self.model, self.data)
+        k = self.data.ncon
+        c = self.data.contact
+        dist = c.dist[:k]
+        nrm = c.frame[:k, :3]
+        return dist, nrm, c.pos[:k] - (0.5 * dist)[:, None] * nrm, c.geom[:k]
+
+    def geom_name(self, g: int) -> str:
+        m = self.model
+        if g in self.scene_geoms:
+            return repr(self._names[int(np.flatnonzero(self.scene_geoms == g)[0])].split("/", 1)[-1])
+        body = m.body(m.geom_bodyid[g]).name or "base"
+        return m.geom(g).name or body
+
+    def exclude_within(self, q: np.ndarray, clearance: float) -> list[tuple[str, str]]:
+        """Exclude robot body pairs closer than ``clearance`` at ``q`` from self-collision
+        (recompiles); returns the excluded (body, body) names."""
+        self.set(q)
+        dist, _, _, g = self.contacts()
+        m, out = self.model, []
+        for dd, (a, b) in zip(dist, g):
+            if dd < clearance and a not in self.scene_geoms and b not in self.scene_geoms:
+                ba, bb = m.body(m.geom_bodyid[a]).name, m.body(m.geom_bodyid[b]).name
+                if ba and bb and (ba, bb) not in out and (bb, ba) not in out:
+                    out.append((ba, bb))
+        for ba, bb in out:
+            e = self._spec.add_exclude()
+            e.bodyname1, e.bodyname2 = ba, bb
+        if out:
+            self._compile(self._names, [self.model.joint(j).name for j in self.joint_ids])
+        return out
+
+    def scene_clearance(self, q: np.ndarray) -> tuple[float, int, int]:
+        """Smallest distance between a scene shape and any robot geom (the base included) at q:
+        (distance, scene geom, robot geom), exact (``mj_geomDistance``), +inf without a scene."""
+        self.set(q)
+        best = (np.inf, -1, -1)
+        fromto = np.zeros(6)
+        for s in self.scene_geoms:
+            for g in self.robot_geoms:
+                dd = mujoco.mj_geomDistance(self.model, self.data, int(s), int(g), 10.0, fromto)
+                if dd < best[0]:
+                    best = (dd, int(s), int(g))
+        return best

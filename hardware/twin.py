@@ -75,7 +75,8 @@ class RobotTwin:
 
         task_obj = make_task(task)
         try:
-            self.scene = resolve_scene(scene, task_obj.robot)
+            self.scene = resolve_scene(task_obj.scene_name() or "none" if scene == "default" else scene,
+                                       task_obj.robot)
             if self.scene is not None:
                 check_scene(self.scene, task_obj.robot)
         except SceneError as e:

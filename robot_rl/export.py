@@ -39,7 +39,7 @@ def deploy_spec(env) -> dict:
     return {
         "format": FORMAT,
         "task": task.name,
-        "robot": {**robot.describe(env.model), "model": "robot.xml"},
+        "robot": {**robot.describe(env.model), "model": "robot.xml", "scene": task.scene_name()},
         "observation": {
             "dim": env.num_obs["policy"],
             "state_joints": list(env.state_joints),

@@ -66,6 +66,9 @@ class Task(ABC):
     """Success rate at which the task counts as solved (time-to-solve benchmark, early stop)."""
     frames: tuple[str, ...] = ()
     """Extra sites of the task's scene whose positions the task reads (`env.frame(site)`)."""
+    safety_scene: str = "default"
+    """The scene (`robot_rl.scenes`: table, obstacles) the twin simulates and the deployed safety
+    layer keeps clear: "default" = the robot's (`Robot.scene`), a registered name, or "none"."""
     train_defaults: dict[str, Any] = field(default_factory=dict)
     """Training defaults of this task as dotted config paths, e.g. `{"env.num_envs": 256,
     "ppo.entropy_coef": 0.0}` (what `robot-rl train <task>` starts from)."""
@@ -73,6 +76,11 @@ class Task(ABC):
     @property
     def robot(self) -> Robot:
         return get_robot(self.robot_name)
+
+    def scene_name(self) -> str:
+        """The safety scene's name ("" = none): `safety_scene`, or the robot's by default."""
+        name = self.robot.scene if self.safety_scene == "default" else self.safety_scene
+        return "" if name in ("", "none") else name
 
     # -- model ---------------------------------------------------------------------------------
     def scene(self, spec: mujoco.MjSpec) -> None:

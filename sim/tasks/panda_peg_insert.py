@@ -152,6 +152,7 @@ class PandaPegInsert(Task):
     contact_dr: dict = field(default_factory=lambda: dict(CONTACT_DR))
     frames: tuple[str, ...] = ("hole_top", "peg_tip")
     success_rate_to_solve: float = 0.95
+    safety_scene: str = "peg-table"
     train_defaults: dict = field(default_factory=lambda: {
         "env.num_envs": 256, "ppo.init_noise_std": 0.5, "ppo.entropy_coef": 0.0})
 

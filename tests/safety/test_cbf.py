@@ -71,10 +71,15 @@ def test_scene_registry_and_geometry():
     assert {s.role for s in scene.shapes} == {"table", "obstacle"}
     for robot in ROBOTS:
         assert scene_for_robot(get_robot(robot)) is scene
+    from robot_rl.sim import make_task
+
+    assert make_task("iiwa-reach").scene_name() == "tabletop"  # a task without its own: the robot's
+    peg = make_task("panda-peg-insert")
+    assert peg.scene_name() == "peg-table" and check_scene(get_scene("peg-table"), peg.robot) is None
     geo = scene_geometry(scene)
     assert [g["name"] for g in geo] == [s.name for s in scene.shapes]
     assert geo[1]["kind"] == "capsule" and len(geo[1]["to"]) == 3
-    with pytest.raises(SceneError, match="unknown scene 'nope'; registered scenes: tabletop"):
+    with pytest.raises(SceneError, match="unknown scene .nope.; registered scenes: peg-table, tabletop"):
         get_scene("nope")
     with pytest.raises(SceneError, match="capsule 'c' needs `to`"):
         Shape("c", "capsule", pos=(0, 0, 0), size=(0.1,))

@@ -48,6 +48,9 @@ class ArtifactPolicy:
             for r in self.runtimes:
                 r.reset()
         self.queues: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(num_envs)]
+        self.horizon = int(artifact.spec["policy"].get("execution_horizon", 0)) or None
+        """Actions executed per chunk (receding horizon, the policy node's default); None = all."""
+        self.observes = artifact.runtime.wants_observations
         self.step_count = 0
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
@@ -68,7 +71,10 @@ class ArtifactPolicy:
         if not queue:
             chunk = self.runtimes[i].act(obs)
             due = np.rint(np.asarray(chunk.offsets_s, dtype=np.float64) / self.period_s).astype(int)
-            queue.extend((now + int(d), np.asarray(a, dtype=np.float32)) for d, a in zip(due, chunk.actions))
+            pairs = list(zip(due, chunk.actions))[: self.horizon]
+            queue.extend((now + int(d), np.asarray(a, dtype=np.float32)) for d, a in pairs)
+        elif self.observes:  # history-conditioned kinds see every step, as in the node
+            self.runtimes[i].observe(obs)
         return queue.pop(0)[1]
 
     def reset(self, done: torch.Tensor) -> None:

@@ -65,22 +65,26 @@ class BaseChunker:
         self.base = base.to(device)
         self.To, self.Tp, self.H = cfg.obs_horizon, cfg.pred_horizon, cfg.execution_horizon
         self.start = self.To - 1
-        self.hist = torch.zeros(num_envs, self.To, base.obs_dim, device=device)
-        self.chunk = torch.zeros(num_envs, self.H, base.action_dim, device=device)
-        self.idx = torch.full((num_envs,), self.H, dtype=torch.long, device=device)
+        with torch.inference_mode():
+            self.hist = torch.zeros(num_envs, self.To, base.obs_dim, device=device)
+            self.chunk = torch.zeros(num_envs, self.H, base.action_dim, device=device)
+            self.idx = torch.full((num_envs,), self.H, dtype=torch.long, device=device)
         self.rows = torch.arange(num_envs, device=device)
         self.gen = torch.Generator(device=device).manual_seed(int(seed))
 
+    @torch.inference_mode()  # its state is updated in place, inside and outside of the callers' inference mode
     def reset(self, obs: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         ids = self.rows if ids is None else ids
         self.hist[ids] = obs[ids].unsqueeze(1).expand(-1, self.To, -1)
         self.idx[ids] = self.H
 
+    @torch.inference_mode()
     def observe(self, obs: torch.Tensor, done: torch.Tensor) -> None:
         self.hist = torch.cat([self.hist[:, 1:], obs.unsqueeze(1)], 1)
         if done.any():
             self.reset(obs, done.nonzero().squeeze(1))
 
+    @torch.inference_mode()
     def action(self, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The base action of every env for the current step ([N, A]); plans new chunks where
         the previous one is used up. `noise` ([N, Tp, A]) replaces the drawn initial noise of the

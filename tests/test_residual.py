@@ -50,7 +50,8 @@ def _residual_cfg(base_dir, tmp_path, **kw):
     cfg.env.task, cfg.env.num_envs, cfg.env.dr, cfg.env.nthread = TASK, 16, "off", 1
     cfg.ppo.policy, cfg.ppo.num_steps_per_env, cfg.ppo.init_noise_std = "residual", 8, 0.5
     cfg.residual.base = str(base_dir)
-    cfg.max_iterations, cfg.eval_interval, cfg.progress, cfg.torch_threads = 2, 0, False, 1
+    cfg.max_iterations, cfg.eval_interval, cfg.eval_episodes = 2, 1, 4  # evaluation between iterations too
+    cfg.progress, cfg.torch_threads = False, 1
     cfg.log_root, cfg.run_name = str(tmp_path), "res"
     for k, v in kw.items():
         setattr(cfg, k, v)

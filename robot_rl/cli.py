@@ -6,6 +6,7 @@
     robot-rl eval --artifact DIR [--env.backend pybullet --dr eval --episodes 100]
     robot-rl cross-sim --artifact DIR [--backends mujoco pybullet --episodes 100 --dr eval --out DIR]
     robot-rl export --checkpoint RUN_OR_FILE [--out models/policies/NAME]
+    robot-rl train-critic --artifact DIR [--envs 64 --steps 500 --false-alarm-rate 0.01]
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
 """
@@ -25,7 +26,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -34,6 +35,8 @@ USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,main,node,launch
   eval           evaluate a checkpoint, or an exported artifact (--artifact DIR) on any simulator
                  (--env.backend mujoco|warp|pybullet): JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
+  train-critic   train the safety critic of an artifact (its own policy's rollouts, perturbed and
+                 rogue commands) and write it into the artifact, checksummed: --artifact DIR
   cross-sim      evaluate an artifact zero-shot in several simulators (mujoco, pybullet):
                  cross_sim.json + cross_sim.png
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
@@ -243,6 +246,18 @@ def _export(args: list[str]) -> None:
     print(f"artifact: {d} (policy.onnx, spec.json)")
 
 
+def _train_critic(args: list[str]) -> None:
+    from robot_rl.safety.train_artifact_critic import CriticConfig, train_artifact_critic
+
+    cfg = _parse(CriticConfig, args, "robot-rl train-critic")
+    cfg.validate()
+    r = train_artifact_critic(cfg)
+    cal = r["calibration"]
+    print(f"critic: {cfg.artifact}/critic.onnx threshold {r['threshold']:.3f}, false alarms "
+          f"{cal['false_alarm_rate']:.2%} (target {cal['false_alarm_rate_target']:.2%}), detection "
+          f"{cal['detection_rate']:.1%} of {cal['violation_onsets']} violation onsets, {r['total_s']:.0f} s")
+
+
 def _main_job(args: list[str]) -> None:
     from robot_rl.main_job import MainConfig, run
 
@@ -274,7 +289,7 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "main": _main_job,
+COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "train-critic": _train_critic, "cross-sim": _cross_sim, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}
 
 

@@ -34,7 +34,8 @@ from robot_rl.artifact import ArtifactError, load_spec, sha256_file, spec_checks
 
 from .critic_features import CRITIC_FEATURES, Clearance, CriticFeatures, critic_feature_names
 
-__all__ = ["CriticError", "ArtifactCritic", "load_critic", "write_critic", "policy_digest", "CRITIC_FILE"]
+__all__ = ["CriticError", "ArtifactCritic", "load_critic", "write_critic", "remove_critic", "policy_digest",
+           "CRITIC_FILE"]
 
 CRITIC_FILE = "critic.onnx"
 
@@ -52,9 +53,9 @@ def policy_digest(spec: dict) -> str:
         raise CriticError(f"the artifact lists no checksum for its policy file {name}; export it again") from None
 
 
-def write_critic(artifact: str | Path, onnx_bytes: bytes, section: dict) -> dict:
+def write_critic(artifact: str | Path, onnx_bytes: bytes | None, section: dict | None) -> dict:
     """Put ``critic.onnx`` and ``spec["safety_critic"] = section`` into the artifact atomically
-    (module docstring). Returns the new, verified spec."""
+    (module docstring); ``None, None`` removes them. Returns the new, verified spec."""
     art = Path(artifact).resolve()
     spec = load_spec(art)
     tmp = Path(tempfile.mkdtemp(prefix=f".{art.name}.critic-", dir=art.parent))
@@ -62,14 +63,19 @@ def write_critic(artifact: str | Path, onnx_bytes: bytes, section: dict) -> dict
     try:
         shutil.rmtree(tmp)
         shutil.copytree(art, tmp)
-        (tmp / CRITIC_FILE).write_bytes(onnx_bytes)
-        section = dict(section, file=CRITIC_FILE)
-        spec["safety_critic"] = section
-        spec["files"][CRITIC_FILE] = sha256_file(tmp / CRITIC_FILE)
+        if onnx_bytes is None:
+            (tmp / CRITIC_FILE).unlink(missing_ok=True)
+            spec.pop("safety_critic", None)
+            spec["files"].pop(CRITIC_FILE, None)
+        else:
+            (tmp / CRITIC_FILE).write_bytes(onnx_bytes)
+            spec["safety_critic"] = dict(section, file=CRITIC_FILE)
+            spec["files"][CRITIC_FILE] = sha256_file(tmp / CRITIC_FILE)
         spec["checksum"] = spec_checksum(spec)
         (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
         new_spec = load_spec(tmp)  # every checksum, before the directory appears
-        load_critic(tmp, new_spec)
+        if onnx_bytes is not None:
+            load_critic(tmp, new_spec)
         os.replace(art, old)
         os.replace(tmp, art)
         shutil.rmtree(old, ignore_errors=True)
@@ -79,6 +85,11 @@ def write_critic(artifact: str | Path, onnx_bytes: bytes, section: dict) -> dict
         if old.exists() and not art.exists():
             os.replace(old, art)
         raise
+
+
+def remove_critic(artifact: str | Path) -> dict:
+    """Take the critic out of the artifact (atomically, checksums recomputed and verified)."""
+    return write_critic(artifact, None, None)
 
 
 def _section(spec: dict, where: Path) -> dict:

@@ -52,6 +52,7 @@ is configured; false disables it), ``cbf_margin`` (0.03 m), ``cbf_self_margin`` 
 was trained for this artifact; a critic of another robot or artifact refuses to start),
 ``critic_rate_hz`` (100), ``risk_threshold`` / ``risk_hysteresis`` / ``risk_dwell_s`` (the critic's
 calibrated values; without a critic 0.8 / 0.1 / 0), ``backup`` (retreat_path | hold | retreat),
+``retreat_rate`` (rad/s; half the velocity limit),
 ``strict_state_names`` (false:
 extra joints in ``joint_states`` are ignored; true: they are a fault).
 """
@@ -106,6 +107,7 @@ def build_filter(node, spec: dict, artifact_dir):
         fault_action=param(node, "fault_action", "none", str),
         estop_action=param(node, "estop_action", "brake", str),
         backup=param(node, "backup", "retreat_path", str),
+        retreat_rate=param(node, "retreat_rate", [0.5 * v for v in lim["velocity"]], floats),
         strict_state_names=param(node, "strict_state_names", False, bool),
         ee_site=param(node, "ee_site", spec["robot"]["frames"].get("ee", "ee"), str),
     )
@@ -308,7 +310,7 @@ def _run(node) -> int:
         if critic is not None and k % critic_every == 0 and filt.mode != "fault":
             try:
                 bad = critic.non_finite
-                risk = critic(state["q"][cj], state["dq"][cj], filt.command_velocity[cj])
+                risk = critic(state["q"][cj], state["dq"][cj], filt.output[cj], filt.command_velocity[cj])
                 if critic.non_finite != bad:
                     reject("critic_non_finite", "the safety critic gave a non-finite risk: treated as maximal "
                            "(backup %s)", cfg.backup)

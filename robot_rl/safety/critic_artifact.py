@@ -16,7 +16,7 @@ only then swapped in (renames), so a reader sees the old artifact or the new one
 :func:`load_critic` checks that section against the artifact that is deployed: a critic from
 another robot (robot name or joints differ) or another artifact (policy digest differs), or one
 whose files fail their checksums, raises :class:`CriticError` with one line; the safety node then
-refuses to start, so the robot holds. :class:`ArtifactCritic` maps ``(q, qd, v)`` to a risk in
+refuses to start, so the robot holds. :class:`ArtifactCritic` maps ``(q, qd, q_cmd, v)`` to a risk in
 [0, 1]; a non-finite risk is returned as 1 (fail closed) and counted in ``non_finite``.
 """
 
@@ -162,9 +162,9 @@ class ArtifactCritic:
             self.non_finite += int(bad.sum())
         return np.where(bad, 1.0, np.clip(y, 0.0, 1.0)).reshape(x.shape[:-1])
 
-    def __call__(self, q, qd, v) -> float:
-        """Risk of commanding velocity ``v`` at measured state ``(q, qd)``."""
-        f = self.features(q, qd, v)
+    def __call__(self, q, qd, q_cmd, v) -> float:
+        """Risk of sending command ``q_cmd`` moving at ``v`` at measured state ``(q, qd)``."""
+        f = self.features(q, qd, q_cmd, v)
         if not np.isfinite(f).all():
             self.non_finite += 1
             return 1.0

@@ -1,16 +1,19 @@
 """Features of the artifact safety critic (numpy + MuJoCo; runs on the robot and in training).
 
 The critic scores a state and an action, Recovery RL's ``Q_risk(s, a)``: ``s`` is the measured
-joint position ``q`` and velocity ``qd``; ``a`` is the *command velocity* ``v`` (rad/s), the
-velocity of the command sent to the robot over one control period (in training: the change of
-the env's joint target per control step; on the robot: :attr:`SafetyFilter.command_velocity`).
-While a backup holds the arm, ``v`` is zero, so the risk of holding is scored, not of the
-command the backup refused (the old critic's ``command_offset`` feature stayed large while the
-backup held, and it fired during ordinary reaches).
+joint position ``q`` and velocity ``qd``; ``a`` is the command actually sent to the robot, its
+position ``q_cmd`` and its *command velocity* ``v`` (rad/s) over one control period (in training:
+the env's joint target after the action and its change per control step; on the robot:
+:attr:`SafetyFilter.output` and :attr:`SafetyFilter.command_velocity`). While a backup holds or
+retreats, these are the backup's own command, so the risk of what the backup does is scored, not
+of the command the backup refused (the old critic's ``command_offset`` was the *policy's* command
+offset, which stayed large while the backup held, and it fired during ordinary reaches).
 
-Layout (``n`` joints, ``4 n + 4`` features; :func:`critic_feature_names`), ``q+ = q + v * lookahead_s``:
+Layout (``n`` joints, ``4 n + 4`` features; :func:`critic_feature_names`); an ``_ahead`` feature
+is the smallest value over the points ``q_cmd + v * lookahead_s * k``, ``k`` in {0, 1/2, 1} (where
+the command is and where it is heading; several points, so a thin obstacle is not stepped over):
 
-1. ``joint_limit_margin`` (n) at ``q``, ``joint_limit_margin_ahead`` (n) at ``q+``:
+1. ``joint_limit_margin`` (n) at ``q``, ``joint_limit_margin_ahead`` (n):
    ``min(q - lower, upper - q) / (0.5 (upper - lower))`` (1 mid-range, 0 at a limit, < 0 beyond);
 2. ``self_clearance``, ``self_clearance_ahead``: smallest distance between non-adjacent robot
    geoms, ``scene_clearance``, ``scene_clearance_ahead``: smallest distance between a robot geom
@@ -28,7 +31,8 @@ import numpy as np
 
 __all__ = ["CRITIC_FEATURES", "critic_feature_names", "Clearance", "CriticFeatures"]
 
-CRITIC_FEATURES = "robot_rl.critic_features/2"
+CRITIC_FEATURES = "robot_rl.critic_features/3"
+AHEAD_POINTS = (0.0, 0.5, 1.0)
 _GROUPS = (("joint_limit_margin", 1), ("joint_limit_margin_ahead", 1), ("self_clearance", 0),
            ("self_clearance_ahead", 0), ("scene_clearance", 0), ("scene_clearance_ahead", 0),
            ("joint_speed", 1), ("command_velocity", 1))
@@ -79,12 +83,12 @@ class Clearance:
 
 
 class CriticFeatures:
-    """``features(q, qd, v) -> [..., 4 n + 4]`` float32 (module docstring).
+    """``features(q, qd, q_cmd, v) -> [..., 4 n + 4]`` float32 (module docstring).
 
     Args:
         clearance: a :class:`Clearance` of the robot and scene; lower, upper: joint ranges;
         velocity: rad/s per joint (the safety node's command rate limit); lookahead_s: seconds
-        the command velocity is projected ahead.
+        the command is projected ahead at its velocity.
     """
 
     def __init__(self, clearance: Clearance, lower, upper, velocity, lookahead_s: float = 0.2):
@@ -100,15 +104,17 @@ class CriticFeatures:
     def margin(self, q: np.ndarray) -> np.ndarray:
         return np.minimum(q - self.lower, self.upper - q) / (0.5 * (self.upper - self.lower))
 
-    def __call__(self, q, qd, v, clear_now: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        q, qd, v = (np.asarray(a, dtype=np.float64) for a in (q, qd, v))
-        for name, a in (("q", q), ("qd", qd), ("v", v)):
+    def __call__(self, q, qd, q_cmd, v, clear_now: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        q, qd, q_cmd, v = (np.asarray(a, dtype=np.float64) for a in (q, qd, q_cmd, v))
+        for name, a in (("q", q), ("qd", qd), ("q_cmd", q_cmd), ("v", v)):
             if a.shape[-1:] != (self.n,):
                 raise ValueError(f"{name} must have shape [..., {self.n}], got {a.shape}")
-        ahead = q + v * self.lookahead_s
         s0, c0 = self.clearance(q) if clear_now is None else clear_now
-        s1, c1 = self.clearance(ahead)
+        pts = [q_cmd + v * (self.lookahead_s * k) for k in AHEAD_POINTS]
+        s1, c1 = self.clearance(np.stack(pts))
+        s1, c1 = s1.min(axis=0), c1.min(axis=0)
+        m1 = np.min([self.margin(p) for p in pts], axis=0)
         a = self.clearance.activation
         cl = np.stack([s0, s1, c0, c1], axis=-1) / a
-        return np.concatenate([self.margin(q), self.margin(ahead), np.clip(cl, -1.0, 1.0),
+        return np.concatenate([self.margin(q), m1, np.clip(cl, -1.0, 1.0),
                                qd / self.velocity, v / self.velocity], axis=-1).astype(np.float32)

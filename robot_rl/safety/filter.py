@@ -598,6 +598,12 @@ class SafetyFilter:
             return self._path.command_velocity()
 
     @property
+    def output(self) -> np.ndarray:
+        """The last command sent (a copy; configured joint order)."""
+        with self._lock:
+            return self._out.copy()
+
+    @property
     def recent_path(self) -> np.ndarray:
         """[k, n] the recorded safe waypoints, oldest first (a copy)."""
         with self._lock:

@@ -4,11 +4,14 @@
    task's DR, perturbed, and interleaved with the training rogue (seed ``seed``).
 2. **Q-risk** (Recovery RL): ``Q(s, a)`` is the discounted probability of a future constraint
    violation when command velocity ``a`` is sent at state ``s`` and the data's behaviour follows.
+   The action is the command after the step (joint target ``q_cmd`` and its velocity).
    Fitted with Bellman backups: ``target = c' + (1 - c') * gamma * Q_frozen(s', a')`` where ``c'``
    is the violation indicator of the next state (target 1 when ``s`` itself violates); ``rounds``
    rounds, each re-computing the targets with the network frozen, then ``epochs_per_round``
    epochs of binary cross-entropy with those soft targets. Transitions across an episode reset
-   are dropped. Features: :mod:`robot_rl.safety.critic_features`.
+   are dropped. Features: :mod:`robot_rl.safety.critic_features`. The network's output is
+   floored by a known-violation term (risk 1 when a clearance now or along the command ahead is
+   0, falling to 0 at ``floor_eps * activation_m``; :func:`_model`).
 3. **Calibration** on held-out rollouts (seeds ``seed + 1000``: the nominal policy alone;
    ``seed + 2000``: perturbed and rogue): the threshold is the ``1 - false_alarm_rate`` quantile of
    the risk over nominal ticks (never below ``min_threshold``); recorded with the measured
@@ -69,6 +72,8 @@ class CriticConfig:
     detect_window_s: float = 0.3
     lookahead_s: float = 0.2
     activation_m: float = 0.1
+    floor_eps: float = 0.1
+    """The risk is at least 1 - clearance / (floor_eps * activation_m) (1 at contact; see _model)."""
     limit_margin: float = 0.005
     """rad: a joint this close to its range limit is a violation."""
     position_margin: float = 0.02
@@ -104,19 +109,25 @@ def _featurize(data: dict, feats: CriticFeatures, lower, upper, limit_margin: fl
     valid = ~FRESH[1:]  # the action at t is a real step (no reset between t and t + 1)
     X = np.zeros((T, Q.shape[1], 4 * n + 4), dtype=np.float32)
     ts, es = np.nonzero(valid)
-    X[ts, es] = feats(Q[ts, es], QD[ts, es], V[ts, es], (clear[0][ts, es], clear[1][ts, es]))
+    X[ts, es] = feats(Q[ts, es], QD[ts, es], CMD[1:][ts, es], V[ts, es], (clear[0][ts, es], clear[1][ts, es]))
     has_next = np.zeros_like(valid)
     has_next[:-1] = valid[:-1] & valid[1:]
     return {"X": X, "c": c, "valid": valid, "has_next": has_next, "breakdown": {k: float(v.mean()) for k, v in viol.items()}}
 
 
-def _model(F: int, hidden, mean, std):
+def _model(F: int, hidden, mean, std, n: int, floor_eps: float):
+    """``risk = max(sigmoid(MLP(standardised features)), floor)``: ``floor`` rises linearly from 0
+    to 1 as the smallest clearance feature (now, or along the command ahead) falls from
+    ``floor_eps`` to 0 (normalised units: ``floor_eps * activation_m`` metres). A state in, or a
+    command into, penetration is risk 1 by construction (its Bellman target is 1), so the learned
+    part only has to cover what comes before, and states the data never visited cannot read as safe."""
     import torch
     from torch import nn
 
     class RiskQ(nn.Module):
         def __init__(self):
             super().__init__()
+            self.c0, self.eps = 2 * n, float(floor_eps)
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
             layers, d = [], F
@@ -129,7 +140,9 @@ def _model(F: int, hidden, mean, std):
             return self.net((x - self.mean) / self.std)
 
         def forward(self, features):
-            return torch.sigmoid(self.logits(features))
+            clear = features[:, self.c0:self.c0 + 4].min(dim=1, keepdim=True)[0]
+            floor = torch.clamp(1.0 - clear / self.eps, 0.0, 1.0)
+            return torch.maximum(torch.sigmoid(self.logits(features)), floor)
 
     return RiskQ()
 
@@ -147,9 +160,11 @@ def fit_q_risk(D: dict, cfg: CriticConfig, log=print):
     nxt = torch.from_numpy(has_next[ts, es])
     x_next = torch.from_numpy(X[np.minimum(ts + 1, X.shape[0] - 1), es])
     mean, std = x.mean(0), x.std(0).clamp_min(1e-3)
-    model = _model(x.shape[1], cfg.hidden, mean, std)
+    model = _model(x.shape[1], cfg.hidden, mean, std, (x.shape[1] - 4) // 4, cfg.floor_eps)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def loss_fn(p, y):
+        return torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y)
     gen = torch.Generator().manual_seed(cfg.seed)
     for r in range(cfg.rounds):
         with torch.no_grad():
@@ -160,7 +175,7 @@ def fit_q_risk(D: dict, cfg: CriticConfig, log=print):
             perm = torch.randperm(len(x), generator=gen)
             for k in range(0, len(x), cfg.batch_size):
                 idx = perm[k:k + cfg.batch_size]
-                loss = loss_fn(model.logits(x[idx]), y[idx])
+                loss = loss_fn(model(x[idx]), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

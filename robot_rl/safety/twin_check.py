@@ -39,7 +39,10 @@ class _Params:
 
 def run_on_twin(artifact: str | Path, *, params: dict | None = None, targets: int = 15,
                 seconds_per_target: float = 2.0, twin_seed: int = 0, seed: int = 0, rate_hz: float = 1000.0,
-                critic_rate_hz: float = 100.0, commander=None, violation_window_s: float = 0.5) -> dict:
+                critic_rate_hz: float = 100.0, commander=None, violation_window_s: float = 0.5,
+                trace: list | None = None) -> dict:
+    """The loop of the module docstring; returns its report. ``trace``: a list that receives
+    ``(t, mode, risk, violated kinds)`` every 10 ticks."""
     from robot_rl.artifact import PolicyArtifact
     from robot_rl.hardware.twin import RobotTwin
     from robot_rl.nodes.safety import build_filter
@@ -110,7 +113,7 @@ def run_on_twin(artifact: str | Path, *, params: dict | None = None, targets: in
                 targets_ = observer.apply(queue.pop(0)[1], state)
                 filt.on_command(t, out_joints, [targets_[j] for j in out_joints])
         if critic is not None and k % critic_every == 0 and filt.mode != "fault":
-            filt.set_risk(t, critic(q[f_idx][cj], dq[f_idx][cj], filt.command_velocity[cj]))
+            filt.set_risk(t, critic(q[f_idx][cj], dq[f_idx][cj], filt.output[cj], filt.command_velocity[cj]))
         cmd, st = filt.tick(t)
         modes[k] = st["mode"]
         if cmd is not None:
@@ -124,6 +127,8 @@ def run_on_twin(artifact: str | Path, *, params: dict | None = None, targets: in
                 kinds[name] += 1
             prev_kinds = now
             viol_check[k] = bool(now)
+            if trace is not None:
+                trace.append((t, st["mode"], st["risk"], sorted(now)))
     results.append(float(np.linalg.norm(twin.site_pos(ee_site) - target)) < task.success_radius)
     backup = modes == "backup"
     W = int(round(violation_window_s * rate_hz))
@@ -138,5 +143,6 @@ def run_on_twin(artifact: str | Path, *, params: dict | None = None, targets: in
         "interventions_per_min": sum(v for v in c["interventions"].values()) / (total * dt / 60.0),
         "mode_share": {m: float((modes == m).mean()) for m in set(modes.tolist())},
         "violation_onsets": kinds, "violation_checks": int(viol_check.sum()),
+        "violation_checks_by_mode": {m: int((viol_check & (modes == m)).sum()) for m in set(modes.tolist())},
         "critic": critic is not None, "threshold": cfg.risk_threshold, "cbf": cfg.cbf is not None,
     }

@@ -44,7 +44,7 @@ def test_critic_is_written_into_the_artifact_with_checksums(arts):
     assert not [p for p in lin.parent.iterdir() if p.name.startswith(".")]  # no temporary copy left
     critic = load_critic(lin, spec)
     q0 = np.array(spec["robot"]["default_pose"])
-    assert 0.0 <= critic(q0, np.zeros(7), np.zeros(7)) < critic.threshold  # resting at home is safe
+    assert 0.0 <= critic(q0, np.zeros(7), q0, np.zeros(7)) < critic.threshold  # resting at home is safe
 
 
 def test_threshold_meets_the_false_alarm_target_and_detects_rogue_violations(arts):
@@ -115,16 +115,16 @@ def test_nan_risk_is_maximal_and_hands_over_to_the_backup(arts):
     spec = PolicyArtifact.load(lin).spec
     _, filt, critic = build_filter(_Params({}), spec, lin)
     q0 = np.array(spec["robot"]["default_pose"])
-    assert critic(q0 + np.nan, np.zeros(7), np.zeros(7)) == 1.0 and critic.non_finite == 1
+    assert critic(q0 + np.nan, np.zeros(7), q0, np.zeros(7)) == 1.0 and critic.non_finite == 1
 
     class NaNSession:
         def run(self, *_a, **_k):
             return [np.array([[np.nan]], dtype=np.float32)]
 
     critic.session = NaNSession()
-    assert critic(q0, np.zeros(7), np.zeros(7)) == 1.0 and critic.non_finite == 2
+    assert critic(q0, np.zeros(7), q0, np.zeros(7)) == 1.0 and critic.non_finite == 2
     filt.on_state(0.0, None, q0)
-    filt.set_risk(0.0, critic(q0, np.zeros(7), np.zeros(7)))
+    filt.set_risk(0.0, critic(q0, np.zeros(7), q0, np.zeros(7)))
     _, st = filt.tick(0.0)
     assert st["mode"] == "backup" and st["reason"] == "risk"
 

@@ -47,6 +47,23 @@ def test_critic_is_written_into_the_artifact_with_checksums(arts):
     assert 0.0 <= critic(q0, np.zeros(7), q0, np.zeros(7)) < critic.threshold  # resting at home is safe
 
 
+def test_contact_now_or_along_the_command_is_maximal_risk(arts):
+    _, lin, _ = arts
+    critic = load_critic(lin, PolicyArtifact.load(lin).spec)
+    sec = critic.section
+    rng = np.random.default_rng(1)
+    qs = rng.uniform(sec["lower"], sec["upper"], (1500, 7))
+    _, scene = critic.features.clearance(qs)
+    inside, free = qs[scene < -0.01][:5], qs[scene > 0.09][:1]
+    assert len(inside) == 5 and len(free) == 1
+    z = np.zeros(7)
+    assert all(critic(q, z, q, z) == 1.0 for q in inside)  # at rest inside the table or an obstacle
+    # commanded from a free pose straight into a penetrating one: risky before the arm moves
+    q = free[0]
+    v = (inside[0] - q) / sec["lookahead_s"]
+    assert critic(q, z, q, v) == 1.0
+
+
 def test_threshold_meets_the_false_alarm_target_and_detects_rogue_violations(arts):
     _, lin, report = arts
     cal = report["calibration"]

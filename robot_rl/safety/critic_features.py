@@ -91,7 +91,7 @@ class CriticFeatures:
         the command is projected ahead at its velocity.
     """
 
-    def __init__(self, clearance: Clearance, lower, upper, velocity, lookahead_s: float = 0.2):
+    def __init__(self, clearance: Clearance, lower, upper, velocity, lookahead_s: float = 0.1):
         self.clearance = clearance
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)

@@ -70,9 +70,9 @@ class CriticConfig:
     dwell_s: float = 0.1
     """...held for this long."""
     detect_window_s: float = 0.3
-    lookahead_s: float = 0.2
+    lookahead_s: float = 0.1
     activation_m: float = 0.1
-    floor_eps: float = 0.1
+    floor_eps: float = 0.03
     """The risk is at least 1 - clearance / (floor_eps * activation_m) (1 at contact; see _model)."""
     limit_margin: float = 0.005
     """rad: a joint this close to its range limit is a violation."""

@@ -9,6 +9,7 @@
     robot-rl record [TASK] [--demos N --out DIR --expert models/policies/NAME]
     robot-rl train-diffusion --dataset DIR [--out DIR --export models/policies/NAME]
     robot-rl export-mcap --root DIR --episode I --out FILE.mcap
+    robot-rl train-critic --artifact DIR [--envs 64 --steps 500 --false-alarm-rate 0.01]
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
 """
@@ -28,7 +29,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -37,6 +38,8 @@ USAGE = """usage: robot-rl {train,distill,eval,export,cross-sim,record,train-dif
   eval           evaluate a checkpoint, or an exported artifact (--artifact DIR) on any simulator
                  (--env.backend mujoco|warp|pybullet): JSON report, optional mp4
   export         write the deployable policy artifact (policy.onnx + spec.json)
+  train-critic   train the safety critic of an artifact (its own policy's rollouts, perturbed and
+                 rogue commands) and write it into the artifact, checksummed: --artifact DIR
   cross-sim      evaluate an artifact zero-shot in several simulators (mujoco, pybullet):
                  cross_sim.json + cross_sim.png
   record [TASK]  collect demonstrations (the task's scripted expert, or --expert ARTIFACT_DIR)
@@ -307,6 +310,16 @@ def _export_mcap(args: list[str]) -> None:
     from robot_rl.datasets.mcap_export import export_episode_mcap
 
     print(f"mcap: {export_episode_mcap(cfg.root, cfg.episode, cfg.out)}")
+def _train_critic(args: list[str]) -> None:
+    from robot_rl.safety.train_artifact_critic import CriticConfig, train_artifact_critic
+
+    cfg = _parse(CriticConfig, args, "robot-rl train-critic")
+    cfg.validate()
+    r = train_artifact_critic(cfg)
+    cal = r["calibration"]
+    print(f"critic: {cfg.artifact}/critic.onnx threshold {r['threshold']:.3f}, false alarms "
+          f"{cal['false_alarm_rate']:.2%} (target {cal['false_alarm_rate_target']:.2%}), detection "
+          f"{cal['detection_rate']:.1%} of {cal['violation_onsets']} violation onsets, {r['total_s']:.0f} s")
 
 
 def _main_job(args: list[str]) -> None:
@@ -340,7 +353,7 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "cross-sim": _cross_sim, "record": _record,
+COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "train-critic": _train_critic, "cross-sim": _cross_sim, "record": _record,
             "train-diffusion": _train_diffusion,
             "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}

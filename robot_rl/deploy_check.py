@@ -45,7 +45,9 @@ class DeployConfig:
     """SCHED_FIFO priority of the safety loop (0 = normal scheduling); without permission the
     safety node warns and runs at normal priority."""
     critic: str = ""
-    """Learned safety critic (.onnx) for the safety node; empty = none."""
+    """The safety node's `critic` param: empty = the launch file's default (`artifact`: the artifact's
+    own checksummed critic when it has one), `off`, or another artifact directory with a critic
+    trained for this artifact."""
     domain_id: int = 0
     """ROS_DOMAIN_ID for the deployment (0 = pick one from the process id)."""
     startup_timeout_s: float = 60.0

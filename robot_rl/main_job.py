@@ -12,6 +12,7 @@ from pathlib import Path
 
 from robot_rl.config import EnvConfig, TrainConfig, task_defaults
 from robot_rl.deploy_check import DeployConfig
+from robot_rl.safety.train_artifact_critic import CriticConfig
 
 
 @dataclass
@@ -24,6 +25,12 @@ class MainConfig:
     deploy: bool = True
     """Deploy the exported artifact on the robot twin and measure it."""
     twin: DeployConfig = field(default_factory=DeployConfig)
+    critic: bool = True
+    """Train the artifact's safety critic after export and deploy with it, if it costs no success
+    on the in-process twin check (else it is removed from the artifact and the report says why)."""
+    critic_train: CriticConfig = field(default_factory=CriticConfig)
+    critic_check_targets: int = 10
+    """Reach targets of the in-process twin check with and without the critic."""
 
 
 def _main_train_defaults() -> TrainConfig:
@@ -46,7 +53,7 @@ def run(cfg: MainConfig) -> dict:
     from robot_rl.train import train
 
     t0 = time.perf_counter()
-    steps = 4 if cfg.deploy else 3
+    steps = (4 if cfg.deploy else 3) + int(cfg.critic)
     adr = " and ADR" if cfg.train.adr.enabled else ""
     print(f"[1/{steps}] training {cfg.train.env.task} with DR '{cfg.train.env.dr}'{adr} on "
           f"{cfg.train.env.num_envs} envs ({cfg.train.max_iterations} iterations, at most "
@@ -62,11 +69,12 @@ def run(cfg: MainConfig) -> dict:
     print(f"[3/{steps}] exporting the policy artifact")
     art = export(tr.checkpoint, Path(cfg.artifact_root) / run_dir.name)
     parity = json.loads((art / "parity.json").read_text())
+    critic = _critic_step(cfg, art, steps, run_dir) if cfg.critic else None
     twin = None
     if cfg.deploy:
         from robot_rl.deploy_check import deploy_on_twin
 
-        print(f"[4/4] deploying on the robot twin (launch/deploy.launch.xml, DDS on loopback): "
+        print(f"[{steps}/{steps}] deploying on the robot twin (launch/deploy.launch.xml, DDS on loopback): "
               f"{cfg.twin.targets} targets, {cfg.twin.seconds_per_target:.0f} s each")
         twin = deploy_on_twin(art, cfg.twin, log_path=run_dir / "deploy.log")
         (run_dir / "deploy_twin.json").write_text(json.dumps(twin, indent=2))
@@ -90,6 +98,8 @@ def run(cfg: MainConfig) -> dict:
     ]
     if cfg.video:
         rows.append(("video", str(run_dir / "eval_eval.mp4")))
+    if critic is not None:
+        rows.append(("safety critic", critic["summary"]))
     rows.append(("policy artifact", f"{art}/ ({', '.join(sorted(f.name for f in art.iterdir()))})"))
     if twin is not None:
         def pct(d: dict) -> str:
@@ -113,4 +123,32 @@ def run(cfg: MainConfig) -> dict:
     print()
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
-    return {"train": tr, "reports": reports, "artifact": art, "twin": twin}
+    return {"train": tr, "reports": reports, "artifact": art, "twin": twin, "critic": critic}
+
+
+def _critic_step(cfg: MainConfig, art: Path, steps: int, run_dir: Path) -> dict:
+    """Train the critic into the artifact; keep it only if the in-process twin check
+    (:func:`robot_rl.safety.twin_check.run_on_twin`, same targets and twin) shows no success lost."""
+    from dataclasses import replace
+
+    from robot_rl.safety.critic_artifact import remove_critic
+    from robot_rl.safety.train_artifact_critic import train_artifact_critic
+    from robot_rl.safety.twin_check import run_on_twin
+
+    print(f"[4/{steps}] training the safety critic (the policy's own rollouts, perturbed and rogue commands)")
+    rep = train_artifact_critic(replace(cfg.critic_train, artifact=str(art)), log=lambda *_: None)
+    cal = rep["calibration"]
+    check = {k: run_on_twin(art, params={"critic": k}, targets=cfg.critic_check_targets, twin_seed=cfg.twin.twin_seed,
+                            seed=cfg.twin.seed) for k in ("off", "artifact")}
+    off, on = check["off"], check["artifact"]
+    keep = on["success_rate"] >= off["success_rate"] and cal["target_met"]
+    if not keep:
+        remove_critic(art)
+    summary = (f"{'on' if keep else 'REMOVED'}: threshold {rep['threshold']:.3f}, false alarms "
+               f"{cal['false_alarm_rate']:.2%} of held-out nominal ticks, detection {cal['detection_rate']:.0%}; twin "
+               f"check success {on['success_rate']:.0%} with vs {off['success_rate']:.0%} without, backup "
+               f"{on['backup_share']:.2%} of ticks ({on['backup_entries_per_min']:.1f}/min)")
+    (run_dir / "critic_check.json").write_text(json.dumps({"train": rep, "twin": check}, indent=2,
+                                                                           default=float))
+    print(f"  safety critic {summary}")
+    return {"kept": keep, "report": rep, "twin": check, "summary": summary}

@@ -47,8 +47,13 @@ effort limits; 0 disables), ``cmd_timeout_s`` (0.1), ``brake_timeout_s`` (0.5),
 a scene name; none), ``cbf`` (true: the CBF-QP stage keeps the arm out of the scene's table and
 obstacles, its links apart and its ee in the scene's box, `robot_rl.safety.cbf`; on whenever a scene
 is configured; false disables it), ``cbf_margin`` (0.05 m), ``cbf_self_margin`` (0.01 m), ``cbf_gain``
-(20 1/s), ``critic`` (path to a risk model .onnx; off by default), ``critic_rate_hz``
-(100), ``risk_threshold`` (0.8), ``backup`` (hold | retreat), ``strict_state_names`` (false:
+(20 1/s), ``critic`` ("artifact": the artifact's own checksummed critic when it has one,
+`robot_rl.safety.critic_artifact`; "" or "off": none; or another artifact directory whose critic
+was trained for this artifact; a critic of another robot or artifact refuses to start),
+``critic_rate_hz`` (100), ``risk_threshold`` / ``risk_hysteresis`` / ``risk_dwell_s`` (the critic's
+calibrated values; without a critic 0.8 / 0.1 / 0), ``backup`` (retreat_path | hold | retreat),
+``retreat_rate`` (rad/s; half the velocity limit),
+``strict_state_names`` (false:
 extra joints in ``joint_states`` are ignored; true: they are a fault).
 """
 
@@ -101,8 +106,8 @@ def build_filter(node, spec: dict, artifact_dir):
         state_timeout_s=param(node, "state_timeout_s", 0.05, float),
         fault_action=param(node, "fault_action", "none", str),
         estop_action=param(node, "estop_action", "brake", str),
-        risk_threshold=param(node, "risk_threshold", 0.8, float),
-        backup=param(node, "backup", "hold", str),
+        backup=param(node, "backup", "retreat_path", str),
+        retreat_rate=param(node, "retreat_rate", [0.5 * v for v in lim["velocity"]], floats),
         strict_state_names=param(node, "strict_state_names", False, bool),
         ee_site=param(node, "ee_site", spec["robot"]["frames"].get("ee", "ee"), str),
     )
@@ -120,6 +125,13 @@ def build_filter(node, spec: dict, artifact_dir):
         home.update({j: float(grip["open_position"]) for j in grip["joint_names"]})
     if kw["backup"] == "retreat":
         kw["home"] = [home[j] for j in names]
+    critic = _load_critic(node, spec, artifact_dir)
+    sec = critic.section if critic is not None else {}
+    kw.update(risk_threshold=param(node, "risk_threshold", float(sec.get("threshold", 0.8)), float),
+              risk_hysteresis=param(node, "risk_hysteresis", float(sec.get("hysteresis", 0.1)), float),
+              risk_dwell_s=param(node, "risk_dwell_s", float(sec.get("dwell_s", 0.0)), float),
+              command_velocity_window=max(1, int(round(param(node, "rate_hz", 1000.0, float)
+                                                       * float(spec["control"]["period_s"])))))
     kw["cbf"] = _cbf_config(node, spec, [home.get(j, 0.0) for j in names])
     if kw["cbf"] is not None:
         kw["robot_model"] = robot_xml
@@ -128,18 +140,36 @@ def build_filter(node, spec: dict, artifact_dir):
         filt = SafetyFilter(cfg)
     except (ValueError, TypeError) as e:
         raise NodeStartError(f"invalid safety configuration: {e}") from None
-    critic = None
-    critic_path = param(node, "critic", "", str)
-    if critic_path:
-        from robot_rl.kinematics import RobotKinematics
-        from robot_rl.safety import RiskLimits, SafetyCritic
-
-        try:
-            kin = RobotKinematics(robot_xml, names)
-            critic = SafetyCritic(critic_path, kin=kin, limits=RiskLimits.from_config(cfg))
-        except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
-            raise NodeStartError(f"cannot load the safety critic {critic_path}: {e}") from None
     return cfg, filt, critic
+
+
+def _load_critic(node, spec: dict, artifact_dir):
+    """The safety critic named by the ``critic`` param: "artifact" (default: the artifact's own,
+    when it has one), "" / "off" (none), or another artifact directory holding a critic trained
+    for this artifact. Every file is checksum-verified; a critic of another robot or artifact is a
+    start-up error (one line), so the robot holds."""
+    from robot_rl.safety.critic_artifact import CriticError, load_critic
+
+    which = param(node, "critic", "artifact", str)
+    if which in ("", "off", "none"):
+        return None
+    if which == "artifact":
+        if "safety_critic" not in spec:
+            node.logger.info("the artifact has no safety critic (train one with `robot-rl train-critic --artifact "
+                             "%s`); running without", artifact_dir)
+            return None
+        which = str(artifact_dir)
+    try:
+        critic = load_critic(which, spec)
+    except (CriticError, OSError) as e:
+        raise NodeStartError(f"safety critic refused: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
+        raise NodeStartError(f"cannot load the safety critic {which}: {e}") from None
+    cal = critic.section.get("calibration", {})
+    node.logger.info("safety critic %s: threshold %.3f (false alarms %.2f%% of held-out nominal ticks, detection "
+                     "%.1f%%)", which, critic.threshold, 100 * cal.get("false_alarm_rate", float("nan")),
+                     100 * cal.get("detection_rate", float("nan")))
+    return critic
 
 
 def _cbf_config(node, spec: dict, home: list[float]):
@@ -265,6 +295,7 @@ def _run(node) -> int:
     compute = LatencyStats()
     diag_every = max(1, int(round(rate_hz / diag_hz)))
     critic_every = max(1, int(round(rate_hz / critic_hz)))
+    cj = [names.index(j) for j in critic.section["joint_names"]] if critic is not None else []
     # command latency: policy stamp -> the first driver command computed from that command
     latency = LatencyStats()
     loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None, "reason": None}
@@ -278,10 +309,15 @@ def _run(node) -> int:
         k = loop["k"] = loop["k"] + 1
         if critic is not None and k % critic_every == 0 and filt.mode != "fault":
             try:
-                filt.set_risk(t, critic(state["q"], state["dq"], filt._out))
+                bad = critic.non_finite
+                risk = critic(state["q"][cj], state["dq"][cj], filt.output[cj], filt.command_velocity[cj])
+                if critic.non_finite != bad:
+                    reject("critic_non_finite", "the safety critic gave a non-finite risk: treated as maximal "
+                           "(backup %s)", cfg.backup)
+                filt.set_risk(t, risk)
             except Exception as e:  # noqa: BLE001 - a failing critic counts as maximal risk
                 filt.set_risk(t, math.nan)
-                node.logger.error("safety critic failed: %s", e)
+                reject("critic_error", "safety critic failed (treated as maximal risk): %s", e)
         cmd, st = filt.tick(t)
         if st["reason"] != loop["reason"]:
             if st["reason"] in ("cbf_unsafe_start", "cbf_infeasible", "cbf_error"):

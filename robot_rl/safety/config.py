@@ -15,7 +15,7 @@ import numpy as np
 
 FAULT_ACTIONS = ("none", "hold")
 ESTOP_ACTIONS = ("brake", "hold")
-BACKUP_BEHAVIOURS = ("hold", "retreat")
+BACKUP_BEHAVIOURS = ("hold", "retreat", "retreat_path")
 
 
 def _per_joint(name: str, value: Any, n: int, *, positive: bool = False, allow_inf: bool = False) -> np.ndarray:
@@ -73,8 +73,14 @@ class SafetyConfig:
     Learned safety critic
         Risk above ``risk_threshold`` hands control to the ``backup`` behaviour until it falls
         below ``risk_threshold - risk_hysteresis``. "hold" keeps the last safe command;
-        "retreat" moves toward ``home`` at ``retreat_rate`` (rad/s). ``risk_timeout_s``: if set
-        and no risk value arrived for this long (after the first one), risk counts as 1.
+        "retreat" moves toward ``home`` at ``retreat_rate`` (rad/s); "retreat_path" stops, then
+        replays the recent safe path backwards at ``retreat_rate`` (waypoints ``path_spacing`` rad
+        apart, at most ``path_capacity``; :mod:`robot_rl.safety.recovery`) and holds at its end.
+        The backup ends once risk stayed below ``risk_threshold - risk_hysteresis`` for
+        ``risk_dwell_s`` seconds. ``risk_timeout_s``: if set and no risk value arrived for this
+        long (after the first one), risk counts as 1. ``command_velocity_window``: ticks over
+        which :attr:`SafetyFilter.command_velocity` (the critic's action input) is averaged (one
+        policy control period: ``rate_hz * period``).
 
     CBF
         ``cbf``: a :class:`robot_rl.safety.cbf.CBFConfig` (the scene, margins, gain) turns on the
@@ -111,6 +117,10 @@ class SafetyConfig:
     backup: str = "hold"
     home: Any = None
     retreat_rate: Any = 0.25
+    risk_dwell_s: float = 0.0
+    path_spacing: float = 0.02
+    path_capacity: int = 200
+    command_velocity_window: int = 20
     strict_state_names: bool = True
     acceleration_limit: Any = None
     cbf: Any = None
@@ -177,6 +187,10 @@ class SafetyConfig:
             raise ValueError("SafetyConfig.risk_threshold must be in (0, 1]")
         if not (0.0 <= self.risk_hysteresis < self.risk_threshold):
             raise ValueError("SafetyConfig.risk_hysteresis must be in [0, risk_threshold)")
+        if not (self.risk_dwell_s >= 0 and math.isfinite(self.risk_dwell_s)):
+            raise ValueError(f"SafetyConfig.risk_dwell_s must be >= 0 seconds, got {self.risk_dwell_s}")
+        if not (self.path_spacing > 0 and int(self.path_capacity) >= 1 and int(self.command_velocity_window) >= 1):
+            raise ValueError("SafetyConfig.path_spacing must be > 0, path_capacity and command_velocity_window >= 1")
         self.retreat = _per_joint("retreat_rate", self.retreat_rate, n, positive=True)
         self.home_q = None
         if self.home is not None:

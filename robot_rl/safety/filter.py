@@ -32,7 +32,8 @@ Modes, highest priority first (the first that applies wins):
     brake    CBF: solver error, NaN (latched)                 same (brake)
     brake    measured velocity or effort over its limit, or   same (brake)
              CBF: infeasible QP (for ``monitor_hold_s``)
-    backup   risk > threshold (until < threshold-hysteresis)  ``backup``: hold | retreat to home
+    backup   risk > threshold (until < threshold-hysteresis   ``backup``: hold | retreat to home |
+             for ``risk_dwell_s``)                            retreat along the recent path
     brake    no command for ``brake_timeout_s``               same (brake)
     hold     no command yet / for ``cmd_timeout_s`` / no new  stop, then hold where it stopped
              command since the last intervention
@@ -113,6 +114,7 @@ from .braking import RETREAT as _M_RETREAT
 from .braking import STOP as _M_STOP
 from .braking import FilterMotion
 from .config import SafetyConfig
+from .recovery import PathMemory, PathRetreat, RiskGate
 
 # most points of one command's path the workspace check evaluates (see the module docstring)
 WORKSPACE_MAX_SAMPLES = 256
@@ -286,6 +288,10 @@ class SafetyFilter:
         self._vel_trip = np.array(cfg.velocity) * cfg.velocity_trip_factor
         self._eff_trip = None if cfg.effort is None else np.array(cfg.effort)
         self._home = None if cfg.home_q is None else np.array(cfg.home_q)
+        # recovery (robot_rl.safety.recovery): recent safe path, its backwards replay, risk hysteresis
+        self._path = PathMemory(n, cfg.path_spacing, int(cfg.path_capacity), int(cfg.command_velocity_window))
+        self._replay = PathRetreat(np.minimum(cfg.retreat, cfg.rate), cfg.accel)
+        self._gate = RiskGate(cfg.risk_threshold, cfg.risk_hysteresis, cfg.risk_dwell_s)
         # the CBF-QP stage (robot_rl.safety.cbf): after the limits, on the output of "ok" ticks
         self._cbf = None
         if cfg.cbf is not None:
@@ -330,6 +336,10 @@ class SafetyFilter:
         self._risk = 0.0
         self._t_risk: float | None = None
         self._backup_active = False
+        self._gate.reset()
+        self._path.clear()
+        self._replay.reset()
+        self._replaying = False
         self._internal_error = False
         self._t_tick: float | None = None
         self._prev_reason: str | None = None
@@ -582,12 +592,26 @@ class SafetyFilter:
             self._risk = r
             if t is not None:
                 self._t_risk = t
-            cfg = self.config
-            if self._backup_active:
-                if r < cfg.risk_threshold - cfg.risk_hysteresis:
-                    self._backup_active = False
-            elif r > cfg.risk_threshold:
-                self._backup_active = True
+            self._backup_active = self._gate.update(t, r)
+
+    @property
+    def command_velocity(self) -> np.ndarray:
+        """Mean velocity (rad/s) of the filter's output over the last ``command_velocity_window``
+        ticks: the action the safety critic scores (a copy)."""
+        with self._lock:
+            return self._path.command_velocity()
+
+    @property
+    def output(self) -> np.ndarray:
+        """The last command sent (a copy; configured joint order)."""
+        with self._lock:
+            return self._out.copy()
+
+    @property
+    def recent_path(self) -> np.ndarray:
+        """[k, n] the recorded safe waypoints, oldest first (a copy)."""
+        with self._lock:
+            return self._path.waypoints()
 
     # ------------------------------------------------------------------------------------------
     # workspace
@@ -689,7 +713,7 @@ class SafetyFilter:
         if cfg.risk_timeout_s is not None and self._t_risk is not None and t - self._t_risk > cfg.risk_timeout_s:
             risk_stale = True
             self._risk = 1.0
-            self._backup_active = True
+            self._backup_active = self._gate.update(None, 1.0)
         else:
             risk_stale = False
 
@@ -755,11 +779,24 @@ class SafetyFilter:
                 motion.start(_M_BRAKE, self._brake_pos)
             elif mode is BACKUP and cfg.backup == "retreat":
                 motion.start(_M_RETREAT, self._home)
+            elif mode is BACKUP and cfg.backup == "retreat_path":
+                if not self._replaying and not self._vel.any() and motion.kind == _M_STOP:
+                    self._replaying = True  # stopped: replay the recent path backwards
+                if self._replaying:
+                    if self._replay.step(self._out, self._path, dt):
+                        limits = ("rate",)
+                else:
+                    motion.start(_M_STOP)
             else:  # hold, e-stop hold, fault hold, backup hold
                 motion.start(_M_STOP)
-            motion.step(self._out, self._vel, dt)
+            if not self._replaying:
+                motion.step(self._out, self._vel, dt)
             if motion.kind == _M_RETREAT and not np.array_equal(self._out, self._home):
                 limits = ("rate",)
+        if mode is not BACKUP and self._replaying:
+            self._replaying = False
+            self._replay.reset()
+            motion.reset()
         if mode is not OK:
             self._have_target = False
             if reason != self._prev_reason:
@@ -777,6 +814,9 @@ class SafetyFilter:
             if dt > 0.0:
                 np.subtract(o, self._prev_out, out=self._vel)
                 self._vel /= dt
+            if mode is OK:
+                self._path.record_waypoint(o)
+            self._path.record_output(t, o)
             out = o.copy()
         else:
             self._vel[:] = 0.0  # nothing sent: the driver holds its last command

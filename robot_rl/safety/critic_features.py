@@ -72,8 +72,9 @@ class Clearance:
         c_out = np.full(len(flat), self.activation)
         for i, qi in enumerate(flat):
             self.col.set(qi)
-            dist, _, _, _, g1, g2 = self.col.contacts()
+            dist, _, _, geoms = self.col.contacts()
             if len(dist):
+                g1, g2 = geoms[:, 0], geoms[:, 1]
                 scene = self._scene[g1] | self._scene[g2]
                 if scene.any():
                     c_out[i] = min(self.activation, float(dist[scene].min()))

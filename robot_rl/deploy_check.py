@@ -276,3 +276,51 @@ def _run_episodes(req_pub, msgs, task, cfg: DeployConfig, get, proc, log_path) -
         "episode_limit_s": limit,
         "per_episode": results,
     }
+
+
+def main(argv=None) -> int:
+    """``python -m robot_rl.deploy_check ARTIFACT [--episodes N] ...``: deploy an artifact on the twin
+    through the launch file and print the report's figures (the JSON report goes to ``--report``)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m robot_rl.deploy_check", description=__doc__.split("\n")[0])
+    p.add_argument("artifact")
+    d = DeployConfig()
+    p.add_argument("--episodes", type=int, default=d.episodes, help="twin episodes (tasks without reach targets)")
+    p.add_argument("--seconds-per-episode", type=float, default=d.seconds_per_episode,
+                   help="0: the task's episode length")
+    p.add_argument("--targets", type=int, default=d.targets, help="reach targets (tasks with target_pos)")
+    p.add_argument("--seconds-per-target", type=float, default=d.seconds_per_target)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--twin-seed", type=int, default=d.twin_seed)
+    p.add_argument("--twin-dr", default=d.twin_dr, choices=("eval", "train", "nominal"))
+    p.add_argument("--twin-stress", default=d.twin_stress)
+    p.add_argument("--report", default="", help="write the JSON report here")
+    p.add_argument("--log", default="", help="write the launched graph's output here")
+    a = p.parse_args(argv)
+    if not (Path(a.artifact) / "spec.json").is_file():
+        print(f"error: {a.artifact} is not a policy artifact (no spec.json); export one with robot-rl export",
+              file=sys.stderr)
+        return 2
+    cfg = DeployConfig(episodes=a.episodes, seconds_per_episode=a.seconds_per_episode, targets=a.targets,
+                       seconds_per_target=a.seconds_per_target, seed=a.seed, twin_seed=a.twin_seed,
+                       twin_dr=a.twin_dr, twin_stress=a.twin_stress)
+    r = deploy_on_twin(a.artifact, cfg, log_path=Path(a.log) if a.log else None)
+    if a.report:
+        Path(a.report).write_text(json.dumps(r, indent=2))
+    n = r["episodes"] if r["mode"] == "episodes" else r["targets"]
+    print(f"success on the twin: {r['success_rate']:.1%} of {n} {r['mode']} ({r['policy_kind']} policy)")
+    for e in r.get("per_episode", []):
+        print(f"  episode {e['episode']} seed {e['seed']}: {'success' if e['success'] else 'failure'} "
+              f"at {e['time_s']:.2f} s" + (f", distance {e['distance'] * 1e3:.1f} mm" if e["distance"] is not None
+                                           else ""))
+    pct = {k: r[k] for k in ("policy_inference", "safety_loop_period", "command_latency")}
+    for k, v in pct.items():
+        print(f"{k.replace('_', ' ')}: " + (f"p50 {v['p50_ms']:.3f} ms, p99 {v['p99_ms']:.3f} ms" if v.get("count")
+                                            else "no samples"))
+    print(f"safety interventions: {r['safety_interventions']} {r['safety_interventions_by_reason'] or ''}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

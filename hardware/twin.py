@@ -31,6 +31,8 @@ with random signs or one value per joint; delays in seconds).
     twin.set_command(q)                   # joint position targets (joint_names order); held
     twin.advance_to(sim_time)             # step physics until sim time reaches sim_time
     q, dq, tau = twin.read(noisy=True)    # measured state with sensor noise
+    cmds = twin.start_episode(seed=7)     # the task's reset for seed 7 in the MjData; its commands
+    twin.task_status()                    # {"success": ..., "distance": ...} by the task's functions
 
 Physics runs at ``physics_rate_hz`` (the model's time step is set to ``1 / physics_rate_hz``);
 the PD position actuators of the model track the held command. Until a command arrives the
@@ -40,6 +42,15 @@ deviations, defaults from the task's declared observation noise times the held-o
 The robot comes from the registry (the task's robot): the twin reports its actuated and passive
 joints and, if it has a gripper, the finger joints; a command may include the fingers (the
 gripper actuator then follows their target).
+
+Task episodes (`robot_rl.hardware.twin_episodes`): ``start_episode(seed)`` writes the task's own
+reset for ``seed`` (the whole scene: the arm at the task's start pose, objects, scene joints) into
+the twin's MjData, makes the new arm pose the held command (delayed commands still pending are
+dropped) and returns the task's commands (e.g. a believed hole position, with the episode's
+error); ``task_status()`` evaluates the task's ``success`` (and ``distance``) on the twin's state.
+The dynamics sample stays the twin's own (one per twin, not per episode). The task's own
+per-episode randomization (e.g. panda-peg-insert's hole-pose error and grasp offset) follows the
+named range (``dr``; ``eval`` for a stress twin).
 """
 
 from __future__ import annotations
@@ -67,7 +78,7 @@ class RobotTwin:
         import mujoco
 
         from robot_rl.sim import make_env, make_task
-        from robot_rl.sim.twins import resolve_dr, with_overrides
+        from robot_rl.sim.twins import DR_MODES, resolve_dr, with_overrides
 
         if not (100.0 <= physics_rate_hz <= 10000.0):
             raise TwinError(f"physics_rate_hz={physics_rate_hz} is outside 100..10000 Hz")
@@ -95,6 +106,14 @@ class RobotTwin:
             env = make_env(task_obj, 1, dr=drange, seed=int(seed), nthread=1, backend="mujoco")
         except ValueError as e:
             raise TwinError(str(e)) from None
+        # the env got a DR object ("custom"): the task's own per-episode randomization follows the
+        # named range (stress twins and measured values are points beyond / in the held-out range)
+        mode = dr if dr in DR_MODES else "eval"
+        if env.dr_mode != mode:
+            env.dr_mode = mode
+            task_obj.setup(env)
+        self._env, self.task_obj = env, task_obj
+        self.episode_length_s = float(task_obj.episode_length_s)
         env.reset()  # samples the DR parameters and writes them into env.sim.models[0]
         self.dr_params = {k: round(float(v[0]), 6) for k, v in env.dr_params.items()}  # (float32 samples)
         self.task = task
@@ -284,6 +303,31 @@ class RobotTwin:
                 s, r = (g1, g2) if g1 in ids else (g2, g1)
                 out.append((ids[s], m.geom(r).name or m.body(m.geom_bodyid[r]).name, float(-c.dist)))
         return out
+
+    def start_episode(self, seed: int) -> dict[str, np.ndarray]:
+        """Start a task episode: the task's reset for `seed` becomes the simulated state (qpos, qvel),
+        the arm's new pose the held command; returns the task's commands {name: [dim]}."""
+        from robot_rl.hardware.twin_episodes import sample_episode
+
+        qpos, qvel, cmds = sample_episode(self._env, seed)
+        d = self.data
+        d.qpos[:], d.qvel[:] = qpos, qvel
+        if self.model.na:
+            d.act[:] = 0.0
+        d.qacc_warmstart[:] = 0.0
+        self._mj.mj_forward(self.model, d)
+        n_arm = len(self._act)
+        self._pending.clear()  # commands sent for the old pose never act on the new one
+        self.command[:n_arm] = d.qpos[self._cmd_qadr[:n_arm]] + self.encoder_bias[:n_arm]
+        self._apply_command()
+        return cmds
+
+    def task_status(self) -> dict:
+        """The task's ``success`` (bool) and, when the task defines it, ``distance`` (float) of the
+        twin's current true state."""
+        from robot_rl.hardware.twin_episodes import task_status
+
+        return task_status(self._env, self.data.qpos, self.data.qvel)
 
     def site_pos(self, site: str = "ee") -> np.ndarray:
         return self.data.site_xpos[self.model.site(site).id].copy()

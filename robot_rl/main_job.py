@@ -74,8 +74,11 @@ def run(cfg: MainConfig) -> dict:
     if cfg.deploy:
         from robot_rl.deploy_check import deploy_on_twin
 
-        print(f"[{steps}/{steps}] deploying on the robot twin (launch/deploy.launch.xml, DDS on loopback): "
-              f"{cfg.twin.targets} targets, {cfg.twin.seconds_per_target:.0f} s each")
+        from robot_rl.sim import make_task
+
+        what = (f"{cfg.twin.targets} targets, {cfg.twin.seconds_per_target:.0f} s each"
+                if "target_pos" in make_task(cfg.train.env.task).commands() else f"{cfg.twin.episodes} twin episodes")
+        print(f"[{steps}/{steps}] deploying on the robot twin (launch/deploy.launch.xml, DDS on loopback): {what}")
         twin = deploy_on_twin(art, cfg.twin, log_path=run_dir / "deploy.log")
         (run_dir / "deploy_twin.json").write_text(json.dumps(twin, indent=2))
     total = time.perf_counter() - t0
@@ -109,7 +112,10 @@ def run(cfg: MainConfig) -> dict:
         rows += [
             ("success, sim vs twin", f"{reports['train']['success_rate']:.1%} in training simulation, "
                                      f"{twin['success_rate']:.1%} on the twin ({twin['targets']} targets, "
-                                     f"mean distance {twin['mean_distance_m'] * 100:.1f} cm)"),
+                                     f"mean distance {twin['mean_distance_m'] * 100:.1f} cm)"
+             if twin["mode"] == "targets" else
+             f"{reports['train']['success_rate']:.1%} in training simulation, {twin['success_rate']:.1%} on the "
+             f"twin ({twin['episodes']} episodes)"),
             ("safety interventions", f"{twin['safety_interventions']} "
                                      f"{twin['safety_interventions_by_reason'] or ''}".rstrip()),
             ("policy inference", pct(twin["policy_inference"])),

@@ -60,6 +60,7 @@ import numpy as np
 
 from robot_rl.chunk_executor import MODES, OVER_BUDGET, ChunkConfig, ChunkExecutor
 from robot_rl.joint_map import JointMap, JointMapError
+from robot_rl.nodes._commands import command_reader
 from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
 
 
@@ -88,29 +89,6 @@ def _wait_first_state(node, msgs, wait_s: float):
         raise NodeStartError(f"no joint state on {sub.topic} within {wait_s:.1f} s; is the robot (or twin) running? "
                              "(raise state_wait_s to wait longer)")
     return got[0]
-
-
-def command_reader(msgs, spec_cmd: dict):
-    """(message class, msg -> float64 array) for a command declared in the spec."""
-    try:
-        cls = msgs.get_message_type(spec_cmd["msg"])
-    except KeyError as e:
-        raise NodeStartError(f"command message type: {e}") from None
-    path = [p for p in spec_cmd.get("field", "").split(".") if p]
-    dim = int(spec_cmd["dim"])
-
-    def read(msg) -> np.ndarray:
-        v = msg
-        for p in path:
-            v = getattr(v, p)
-        if hasattr(v, "x") and hasattr(v, "y") and hasattr(v, "z"):
-            v = [v.x, v.y, v.z]
-        arr = np.asarray(v, dtype=np.float64).reshape(-1)
-        if arr.shape != (dim,):
-            raise ValueError(f"has {arr.size} values, the policy needs {dim}")
-        return arr
-
-    return cls, read
 
 
 def _run(node) -> int:

@@ -6,13 +6,27 @@ Publishes
     ``joint_states`` (sensor_msgs/JointState: name, position, velocity, effort) at
     ``publish_rate_hz``, with sensor noise, each sample delayed by ``latency_ms``;
     ``twin/ee_pose`` (geometry_msgs/PoseStamped, ground-truth end-effector site position, noise
-    free) at ``ee_rate_hz``, for tests and monitoring.
+    free) at ``ee_rate_hz``, for tests and monitoring;
+    ``twin/episode_status`` (std_msgs/String, JSON, at ``status_rate_hz``): ``episode`` (id),
+    ``seed``, ``phase`` (idle: none requested yet | starting | running), ``time_s`` (episode time),
+    ``episode_length_s`` (the task's), ``success`` and ``terminated`` (the task's own functions on
+    the twin's true state now; null before the first episode), ``first_success_s``, ``distance``
+    (when the task defines one), ``commands`` (the episode's command values);
+    after an episode request, each task command (``Command.topic`` with its ``msg`` and ``field``,
+    e.g. ``hole_pose``: geometry_msgs/PoseStamped, the believed hole position with the episode's
+    error): at the episode's start and then at ``status_rate_hz``, as a perception system would.
 Subscribes
     ``<controller>/commands`` (std_msgs/Float64MultiArray, one value per joint in
     ``joint_names`` order) and ``<controller>/joint_trajectory`` (trajectory_msgs/JointTrajectory:
     the first point's positions, mapped by ``joint_names``). The last valid command is held; until
     the first one the twin holds its initial pose. Invalid commands are dropped, counted and
-    logged (at most one line a second per topic, with the number not logged).
+    logged (at most one line a second per topic, with the number not logged);
+    ``twin/episode`` (std_msgs/String, JSON ``{"seed": k}`` or ``{"seed": k, "id": n}``): start a
+    task episode, sim-only (like Gazebo's reset service): the task's own reset for seed ``k`` (the
+    arm at the task's start pose, the scene's objects and joints) after a joint-state silence of
+    ``episode_gap_s`` that lets the safety and policy nodes re-anchor at the new pose
+    (`robot_rl.hardware.twin_episodes` explains the sequence; it needs the safety node's
+    ``fault_action`` none, its default).
 
 Parameters (defaults): ``artifact`` (a policy artifact: the twin simulates the robot of its task)
 or ``task`` (a task name; one of the two is required), ``seed`` (0), ``dr`` (eval: the held-out range;
@@ -20,8 +34,8 @@ train / nominal), ``stress`` (a published stress twin, `robot_rl.sim.twins`: hea
 stiff-gains, large-latency, biased-encoders, gravity-model, all; replaces ``dr``),
 ``physics_rate_hz`` (1000), ``publish_rate_hz`` (1000), ``controller`` (forward_position_controller),
 ``initial_pose`` (task default pose), ``ee_site`` (the robot's ``ee`` frame), ``ee_rate_hz`` (50),
-``frame_id`` (world), ``scene`` (default: the robot's scene from `robot_rl.scenes`, whose table and
-obstacles the arm collides with; a scene name; or none).
+``frame_id`` (world), ``scene`` (default: the task's safety scene from `robot_rl.scenes`, whose table and
+obstacles the arm collides with; a scene name; or none), ``episode_gap_s`` (0.3), ``status_rate_hz`` (10).
 
 The robot's own values, measured, replace the sampled ones (empty = sampled): ``payload_kg``,
 ``payload_pos`` ([x, y, z] m in the last link's frame), ``mass_scale``, ``inertia_scale``,
@@ -63,6 +77,8 @@ def main(argv=None) -> int:
 
 def _run(node, msgs) -> int:
     from robot_rl.hardware.twin import RobotTwin, TwinError
+    from robot_rl.hardware.twin_episodes import EpisodeRequestError, TwinEpisodes
+    from robot_rl.nodes._commands import command_writer
     from robot_rl.sim.twins import SCALAR_OVERRIDES, STRESS_TWINS
 
     task = param(node, "task", "", str)
@@ -92,6 +108,8 @@ def _run(node, msgs) -> int:
     ee_hz = param(node, "ee_rate_hz", 50.0, float, check=lambda v: v > 0, expect="> 0")
     frame_id = param(node, "frame_id", "world", str)
     scene = param(node, "scene", "default", str)
+    gap_s = param(node, "episode_gap_s", 0.3, float, check=lambda v: 0.2 <= v <= 5.0, expect="0.2..5 s")
+    status_hz = param(node, "status_rate_hz", 10.0, float, check=lambda v: 0.1 <= v <= 100, expect="0.1..100 Hz")
     # measured values of the robot (empty: the sampled value)
     overrides = {k: optional_param(node, k, float) for k in SCALAR_OVERRIDES}
     overrides["payload_pos"] = optional_param(node, "payload_pos", floats)
@@ -121,6 +139,11 @@ def _run(node, msgs) -> int:
                      pub_hz, latency * 1e3, twin.command_delay_s * 1e3, dumps([round(float(b), 4) for b in
                      twin.encoder_bias]), dumps(twin.dr_params))
 
+    episodes = TwinEpisodes(twin, gap_s)
+    writers = {k: command_writer(msgs, c.to_dict()) for k, c in twin.task_obj.commands().items()}
+    cmd_pubs = {k: node.create_publisher(cls, c.topic) for (k, (cls, _)), c in
+                zip(writers.items(), twin.task_obj.commands().values())}
+    status_pub = node.create_publisher(msgs.String, "twin/episode_status")
     js_pub = node.create_publisher(msgs.JointState, "joint_states")
     ee_pub = node.create_publisher(msgs.PoseStamped, "twin/ee_pose")
     reject = RateLimitedLog(node.logger)  # every rejected command is logged, at most once a second per topic
@@ -140,14 +163,27 @@ def _run(node, msgs) -> int:
             reject("bad_trajectory", "dropped a trajectory on %s (the last valid command is held): %s",
                    traj_sub.topic, e)
 
+    def on_episode(msg):
+        try:
+            eid = episodes.request(msg.data)
+            node.logger.info("episode %d requested: %s", eid, msg.data)
+        except EpisodeRequestError as e:
+            reject("bad_episode", "ignored an episode request on %s: %s", ep_sub.topic, e)
+
+    def publish_commands():
+        for k, value in episodes.commands.items():
+            cmd_pubs[k].publish(writers[k][1](value, stamp=node.now(), frame_id=frame_id))
+
     fwd_sub = node.create_subscription(msgs.Float64MultiArray, f"{controller}/commands", on_forward)
+    ep_sub = node.create_subscription(msgs.String, "twin/episode", on_episode)
     traj_sub = node.create_subscription(msgs.JointTrajectory, f"{controller}/joint_trajectory", on_trajectory)
 
     queue: collections.deque = collections.deque()
     pub_period = 1.0 / pub_hz
     ee_period = 1.0 / ee_hz
     t0 = time.perf_counter()
-    sched = {"next_pub": 0.0, "next_ee": 0.0, "next_log": 10.0}
+    sched = {"next_pub": 0.0, "next_ee": 0.0, "next_log": 10.0, "next_status": 0.0}
+    status_period = 1.0 / status_hz
     step_cost = LatencyStats()
 
     def on_timer():
@@ -155,10 +191,22 @@ def _run(node, msgs) -> int:
         a = time.perf_counter()
         twin.advance_to(now)
         step_cost.add(time.perf_counter() - a)
-        if now >= sched["next_pub"]:
+        started = episodes.update(now)
+        if started is not None:  # the teleport: the new episode's commands go out before joint_states resume
+            node.logger.info("episode %d (seed %d) starts: %s", episodes.episode, episodes.seed,
+                             dumps({k: [round(float(x), 4) for x in v] for k, v in started.items()}))
+            publish_commands()
+        if not episodes.publishing:
+            queue.clear()  # the silence: no joint_states (samples of the old pose are dropped)
+        elif now >= sched["next_pub"]:
             sched["next_pub"] += pub_period * max(1, int((now - sched["next_pub"]) // pub_period) + 1)
             q, dq, tau = twin.read(noisy=True)
             queue.append((now + latency, q, dq, tau))
+        if now >= sched["next_status"]:
+            sched["next_status"] = now + status_period
+            status_pub.publish(msgs.String(data=dumps(episodes.status())))
+            if episodes.phase == "running":
+                publish_commands()
         while queue and queue[0][0] <= now:
             _, q, dq, tau = queue.popleft()
             js_pub.publish(msgs.joint_state_from_numpy(names, q, dq, tau, stamp=node.now(), frame_id=""))

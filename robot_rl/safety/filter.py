@@ -55,6 +55,12 @@ pending target is dropped: the filter resumes only on a command received after t
 validated from where the output is then, so an old command is never replayed and the workspace
 check always covers the path actually taken.
 
+Re-anchoring: after a fault in which nothing was sent (``fault_action`` none: the driver held its
+last command, and the robot may have been moved meanwhile: a scene reset, a person, a re-homing),
+the output restarts from the first valid measured position, as at start-up, and any target
+checked from the old output is dropped; the robot is never pulled back to where the output was
+(the policy node re-anchors its held targets after a joint-state outage the same way).
+
 Workspace handling: a command is never rejected for the workspace; it is *scaled back*. The
 straight joint-space path from the current command (the last output) to the new target is sampled
 (``workspace_resolution`` rad apart, at most ``WORKSPACE_MAX_SAMPLES`` points) with MuJoCo forward
@@ -328,6 +334,7 @@ class SafetyFilter:
         self._target_limits: tuple[str, ...] = ()
         self._target_limits_rate: tuple[str, ...] = ("rate",)
         self._have_out = False
+        self._reanchor = False
         self._motion.reset()
         self._vel[:] = 0.0
         self._last_dt = 0.0
@@ -443,10 +450,12 @@ class SafetyFilter:
             self._have_state = True
             self._t_state = t
             self._state_fault = None
-            if not self._have_out:
+            if not self._have_out or self._reanchor:  # start-up, or back from a fault that sent nothing
                 np.minimum(self._meas, self._hi, out=self._out)
                 np.maximum(self._out, self._lo, out=self._out)
                 self._have_out = True
+                if self._reanchor:  # a target checked from the old output is never used
+                    self._reanchor = self._have_target = False
             if vel:
                 np.abs(self._meas_vel, out=self._tmp)
                 if (self._tmp > self._vel_trip).any():
@@ -772,6 +781,7 @@ class SafetyFilter:
         if mode is FAULT and cfg.fault_action != "hold":
             send = False
             motion.reset()
+            self._reanchor = True  # nothing sent: the output restarts from the next measured position
         elif mode is not OK and self._have_out:  # the filter's own motion: stop, then brake / retreat to a goal, or hold
             if mode is BRAKE or (mode is ESTOP and cfg.estop_action == "brake"):
                 if motion.kind != _M_BRAKE:  # the measured position when braking begins, latched

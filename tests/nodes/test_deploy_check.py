@@ -59,3 +59,36 @@ def test_every_policy_kind_and_robot_runs_through_the_same_launch_file(task, ppo
     assert not any(r["commands_rejected"].values()), r["commands_rejected"]
     text = log.read_text()
     assert "process has finished cleanly" in text and "Traceback" not in text, text[-2000:]
+
+
+def test_a_task_without_reach_targets_runs_twin_episodes(tmp_path):
+    """panda-peg-insert (an untrained policy: the plumbing, not the behaviour): the check requests
+    twin episodes, the twin sets the task's reset and publishes the believed hole position, the
+    policy runs on it, and the report has per-episode results and the safety figures; the resets
+    cost no brake."""
+    art = _tiny_artifact(tmp_path, "panda-peg-insert")
+    log = tmp_path / "deploy.log"
+    cfg = DeployConfig(episodes=2, seconds_per_episode=2.0, seed=3, domain_id=next_domain_id())
+    r = deploy_on_twin(art, cfg, log_path=log)
+    json.dumps(r)
+    assert r["mode"] == "episodes" and r["episodes"] == 2 and r["episode_limit_s"] == 2.0
+    eps = r["per_episode"]
+    assert [e["seed"] for e in eps] == [3, 4] and [e["episode"] for e in eps] == [1, 2]
+    for e in eps:
+        assert isinstance(e["success"], bool) and e["distance"] > 0.0
+        assert e["success"] or e["time_s"] >= 2.0
+    assert eps[0]["commands"]["hole_pos"] != eps[1]["commands"]["hole_pos"]
+    assert r["success_rate"] == sum(e["success"] for e in eps) / 2
+    # the policy got the hole position and commanded through the safety node
+    assert r["commands_accepted"] > 20 and r["policy_inference"]["count"] > 20, r
+    assert not any(r["commands_rejected"].values()), r["commands_rejected"]
+    assert r["safety_loop_rate_hz"] == 1000.0 and r["safety_loop_period"]["count"] > 1000
+    assert r["command_latency"]["count"] > 10
+    # each reset: the joint states pause (state_stale), then the safety node waits for the
+    # re-anchored policy; no brake
+    assert r["reset_interventions_by_reason"].get("state_stale", 0) >= 2, r["reset_interventions_by_reason"]
+    assert set(r["reset_interventions_by_reason"]) <= {"no_state", "no_command", "state_stale", "cmd_stale",
+                                                       "awaiting_command"}, r["reset_interventions_by_reason"]
+    text = log.read_text()
+    assert "episode 2 (seed 4) starts" in text and "Traceback" not in text, text[-2000:]
+    assert "process has finished cleanly" in text, text[-2000:]

@@ -306,11 +306,12 @@ def test_stale_state_faults_and_sends_nothing():
     out, st = f.tick(0.06)
     assert out is None and st["mode"] == "fault" and st["reason"] == "state_stale"
     assert st["state_age"] == pytest.approx(0.06)
-    # state comes back: hold until a command arrives after the fault
+    # state comes back: hold until a command arrives after the fault, from the measured position
+    # (nothing was sent during the fault: the robot may have been moved; never pull it back)
     state(f, 0.07, [0.0, 0.0, 0.0])
     out, st = f.tick(0.07)
     assert st["mode"] == "hold" and st["reason"] == "awaiting_command"
-    np.testing.assert_allclose(out, [0.01, 0.0, 0.0])  # where the output was when it faulted
+    np.testing.assert_allclose(out, [0.0, 0.0, 0.0])
     f.on_command(0.071, JOINTS, [0.5, 0.0, 0.0])
     out, st = f.tick(0.071)
     assert st["mode"] == "ok"

@@ -23,12 +23,17 @@ tracking ``q_m = q`` and this is the plain CBF condition on the command. Barrier
 
 Gradients: ``grad h = n . (J(c_b) - J(c_a))`` with ``n`` the contact normal from geom a to b and
 ``J`` the positional Jacobians of the closest points ``c_a``, ``c_b``, from MuJoCo's joint axes and
-anchors in one expression for all rows (the tests check them against ``mj_jac`` at the closest
-points and against finite differences). A barrier farther than its two geoms can approach each
-other by a joint step ``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic
-chain) cannot bind this tick: it is not detected (per-geom MuJoCo margins) and not in the QP. The
-QP is solved with DAQP (dense active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and
-proxsuite on the same problems).
+anchors in one matrix product for all rows, ``[p (x) n, n] @ B`` (:meth:`CBF._basis`; the tests
+check them against ``mj_jac`` at the closest points and against finite differences). A barrier
+farther than its two geoms can approach each other by a joint step ``|q - q_m| + rate / gain``
+(from per-joint lever bounds along the kinematic chain) cannot bind this tick: it is not detected
+(per-geom MuJoCo margins of twice that reach plus the largest barrier margin) and not in the QP.
+Every barrier is evaluated exactly every tick. When the nominal already satisfies every
+constraint (to 1e-9) it is the QP's solution and is returned as is, without calling the solver;
+otherwise the QP is solved with DAQP (dense active-set; ``benchmarks/safety_tick.py`` compares it
+with OSQP and proxsuite on the same problems). The per-tick path (:meth:`CBF.filter`) works in
+preallocated buffers on views of MuJoCo's arrays and builds rows only for the barriers that can
+bind (about 40 numpy calls and one ``mj_collision`` per tick).
 
 Fail closed: an infeasible QP, a solver error, a non-finite input or result, or a solution that
 violates the constraints raises :class:`CBFError`; the safety filter then brakes.
@@ -40,6 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import mujoco
 import numpy as np
 
 from robot_rl.scenes import Scene, get_scene
@@ -48,12 +54,13 @@ from .collision import SceneCollisionModel, moving_joints
 
 __all__ = ["CBFConfig", "CBF", "CBFError"]
 
-_I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
+# Levi-Civita as a [9, 3] matrix: (a (x) b).ravel() @ _LC = a x b (outer product flattened row-major)
+_LC = np.zeros((9, 3))
+for (_k, _l, _m), _s in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1), ((0, 2, 1), -1), ((2, 1, 0), -1),
+                         ((1, 0, 2), -1)):
+    _LC[3 * _k + _l, _m] = _s
+_LCT, _NLC = np.ascontiguousarray(_LC.T), -_LC
 
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cross product of [R, 3] arrays (np.cross costs several times more on small ones)."""
-    return a[:, _I1] * b[:, _I2] - a[:, _I2] * b[:, _I1]
 
 class CBFError(RuntimeError):
     """The QP gave no usable answer (``reason``: cbf_infeasible | cbf_error)."""
@@ -147,6 +154,7 @@ class CBF:
             self._ws_side = np.tile([-2, -1], (6, 1))  # mask rows of the two sides: fixed, the ee
 
         self._H = np.eye(self.n)
+        self._init_fast()
         self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
         if cfg.check_pose is not None:
             q0 = np.asarray(cfg.check_pose, float)
@@ -159,6 +167,37 @@ class CBF:
             if msg:
                 raise ValueError(f"scene {scene.name!r} at the home pose: {msg}; an obstacle overlaps the robot's "
                                  "base or links: move or shrink it in the scene, or lower the CBF margin")
+
+    def _init_fast(self) -> None:
+        """Constant tables and buffers of the per-tick path."""
+        col, n = self.col, self.n
+        ng = col.model.ngeom
+        # MuJoCo detects a pair within the larger of its geoms' margins: with 2 * reach + the largest
+        # barrier margin per geom, max(2 r_a, 2 r_b) + pad >= r_a + r_b + margin_ab for every pair
+        self._pad = max(self.config.margin, self.config.self_margin)
+        self._reach_all = self._lever @ np.full(n, self.activation)
+        self._pm_flat = self._pair_margin.ravel()
+        self._dmask = (col.mask[None, :, :] - col.mask[:, None, :]).reshape(ng * ng, n)  # [a ng + b]: b - a
+        self._slide = col.slide.copy()
+        self._any_slide = bool(self._slide.any())
+        self._B = np.zeros((n, 12))
+        self._axan = np.zeros((n, 9))
+        self._axan3 = self._axan.reshape(n, 3, 3)
+        self._grow(64)
+        self._rate_gain = self.rate / self.config.gain
+        self._neg_rate = -self.rate
+        self._lag, self._step = np.zeros(n), np.zeros(n)
+        self._lu = np.stack([self.lower, self.upper])
+        self._bb, self._bb_t = np.zeros((2, n)), np.zeros((2, n))
+        self._hw = np.zeros(6)
+
+    def _grow(self, rows: int) -> None:
+        """(Re)allocate the row buffers W [rows, 12] (and its [rows, 3, 3] view of the outer
+        products), h [rows] and joint masks [rows, n]."""
+        self._W, self._hr, self._dm = np.zeros((rows, 12)), np.zeros(rows), np.zeros((rows, self.n))
+        self._W3 = self._W[:, :9].reshape(rows, 3, 3)
+        if not np.shares_memory(self._W3, self._W):
+            raise RuntimeError("numpy copied the row buffer's view")
 
     def _levers(self, body: int, extent: float) -> np.ndarray:
         """[n] upper bounds of the distance between each configured joint's axis and any point
@@ -179,6 +218,28 @@ class CBF:
         return out
 
     # ------------------------------------------------------------------------------------------
+    def _detect(self, q: np.ndarray, step: np.ndarray | None):
+        """Kinematics and MuJoCo's collision detection at ``q`` with the margins ``step`` needs
+        (:meth:`_rows`): (contacts, g [K, 2], key [K] = a ngeom + b, h [K], near [K])."""
+        col = self.col
+        col.set(q)
+        reach = self._reach_all if step is None else self._lever.dot(step)
+        gm = col.geom_margin
+        np.multiply(reach, 2.0, out=gm)
+        gm += self._pad
+        np.minimum(gm, self.activation, out=gm)
+        mujoco.mj_collision(col.model, col.data)
+        c = col.data.contact
+        g = c.geom
+        key = g.dot(self._key)
+        dist = c.dist
+        h = dist - self._pm_flat.take(key)
+        if len(h) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
+            dup = (key[1:] == key[:-1]).nonzero()[0]
+            if dup.size:
+                h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
+        return c, g, key, h, reach.take(g).sum(1)
+
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
         """Barriers detected at ``q``: h [M], unit normals n [M, 3] (h grows with ``n . (v_b -
         v_a)``), a point p [M, 3] on the line between the closest points, labels [M, 2] (geom a,
@@ -187,27 +248,16 @@ class CBF:
         two sides as rows of those masks [M, 2].
 
         ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
-        Each geom's detection margin is twice the distance ``step`` can move it (MuJoCo takes the
-        larger margin of a pair, so every pair within the sum of both is detected). A capsule-box
-        pair reports two contacts: the farther one gets h = inf. Workspace rows are added when
-        ``step`` can reach them."""
-        col = self.col
-        col.set(q)
-        m = col.model
-        reach = self._lever @ (np.full(self.n, self.activation) if step is None else step)
-        m.geom_margin[:] = np.minimum(2.0 * reach, self.activation)
-        dist, nrm, p, g = col.contacts()
-        h = dist - self._pair_margin[g[:, 0], g[:, 1]]
-        if len(dist) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
-            key = g @ self._key
-            dup = np.flatnonzero(key[1:] == key[:-1])
-            if dup.size:
-                h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
-        near = reach[g].sum(1)
-        mask = col.mask
-        side = g
+        Each geom's detection margin is twice the distance ``step`` can move it plus the largest
+        barrier margin (MuJoCo takes the larger margin of a pair, so every pair within the sum of
+        both reaches plus its barrier margin is detected). A capsule-box pair reports two contacts:
+        the farther one gets h = inf. Workspace rows are added when ``step`` can reach them."""
+        c, g, _, h, near = self._detect(q, step)
+        nrm = c.frame[:, :3]
+        p = c.pos - (0.5 * c.dist)[:, None] * nrm
+        mask, side = self.col.mask, g
         if self._ws:
-            pe = col.data.site_xpos[self._site]
+            pe = self.col.site_xpos[self._site]
             hw = np.concatenate([pe - self._ws_lo, self._ws_hi - pe])
             ee_reach = np.inf if step is None else float(self._ee_lever @ step)
             w = np.flatnonzero(hw < ee_reach)
@@ -221,18 +271,27 @@ class CBF:
                 mask = np.concatenate([mask, self._ws_masks])  # index -2: fixed, -1: the ee
         return h, nrm, p, g, near, mask, side
 
+    def _basis(self) -> np.ndarray:
+        """[n, 12] gradient basis at the current kinematics: a row with unit normal n and a point
+        p on the line between its closest points has ``grad = ([p (x) n, n] @ B.T) * (mask_b -
+        mask_a)``. For a hinge j with axis a_j through anchor o_j both closest points give ``n .
+        (a_j x (c - o_j)) = a_j . (p x n) - n . (a_j x o_j)`` (they differ by a multiple of n):
+        ``B[j] = [eps a_j, -(a_j x o_j)]``; a slide joint's is ``[0, a_j]`` (``n . a_j``)."""
+        col, B = self.col, self._B
+        ax = col.xaxis[col.jnt_idx]
+        np.matmul(ax, _LCT, out=B[:, :9])
+        np.multiply(ax[:, :, None], col.xanchor[col.jnt_idx][:, None, :], out=self._axan3)
+        np.matmul(self._axan, _NLC, out=B[:, 9:])
+        if self._any_slide:
+            B[self._slide, :9] = 0.0
+            B[self._slide, 9:] = ax[self._slide]
+        return B
+
     def _grads(self, nrm, p, side, mask) -> np.ndarray:
         """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))`` (``side`` [R, 2]: the mask rows of a
-        and b). For a hinge j with axis a_j through anchor o_j both closest points give
-        ``n . (a_j x (c - o_j)) = a_j . ((c - o_j) x n)`` (they differ by a multiple of n), so
-        ``grad = T * (mask_b - mask_a)`` with ``T = (p x n) a^T - n (a x o)^T``; a slide joint's
-        column is ``n . a_j``."""
-        d, col = self.col.data, self.col
-        ax, an = d.xaxis[col.joint_ids], d.xanchor[col.joint_ids]
-        T = _cross(p, nrm) @ ax.T - nrm @ _cross(ax, an).T
-        if col.slide.any():
-            T[:, col.slide] = nrm @ ax[col.slide].T
-        return T * (mask[side[:, 1]] - mask[side[:, 0]])
+        and b), from :meth:`_basis`."""
+        W = np.concatenate([(p[:, :, None] * nrm[:, None, :]).reshape(-1, 9), nrm], 1)
+        return (W @ self._basis().T) * (mask[side[:, 1]] - mask[side[:, 0]])
 
     def _label(self, g) -> str:
         a, b = int(g[0]), int(g[1])
@@ -271,42 +330,87 @@ class CBF:
         grad h(q_meas) . (q - q_meas)``, the barrier the arm meets on its straight way to the
         command, is the barrier of the QP, ``grad h(q_meas) . v >= -gain * h_p``. A position servo
         lagging behind its command then closes the gap without cutting a corner into an obstacle;
-        with no lag ``h_p = h(q)``."""
+        with no lag ``h_p = h(q)``. If ``v_nom`` satisfies every constraint (to 1e-9) it is
+        returned as is (the QP's solution) without calling the solver."""
         base = q if q_meas is None else q_meas
-        if not math.isfinite(float(q @ q + v_nom @ v_nom + base @ base)):
+        if not math.isfinite(q.dot(q) + v_nom.dot(v_nom) + base.dot(base)):
             raise CBFError("cbf_error", "non-finite commanded / measured position or nominal velocity")
         gain = self.config.gain
-        lag = q - base
+        lag, step = self._lag, self._step
+        np.subtract(q, base, out=lag)
         # a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
         # h < the distance its two sides can approach by a joint step |lag| + rate / gain
-        h, nrm, p, g, near, mask, side = self._rows(base, np.abs(lag) + self.rate / gain)
-        act = np.flatnonzero(h < near + 1e-9)
-        A = self._grads(nrm[act], p[act], side[act], mask)
-        lo_rows = -gain * (h[act] + A @ lag)
-        blo = np.maximum(-self.rate, gain * (self.lower - q))
-        bhi = np.minimum(self.rate, gain * (self.upper - q))
-        if not math.isfinite(float(lo_rows.sum() + A.sum())):
+        np.abs(lag, out=step)
+        step += self._rate_gain
+        c, g, key, h, near = self._detect(base, step)
+        near += 1e-9
+        act = (h < near).nonzero()[0]
+        k = act.size
+        w = None
+        if self._ws:  # the ee's workspace rows its step can reach, after the contacts
+            hw, pe = self._hw, self.col.site_xpos[self._site]
+            np.subtract(pe, self._ws_lo, out=hw[:3])
+            np.subtract(self._ws_hi, pe, out=hw[3:])
+            ee_reach = self._ee_lever.dot(step)
+            if hw.min() < ee_reach:
+                w = (hw < ee_reach).nonzero()[0]
+        R = k if w is None else k + w.size
+        if self._W.shape[0] < R:
+            self._grow(R + 32)
+        # rows [p (x) n, n] of the barriers that can bind (p x n = pos x n: both lie on one line along n),
+        # their values and joint masks (mask_b - mask_a)
+        W, hr, dm = self._W[:R], self._hr[:R], self._dm[:R]
+        nrm = c.frame.take(act, 0)[:, :3]
+        np.multiply(c.pos.take(act, 0)[:, :, None], nrm[:, None, :], out=self._W3[:k])
+        W[:k, 9:] = nrm
+        h.take(act, out=hr[:k])
+        self._dmask.take(key.take(act), 0, out=dm[:k])
+        if w is not None:
+            n_w = self._ws_n[w]
+            np.multiply(pe[None, :, None], n_w[:, None, :], out=self._W3[k:R])
+            W[k:, 9:] = n_w
+            hr[k:] = hw[w]
+            dm[k:] = self._ee_mask
+        A = W.dot(self._basis().T)
+        A *= dm
+        hp = A.dot(lag)
+        hp += hr  # the barriers predicted at the command
+        if not math.isfinite(hp.sum() + A.sum()):
             raise CBFError("cbf_error", "non-finite barrier values or gradients")
+        bb, t = self._bb, self._bb_t  # [blo; bhi]
+        np.subtract(self._lu, q, out=bb)
+        bb *= gain
+        blo, bhi = bb[0], bb[1]
+        np.maximum(blo, self._neg_rate, out=blo)
+        np.minimum(bhi, self.rate, out=bhi)
         last = self.last
-        last["min_h"] = float(-lo_rows.max() / gain) if act.size else None
-        last["rows"], last["intervened"], last["constraint"] = int(act.size), False, None
-        # the nominal already satisfies everything (to rounding): no QP, no intervention
-        tol = 1e-9
-        if (v_nom >= blo - tol).all() and (v_nom <= bhi + tol).all() and (A @ v_nom >= lo_rows - tol).all():
-            return v_nom
+        last["min_h"] = float(hp.min()) if R else None
+        last["rows"], last["intervened"], last["constraint"] = R, False, None
+        # the nominal already satisfies everything (to rounding): it is the QP's solution
+        tol = -1e-9
+        np.subtract(v_nom, bb, out=t)
+        t[1] *= -1.0  # [v - blo; bhi - v]
+        if t.min() >= tol:
+            if not R:
+                return v_nom
+            s = A.dot(v_nom)
+            s += gain * hp
+            if s.min() >= tol:
+                return v_nom
+        lo_rows = -gain * hp
         if (blo > bhi + 1e-12).any():
             j = int(np.argmax(blo - bhi))
             raise CBFError("cbf_infeasible", f"joint {j} cannot stay in its range within the rate limit")
-        bupper = np.concatenate([bhi, np.full(act.size, 1e30)])
+        bupper = np.concatenate([bhi, np.full(R, 1e30)])
         blower = np.concatenate([blo, lo_rows])
         try:
-            x, _, flag, _ = self.solve_qp(self._H, -v_nom, np.ascontiguousarray(A), bupper, blower,
-                                          np.zeros(bupper.size, dtype=np.int32))
+            x, _, flag, _ = self.solve_qp(self._H, -v_nom, A, bupper, blower, np.zeros(bupper.size, dtype=np.int32))
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
+        labels = g[act] if w is None else np.concatenate([g[act], self._ws_g[w]])
         if flag == -1:
             i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(g[act[i]])}, "
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(labels[i])}, "
                                              f"h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
@@ -315,8 +419,8 @@ class CBF:
         if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (slack < -1e-6).any():
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
-        if act.size:
-            last["constraint"] = tuple(int(v) for v in g[act[int(np.argmin(slack))]])
+        if R:
+            last["constraint"] = tuple(int(v) for v in labels[int(np.argmin(slack))])
         return x
 
     def constraint_label(self) -> str | None:

@@ -22,18 +22,20 @@ tracking ``q_m = q`` and this is the plain CBF condition on the command. Barrier
 * workspace: ``h = p_ee - lower`` and ``upper - p_ee`` for the scene's box around the ``ee`` site.
 
 Gradients: ``grad h = n . (J(c_b) - J(c_a))`` with ``n`` the contact normal from geom a to b and
-``J`` the positional Jacobians of the closest points ``c_a``, ``c_b``, from MuJoCo's joint axes and
-anchors in one matrix product for all rows, ``[p (x) n, n] @ B`` (:meth:`CBF._basis`; the tests
-check them against ``mj_jac`` at the closest points and against finite differences). A barrier
-farther than its two geoms can approach each other by a joint step ``|q - q_m| + rate / gain``
-(from per-joint lever bounds along the kinematic chain) cannot bind this tick: it is not detected
-(per-geom MuJoCo margins of twice that reach plus the largest barrier margin) and not in the QP.
-Every barrier is evaluated exactly every tick. When the nominal already satisfies every
-constraint (to 1e-9) it is the QP's solution and is returned as is, without calling the solver;
-otherwise the QP is solved with DAQP (dense active-set; ``benchmarks/safety_tick.py`` compares it
-with OSQP and proxsuite on the same problems). The per-tick path (:meth:`CBF.filter`) works in
-preallocated buffers on views of MuJoCo's arrays and builds rows only for the barriers that can
-bind (about 40 numpy calls and one ``mj_collision`` per tick).
+``J`` the positional Jacobians of the two bodies at the contact point (any point on the line
+between the closest points gives the same row): MuJoCo's frictionless contact constraint
+Jacobian (``mj_makeConstraint``), computed in C for all rows at once (the tests check them against
+``mj_jac`` at the closest points and against finite differences). The workspace box is six planes
+and a small sphere at the ``ee`` site in the same collision model, so its rows come out of the same
+detection. A barrier farther than its two geoms can approach each other by a joint step
+``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic chain) cannot bind
+this tick: it is not detected (per-geom MuJoCo margins of twice that reach plus the largest barrier
+margin) and not in the QP. Every barrier is evaluated exactly every tick. When the nominal already
+satisfies every constraint (to 1e-9) it is the QP's solution and is returned as is, without
+calling the solver; otherwise the QP is solved with DAQP (dense active-set;
+``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same problems). A tick
+costs ``mj_kinematics``, ``mj_collision``, ``mj_makeConstraint`` and about 35 small numpy calls on
+preallocated buffers and cached views of MuJoCo's arrays.
 
 Fail closed: an infeasible QP, a solver error, a non-finite input or result, or a solution that
 violates the constraints raises :class:`CBFError`; the safety filter then brakes.
@@ -50,16 +52,9 @@ import numpy as np
 
 from robot_rl.scenes import Scene, get_scene
 
-from .collision import SceneCollisionModel, moving_joints
+from .collision import SceneCollisionModel
 
 __all__ = ["CBFConfig", "CBF", "CBFError"]
-
-# Levi-Civita as a [9, 3] matrix: (a (x) b).ravel() @ _LC = a x b (outer product flattened row-major)
-_LC = np.zeros((9, 3))
-for (_k, _l, _m), _s in (((0, 1, 2), 1), ((1, 2, 0), 1), ((2, 0, 1), 1), ((0, 2, 1), -1), ((2, 1, 0), -1),
-                         ((1, 0, 2), -1)):
-    _LC[3 * _k + _l, _m] = _s
-_LCT, _NLC = np.ascontiguousarray(_LC.T), -_LC
 
 
 class CBFError(RuntimeError):
@@ -125,33 +120,28 @@ class CBF:
         self.rate = np.asarray(rate, float)
         self.n = len(self.rate)
         self.solve_qp = solver or daqp.solve
-        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 2.0, cfg.self_collision)
+        self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
+        ws = (cfg.ee_site, scene.workspace_lower, scene.workspace_upper) if self._ws else None
+        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 2.0, cfg.self_collision, workspace=ws)
         self.dropped_pairs: list[tuple[str, str]] = []
         if cfg.check_pose is not None and cfg.self_collision:
             self.dropped_pairs = col.exclude_within(np.asarray(cfg.check_pose, float), cfg.self_margin)
         m = col.model
-        # the longest lever of each joint on any point of each geom (and the ee), for every q: a
-        # joint step dq moves a geom's points by at most lever @ |dq|
+        # the longest lever of each joint on any point of each geom (the ee's sphere included), for
+        # every q: a joint step dq moves a geom's points by at most lever @ |dq| (world geoms: 0)
         self._lever = np.array([self._levers(int(m.geom_bodyid[g]), float(np.linalg.norm(m.geom_pos[g]))
                                              + float(m.geom_rbound[g])) for g in range(m.ngeom)])
         self._lever[col.scene_geoms] = 0.0
         self.activation = 2.0  # m: the detection margin of barriers() (the QP's is set per tick)
         margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
         self._pair_margin = np.maximum.outer(margin_of, margin_of)  # a pair with the scene: margin
+        # the workspace rows: the ee sphere's centre to each plane (h = p_ee - lower, upper - p_ee)
+        self._ws_axis = {int(g): i for i, g in enumerate(col.ws_geoms)}
+        for g in col.ws_geoms:
+            self._pair_margin[g, col.ee_geom] = self._pair_margin[col.ee_geom, g] = -col.EE_RADIUS
         self._key = np.array([m.ngeom, 1])
         self._gname = [col.geom_name(g) for g in range(m.ngeom)]
         self._scene_set = {int(g) for g in col.scene_geoms}
-        self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
-        if self._ws:
-            self._site = m.site(cfg.ee_site).id
-            body = int(m.site_bodyid[self._site])
-            self._ee_mask = moving_joints(m, col.joint_ids, body)
-            self._ee_lever = self._levers(body, float(np.linalg.norm(m.site_pos[self._site])))
-            self._ws_lo, self._ws_hi = np.array(scene.workspace_lower), np.array(scene.workspace_upper)
-            self._ws_n = np.concatenate([np.eye(3), -np.eye(3)])
-            self._ws_masks = np.stack([np.zeros(self.n), self._ee_mask])
-            self._ws_g = np.stack([np.full(6, -1), np.arange(6)], 1)
-            self._ws_side = np.tile([-2, -1], (6, 1))  # mask rows of the two sides: fixed, the ee
 
         self._H = np.eye(self.n)
         self._init_fast()
@@ -170,34 +160,17 @@ class CBF:
 
     def _init_fast(self) -> None:
         """Constant tables and buffers of the per-tick path."""
-        col, n = self.col, self.n
-        ng = col.model.ngeom
+        n = self.n
         # MuJoCo detects a pair within the larger of its geoms' margins: with 2 * reach + the largest
         # barrier margin per geom, max(2 r_a, 2 r_b) + pad >= r_a + r_b + margin_ab for every pair
         self._pad = max(self.config.margin, self.config.self_margin)
         self._reach_all = self._lever @ np.full(n, self.activation)
         self._pm_flat = self._pair_margin.ravel()
-        self._dmask = (col.mask[None, :, :] - col.mask[:, None, :]).reshape(ng * ng, n)  # [a ng + b]: b - a
-        self._slide = col.slide.copy()
-        self._any_slide = bool(self._slide.any())
-        self._B = np.zeros((n, 12))
-        self._axan = np.zeros((n, 9))
-        self._axan3 = self._axan.reshape(n, 3, 3)
-        self._grow(64)
         self._rate_gain = self.rate / self.config.gain
         self._neg_rate = -self.rate
         self._lag, self._step = np.zeros(n), np.zeros(n)
         self._lu = np.stack([self.lower, self.upper])
         self._bb, self._bb_t = np.zeros((2, n)), np.zeros((2, n))
-        self._hw = np.zeros(6)
-
-    def _grow(self, rows: int) -> None:
-        """(Re)allocate the row buffers W [rows, 12] (and its [rows, 3, 3] view of the outer
-        products), h [rows] and joint masks [rows, n]."""
-        self._W, self._hr, self._dm = np.zeros((rows, 12)), np.zeros(rows), np.zeros((rows, self.n))
-        self._W3 = self._W[:, :9].reshape(rows, 3, 3)
-        if not np.shares_memory(self._W3, self._W):
-            raise RuntimeError("numpy copied the row buffer's view")
 
     def _levers(self, body: int, extent: float) -> np.ndarray:
         """[n] upper bounds of the distance between each configured joint's axis and any point
@@ -220,83 +193,51 @@ class CBF:
     # ------------------------------------------------------------------------------------------
     def _detect(self, q: np.ndarray, step: np.ndarray | None):
         """Kinematics and MuJoCo's collision detection at ``q`` with the margins ``step`` needs
-        (:meth:`_rows`): (contacts, g [K, 2], key [K] = a ngeom + b, h [K], near [K])."""
+        (:meth:`_rows`): (contacts, g [K, 2], h [K], near [K]); a pair's second, farther contact
+        (a capsule and a box touch at both ends) gets h = inf."""
         col = self.col
         col.set(q)
-        reach = self._reach_all if step is None else self._lever.dot(step)
         gm = col.geom_margin
-        np.multiply(reach, 2.0, out=gm)
-        gm += self._pad
-        np.minimum(gm, self.activation, out=gm)
+        if step is None:
+            reach = self._reach_all
+            np.minimum(2.0 * reach + self._pad, self.activation, out=gm)
+        else:
+            reach = self._lever.dot(step)
+            np.multiply(reach, 2.0, out=gm)
+            gm += self._pad
         mujoco.mj_collision(col.model, col.data)
         c = col.data.contact
         g = c.geom
         key = g.dot(self._key)
         dist = c.dist
         h = dist - self._pm_flat.take(key)
-        if len(h) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
+        if len(h) > 1:  # a pair's contacts come one after the other
             dup = (key[1:] == key[:-1]).nonzero()[0]
             if dup.size:
                 h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
-        return c, g, key, h, reach.take(g).sum(1)
+        return c, g, h, reach.take(g).sum(1)
 
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
-        """Barriers detected at ``q``: h [M], unit normals n [M, 3] (h grows with ``n . (v_b -
-        v_a)``), a point p [M, 3] on the line between the closest points, labels [M, 2] (geom a,
-        geom b; -1: the ee's workspace rows, b = axis 0..5), the farthest each row's two sides can
-        approach within ``step`` [M], the joint masks (rows -2, -1: fixed, the ee) and each row's
-        two sides as rows of those masks [M, 2].
+        """Barriers detected at ``q``: h [K], unit normals n [K, 3] (h grows with ``n . (v_b -
+        v_a)``), a point p [K, 3] on the line between the closest points, labels [K, 2] (geom a,
+        geom b), the farthest each row's two sides can approach within ``step`` [K], the joint
+        masks [ngeom, n] and each row's two sides as rows of those masks [K, 2] (the geoms).
 
         ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
         Each geom's detection margin is twice the distance ``step`` can move it plus the largest
         barrier margin (MuJoCo takes the larger margin of a pair, so every pair within the sum of
-        both reaches plus its barrier margin is detected). A capsule-box pair reports two contacts:
-        the farther one gets h = inf. Workspace rows are added when ``step`` can reach them."""
-        c, g, _, h, near = self._detect(q, step)
+        both reaches plus its barrier margin is detected); at most ``activation`` with no step. A
+        capsule-box pair reports two contacts: the farther one gets h = inf."""
+        c, g, h, near = self._detect(q, step)
         nrm = c.frame[:, :3]
         p = c.pos - (0.5 * c.dist)[:, None] * nrm
-        mask, side = self.col.mask, g
-        if self._ws:
-            pe = self.col.site_xpos[self._site]
-            hw = np.concatenate([pe - self._ws_lo, self._ws_hi - pe])
-            ee_reach = np.inf if step is None else float(self._ee_lever @ step)
-            w = np.flatnonzero(hw < ee_reach)
-            if w.size:
-                h = np.concatenate([h, hw[w]])
-                nrm = np.concatenate([nrm, self._ws_n[w]])
-                p = np.concatenate([p, pe[None].repeat(w.size, 0)])
-                g = np.concatenate([g, self._ws_g[w]])
-                side = np.concatenate([side, self._ws_side[w]])
-                near = np.concatenate([near, np.full(w.size, ee_reach)])
-                mask = np.concatenate([mask, self._ws_masks])  # index -2: fixed, -1: the ee
-        return h, nrm, p, g, near, mask, side
-
-    def _basis(self) -> np.ndarray:
-        """[n, 12] gradient basis at the current kinematics: a row with unit normal n and a point
-        p on the line between its closest points has ``grad = ([p (x) n, n] @ B.T) * (mask_b -
-        mask_a)``. For a hinge j with axis a_j through anchor o_j both closest points give ``n .
-        (a_j x (c - o_j)) = a_j . (p x n) - n . (a_j x o_j)`` (they differ by a multiple of n):
-        ``B[j] = [eps a_j, -(a_j x o_j)]``; a slide joint's is ``[0, a_j]`` (``n . a_j``)."""
-        col, B = self.col, self._B
-        ax = col.xaxis[col.jnt_idx]
-        np.matmul(ax, _LCT, out=B[:, :9])
-        np.multiply(ax[:, :, None], col.xanchor[col.jnt_idx][:, None, :], out=self._axan3)
-        np.matmul(self._axan, _NLC, out=B[:, 9:])
-        if self._any_slide:
-            B[self._slide, :9] = 0.0
-            B[self._slide, 9:] = ax[self._slide]
-        return B
-
-    def _grads(self, nrm, p, side, mask) -> np.ndarray:
-        """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))`` (``side`` [R, 2]: the mask rows of a
-        and b), from :meth:`_basis`."""
-        W = np.concatenate([(p[:, :, None] * nrm[:, None, :]).reshape(-1, 9), nrm], 1)
-        return (W @ self._basis().T) * (mask[side[:, 1]] - mask[side[:, 0]])
+        return h, nrm, p, g, near, self.col.mask, g
 
     def _label(self, g) -> str:
         a, b = int(g[0]), int(g[1])
-        if a < 0:
-            return f"the workspace box ({'lower' if b < 3 else 'upper'} {'xyz'[b % 3]}) of {self.config.ee_site!r}"
+        w = self._ws_axis.get(a, self._ws_axis.get(b))
+        if w is not None:
+            return f"the workspace box ({'lower' if w < 3 else 'upper'} {'xyz'[w % 3]}) of {self.config.ee_site!r}"
         kind = "clearance" if a in self._scene_set or b in self._scene_set else "self-clearance"
         return f"the {kind} of {self._gname[a]} and {self._gname[b]}"
 
@@ -309,9 +250,8 @@ class CBF:
 
     def gradients(self, q) -> np.ndarray:
         """[M, n] gradients of :meth:`barriers` w.r.t. q."""
-        h, nrm, p, _, _, mask, side = self._rows(np.asarray(q, float))
-        ok = np.isfinite(h)
-        return self._grads(nrm[ok], p[ok], side[ok], mask)
+        h = self._rows(np.asarray(q, float))[0]
+        return self.col.jacobian(~np.isfinite(h)).copy()
 
     def violation(self, q) -> str | None:
         """One line naming the most violated barrier at ``q``, or None if all hold."""
@@ -342,39 +282,16 @@ class CBF:
         # h < the distance its two sides can approach by a joint step |lag| + rate / gain
         np.abs(lag, out=step)
         step += self._rate_gain
-        c, g, key, h, near = self._detect(base, step)
+        c, g, h, near = self._detect(base, step)
         near += 1e-9
+        off = h >= near
         act = (h < near).nonzero()[0]
-        k = act.size
-        w = None
-        if self._ws:  # the ee's workspace rows its step can reach, after the contacts
-            hw, pe = self._hw, self.col.site_xpos[self._site]
-            np.subtract(pe, self._ws_lo, out=hw[:3])
-            np.subtract(self._ws_hi, pe, out=hw[3:])
-            ee_reach = self._ee_lever.dot(step)
-            if hw.min() < ee_reach:
-                w = (hw < ee_reach).nonzero()[0]
-        R = k if w is None else k + w.size
-        if self._W.shape[0] < R:
-            self._grow(R + 32)
-        # rows [p (x) n, n] of the barriers that can bind (p x n = pos x n: both lie on one line along n),
-        # their values and joint masks (mask_b - mask_a)
-        W, hr, dm = self._W[:R], self._hr[:R], self._dm[:R]
-        nrm = c.frame.take(act, 0)[:, :3]
-        np.multiply(c.pos.take(act, 0)[:, :, None], nrm[:, None, :], out=self._W3[:k])
-        W[:k, 9:] = nrm
-        h.take(act, out=hr[:k])
-        self._dmask.take(key.take(act), 0, out=dm[:k])
-        if w is not None:
-            n_w = self._ws_n[w]
-            np.multiply(pe[None, :, None], n_w[:, None, :], out=self._W3[k:R])
-            W[k:, 9:] = n_w
-            hr[k:] = hw[w]
-            dm[k:] = self._ee_mask
-        A = W.dot(self._basis().T)
-        A *= dm
+        A = self.col.jacobian(off)  # [R, n] the rows that can bind, in contact order
+        R = act.size
+        if A.shape[0] != R:
+            raise CBFError("cbf_error", f"{A.shape[0]} constraint rows for {R} barriers")
         hp = A.dot(lag)
-        hp += hr  # the barriers predicted at the command
+        hp += h.take(act)  # the barriers predicted at the command
         if not math.isfinite(hp.sum() + A.sum()):
             raise CBFError("cbf_error", "non-finite barrier values or gradients")
         bb, t = self._bb, self._bb_t  # [blo; bhi]
@@ -404,13 +321,13 @@ class CBF:
         bupper = np.concatenate([bhi, np.full(R, 1e30)])
         blower = np.concatenate([blo, lo_rows])
         try:
-            x, _, flag, _ = self.solve_qp(self._H, -v_nom, A, bupper, blower, np.zeros(bupper.size, dtype=np.int32))
+            x, _, flag, _ = self.solve_qp(self._H, -v_nom, np.ascontiguousarray(A), bupper, blower,
+                                          np.zeros(bupper.size, dtype=np.int32))
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
-        labels = g[act] if w is None else np.concatenate([g[act], self._ws_g[w]])
         if flag == -1:
             i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(labels[i])}, "
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(g[act[i]])}, "
                                              f"h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
@@ -420,7 +337,8 @@ class CBF:
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if R:
-            last["constraint"] = tuple(int(v) for v in labels[int(np.argmin(slack))])
+            a, b = g[act[int(np.argmin(slack))]]
+            last["constraint"] = (int(a), int(b))
         return x
 
     def constraint_label(self) -> str | None:

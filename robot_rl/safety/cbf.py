@@ -28,11 +28,20 @@ Jacobian (``mj_makeConstraint``), computed in C for all rows at once (the tests 
 ``mj_jac`` at the closest points and against finite differences). The workspace box is six planes
 and a small sphere at the ``ee`` site in the same collision model, so its rows come out of the same
 detection. A barrier farther than its two geoms can approach each other by a joint step
-``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic chain) cannot bind
+``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic chain, counting only
+the joints that move one geom of the pair and not the other) cannot bind
 this tick: it is not detected (per-geom MuJoCo margins of twice that reach plus the largest barrier
-margin) and not in the QP. Every barrier is evaluated exactly every tick. When the nominal already
-satisfies every constraint (to 1e-9) it is the QP's solution and is returned as is, without
-calling the solver; otherwise the QP is solved with DAQP (dense active-set;
+margin) and not in the QP. Every barrier is evaluated exactly every tick.
+
+The nominal is the QP's solution when it satisfies every constraint; it is then returned as is,
+without building rows or calling the solver. A tick first tries to prove that from the reach bound
+alone: row i holds for ``v_nom`` iff ``h_i + grad h_i . u >= 0`` with ``u = (q - q_m) + v_nom /
+gain``, and ``|grad h_i . u| <= reach_ab(|u|)`` (``reach_ab(x) = lever_ab . x``: a gradient
+entry is at most the lever of its joint on the closest point of the geom it moves, and 0 for a
+joint that moves both geoms, which moves them rigidly), so ``h_i >= reach_ab`` proves row i. ``|u| <= step`` when ``v_nom`` is within the velocity box, so the tick's one detection
+(margins from ``step``) finds every pair that could fail it; the joint boxes are checked exactly.
+When the proof fails, the rows that can bind are built and the nominal is checked against them exactly (to 1e-9); otherwise
+the QP is solved with DAQP (dense active-set;
 ``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same problems). A tick
 costs ``mj_kinematics``, ``mj_collision``, ``mj_makeConstraint`` and about 35 small numpy calls on
 preallocated buffers and cached views of MuJoCo's arrays.
@@ -166,11 +175,26 @@ class CBF:
         self._pad = max(self.config.margin, self.config.self_margin)
         self._reach_all = self._lever @ np.full(n, self.activation)
         self._pm_flat = self._pair_margin.ravel()
-        self._rate_gain = self.rate / self.config.gain
+        # [a ngeom + b, n]: the lever of each joint on the pair's distance. A joint that moves both
+        # geoms moves them rigidly together (its gradient entry n . (a_j x (c_b - c_a)) is 0: c_b -
+        # c_a is along n); one that moves one of them has that geom's lever
+        lev, mask = self._lever, self.col.mask
+        ng = len(lev)
+        self._pair_lever = (lev[:, None, :] * (1.0 - mask[None, :, :])
+                            + lev[None, :, :] * (1.0 - mask[:, None, :])).reshape(ng * ng, n)
+        self._all = np.full(n, self.activation)
+        self._rate_gain = (self.rate + 1e-8) / self.config.gain
         self._neg_rate = -self.rate
         self._lag, self._step = np.zeros(n), np.zeros(n)
         self._lu = np.stack([self.lower, self.upper])
         self._bb, self._bb_t = np.zeros((2, n)), np.zeros((2, n))
+        self._u, self._f = np.zeros(n), np.zeros(n)
+        self._grow(n + 96)
+
+    def _grow(self, size: int) -> None:
+        """(Re)allocate the QP's bound and sense buffers (the rows' upper bounds: none, 1e30)."""
+        self._bu, self._bl = np.full(size, 1e30), np.zeros(size)
+        self._sense = np.zeros(size, dtype=np.int32)
 
     def _levers(self, body: int, extent: float) -> np.ndarray:
         """[n] upper bounds of the distance between each configured joint's axis and any point
@@ -193,29 +217,29 @@ class CBF:
     # ------------------------------------------------------------------------------------------
     def _detect(self, q: np.ndarray, step: np.ndarray | None):
         """Kinematics and MuJoCo's collision detection at ``q`` with the margins ``step`` needs
-        (:meth:`_rows`): (contacts, g [K, 2], h [K], near [K]); a pair's second, farther contact
-        (a capsule and a box touch at both ends) gets h = inf."""
+        (:meth:`_rows`): (contacts, key [K] = a ngeom + b, h [K]: distance - the pair's margin)."""
         col = self.col
         col.set(q)
         gm = col.geom_margin
         if step is None:
-            reach = self._reach_all
-            np.minimum(2.0 * reach + self._pad, self.activation, out=gm)
+            np.minimum(2.0 * self._reach_all + self._pad, self.activation, out=gm)
         else:
-            reach = self._lever.dot(step)
-            np.multiply(reach, 2.0, out=gm)
+            np.multiply(self._lever.dot(step), 2.0, out=gm)
             gm += self._pad
         mujoco.mj_collision(col.model, col.data)
         c = col.data.contact
-        g = c.geom
-        key = g.dot(self._key)
-        dist = c.dist
-        h = dist - self._pm_flat.take(key)
-        if len(h) > 1:  # a pair's contacts come one after the other
+        key = c.geom.dot(self._key)
+        return c, key, c.dist - self._pm_flat.take(key)
+
+    @staticmethod
+    def _drop_second(c, key, h) -> None:
+        """A pair's contacts come one after the other (a capsule and a box touch at both ends):
+        the farther one gets h = inf (it is not a barrier)."""
+        if len(h) > 1:
             dup = (key[1:] == key[:-1]).nonzero()[0]
             if dup.size:
+                dist = c.dist
                 h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
-        return c, g, h, reach.take(g).sum(1)
 
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
         """Barriers detected at ``q``: h [K], unit normals n [K, 3] (h grows with ``n . (v_b -
@@ -228,9 +252,12 @@ class CBF:
         barrier margin (MuJoCo takes the larger margin of a pair, so every pair within the sum of
         both reaches plus its barrier margin is detected); at most ``activation`` with no step. A
         capsule-box pair reports two contacts: the farther one gets h = inf."""
-        c, g, h, near = self._detect(q, step)
+        c, key, h = self._detect(q, step)
+        self._drop_second(c, key, h)
+        near = self._pair_lever.take(key, 0).dot(self._all if step is None else step)
         nrm = c.frame[:, :3]
         p = c.pos - (0.5 * c.dist)[:, None] * nrm
+        g = c.geom
         return h, nrm, p, g, near, self.col.mask, g
 
     def _label(self, g) -> str:
@@ -278,11 +305,35 @@ class CBF:
         gain = self.config.gain
         lag, step = self._lag, self._step
         np.subtract(q, base, out=lag)
-        # a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
-        # h < the distance its two sides can approach by a joint step |lag| + rate / gain
+        bb, t = self._bb, self._bb_t  # [blo; bhi]
+        np.subtract(self._lu, q, out=bb)
+        bb *= gain
+        blo, bhi = bb[0], bb[1]
+        np.maximum(blo, self._neg_rate, out=blo)
+        np.minimum(bhi, self.rate, out=bhi)
+        tol = -1e-9
+        np.subtract(v_nom, bb, out=t)
+        t[1] *= -1.0  # [v - blo; bhi - v]
+        box_ok = t.min() >= tol
+        # one detection with the margins of the largest joint step that matters, |lag| + rate / gain
+        # (a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
+        # h < reach(step); 1e-8 rad/s more than the rate keeps |lag + v_nom / gain| <= step within the
+        # box check's 1e-9)
         np.abs(lag, out=step)
         step += self._rate_gain
-        c, g, h, near = self._detect(base, step)
+        c, key, h = self._detect(base, step)
+        P = self._pair_lever.take(key, 0)
+        last = self.last
+        if box_ok:  # the reach-bound proof that the nominal satisfies every row (module docstring)
+            u = self._u
+            np.divide(v_nom, gain, out=u)
+            u += lag
+            np.abs(u, out=u)
+            if not len(h) or (h - P.dot(u)).min() >= 0.0:
+                last["min_h"], last["rows"], last["intervened"], last["constraint"] = None, 0, False, None
+                return v_nom
+        self._drop_second(c, key, h)
+        near = P.dot(step)
         near += 1e-9
         off = h >= near
         act = (h < near).nonzero()[0]
@@ -294,50 +345,50 @@ class CBF:
         hp += h.take(act)  # the barriers predicted at the command
         if not math.isfinite(hp.sum() + A.sum()):
             raise CBFError("cbf_error", "non-finite barrier values or gradients")
-        bb, t = self._bb, self._bb_t  # [blo; bhi]
-        np.subtract(self._lu, q, out=bb)
-        bb *= gain
-        blo, bhi = bb[0], bb[1]
-        np.maximum(blo, self._neg_rate, out=blo)
-        np.minimum(bhi, self.rate, out=bhi)
-        last = self.last
         last["min_h"] = float(hp.min()) if R else None
         last["rows"], last["intervened"], last["constraint"] = R, False, None
         # the nominal already satisfies everything (to rounding): it is the QP's solution
-        tol = -1e-9
-        np.subtract(v_nom, bb, out=t)
-        t[1] *= -1.0  # [v - blo; bhi - v]
-        if t.min() >= tol:
+        if box_ok:
             if not R:
                 return v_nom
             s = A.dot(v_nom)
             s += gain * hp
             if s.min() >= tol:
                 return v_nom
-        lo_rows = -gain * hp
-        if (blo > bhi + 1e-12).any():
+        if (blo - bhi).max() > 1e-12:
             j = int(np.argmax(blo - bhi))
             raise CBFError("cbf_infeasible", f"joint {j} cannot stay in its range within the rate limit")
-        bupper = np.concatenate([bhi, np.full(R, 1e30)])
-        blower = np.concatenate([blo, lo_rows])
+        n = self.n
+        if self._bu.size < n + R:
+            self._grow(n + R + 32)
+        bupper, blower, sense = self._bu[: n + R], self._bl[: n + R], self._sense[: n + R]
+        bupper[:n] = bhi
+        blower[:n] = blo
+        lo_rows = blower[n:]
+        np.multiply(hp, -gain, out=lo_rows)
+        np.negative(v_nom, out=self._f)
+        if not A.flags.c_contiguous:
+            A = np.ascontiguousarray(A)
         try:
-            x, _, flag, _ = self.solve_qp(self._H, -v_nom, np.ascontiguousarray(A), bupper, blower,
-                                          np.zeros(bupper.size, dtype=np.int32))
+            x, _, flag, _ = self.solve_qp(self._H, self._f, A, bupper, blower, sense)
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
             i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(g[act[i]])}, "
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(c.geom[act[i]])}, "
                                              f"h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
-        if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
+        if flag < 1 or x.shape != (n,) or not math.isfinite(x.dot(x)):
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")
-        slack = A @ x - lo_rows
-        if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (slack < -1e-6).any():
+        slack = A.dot(x)
+        slack -= lo_rows
+        np.subtract(x, bb, out=t)
+        t[1] *= -1.0  # [x - blo; bhi - x]
+        if t.min() < -1e-6 or (R and slack.min() < -1e-6):
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if R:
-            a, b = g[act[int(np.argmin(slack))]]
+            a, b = c.geom[act[int(np.argmin(slack))]]
             last["constraint"] = (int(a), int(b))
         return x
 

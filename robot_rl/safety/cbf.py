@@ -135,6 +135,7 @@ class CBF:
         self.dropped_pairs: list[tuple[str, str]] = []
         if cfg.check_pose is not None and cfg.self_collision:
             self.dropped_pairs = col.exclude_within(np.asarray(cfg.check_pose, float), cfg.self_margin)
+        col.use_pairs()
         m = col.model
         # the longest lever of each joint on any point of each geom (the ee's sphere included), for
         # every q: a joint step dq moves a geom's points by at most lever @ |dq| (world geoms: 0)
@@ -170,10 +171,6 @@ class CBF:
     def _init_fast(self) -> None:
         """Constant tables and buffers of the per-tick path."""
         n = self.n
-        # MuJoCo detects a pair within the larger of its geoms' margins: with 2 * reach + the largest
-        # barrier margin per geom, max(2 r_a, 2 r_b) + pad >= r_a + r_b + margin_ab for every pair
-        self._pad = max(self.config.margin, self.config.self_margin)
-        self._reach_all = self._lever @ np.full(n, self.activation)
         self._pm_flat = self._pair_margin.ravel()
         # [a ngeom + b, n]: the lever of each joint on the pair's distance. A joint that moves both
         # geoms moves them rigidly together (its gradient entry n . (a_j x (c_b - c_a)) is 0: c_b -
@@ -183,6 +180,9 @@ class CBF:
         self._pair_lever = (lev[:, None, :] * (1.0 - mask[None, :, :])
                             + lev[None, :, :] * (1.0 - mask[:, None, :])).reshape(ng * ng, n)
         self._all = np.full(n, self.activation)
+        # per explicit pair: its margin is exactly what a step needs, lever_ab . step + margin_ab
+        pk = self.col.pair_geoms.dot(self._key)
+        self._pl_pairs, self._pm_pairs = self._pair_lever[pk], self._pm_flat[pk] + 1e-9
         self._rate_gain = (self.rate + 1e-8) / self.config.gain
         self._neg_rate = -self.rate
         self._lag, self._step = np.zeros(n), np.zeros(n)
@@ -216,30 +216,35 @@ class CBF:
 
     # ------------------------------------------------------------------------------------------
     def _detect(self, q: np.ndarray, step: np.ndarray | None):
-        """Kinematics and MuJoCo's collision detection at ``q`` with the margins ``step`` needs
-        (:meth:`_rows`): (contacts, key [K] = a ngeom + b, h [K]: distance - the pair's margin)."""
+        """Kinematics and MuJoCo's collision detection at ``q``: (contacts, key [K] = a ngeom + b,
+        h [K]: distance - the pair's margin). Each pair's detection margin is what ``step`` needs,
+        ``lever_ab . step + margin_ab`` (+1e-9), so a pair is detected iff its barrier ``h <
+        lever_ab . step`` (None: every pair within ``activation``)."""
         col = self.col
         col.set(q)
-        gm = col.geom_margin
+        pm = col.pair_margin
         if step is None:
-            np.minimum(2.0 * self._reach_all + self._pad, self.activation, out=gm)
+            pm[:] = self.activation
         else:
-            np.multiply(self._lever.dot(step), 2.0, out=gm)
-            gm += self._pad
+            np.dot(self._pl_pairs, step, out=pm)
+            pm += self._pm_pairs
         mujoco.mj_collision(col.model, col.data)
         c = col.data.contact
         key = c.geom.dot(self._key)
         return c, key, c.dist - self._pm_flat.take(key)
 
     @staticmethod
-    def _drop_second(c, key, h) -> None:
-        """A pair's contacts come one after the other (a capsule and a box touch at both ends):
-        the farther one gets h = inf (it is not a barrier)."""
+    def _drop_second(key, h):
+        """A pair's contacts come one after the other (a capsule touches a box, or a parallel
+        capsule, at both ends): the farther one gets h = inf (it is not a barrier). Returns their
+        indices (None if there are none)."""
         if len(h) > 1:
             dup = (key[1:] == key[:-1]).nonzero()[0]
             if dup.size:
-                dist = c.dist
-                h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
+                dup += h.take(dup + 1) >= h.take(dup)
+                h[dup] = np.inf
+                return dup
+        return None
 
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
         """Barriers detected at ``q``: h [K], unit normals n [K, 3] (h grows with ``n . (v_b -
@@ -253,7 +258,7 @@ class CBF:
         both reaches plus its barrier margin is detected); at most ``activation`` with no step. A
         capsule-box pair reports two contacts: the farther one gets h = inf."""
         c, key, h = self._detect(q, step)
-        self._drop_second(c, key, h)
+        self._drop_second(key, h)
         near = self._pair_lever.take(key, 0).dot(self._all if step is None else step)
         nrm = c.frame[:, :3]
         p = c.pos - (0.5 * c.dist)[:, None] * nrm
@@ -332,17 +337,21 @@ class CBF:
             if not len(h) or (h - P.dot(u)).min() >= 0.0:
                 last["min_h"], last["rows"], last["intervened"], last["constraint"] = None, 0, False, None
                 return v_nom
-        self._drop_second(c, key, h)
-        near = P.dot(step)
-        near += 1e-9
-        off = h >= near
-        act = (h < near).nonzero()[0]
-        A = self.col.jacobian(off)  # [R, n] the rows that can bind, in contact order
-        R = act.size
+        # every detected pair can bind (its margin is what the step needs), but a second contact
+        dup = self._drop_second(key, h)
+        if dup is None:
+            act, hr, skip = None, h, False
+        else:
+            skip = np.zeros(len(h), bool)
+            skip[dup] = True
+            act = (~skip).nonzero()[0]
+            hr = h.take(act)
+        A = self.col.jacobian(skip)  # [R, n] the rows, in contact order
+        R = len(hr)
         if A.shape[0] != R:
             raise CBFError("cbf_error", f"{A.shape[0]} constraint rows for {R} barriers")
         hp = A.dot(lag)
-        hp += h.take(act)  # the barriers predicted at the command
+        hp += hr  # the barriers predicted at the command
         if not math.isfinite(hp.sum() + A.sum()):
             raise CBFError("cbf_error", "non-finite barrier values or gradients")
         last["min_h"] = float(hp.min()) if R else None
@@ -375,7 +384,7 @@ class CBF:
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
             i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(c.geom[act[i]])}, "
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(c.geom[i if act is None else act[i]])}, "
                                              f"h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (n,) or not math.isfinite(x.dot(x)):
@@ -388,7 +397,8 @@ class CBF:
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if R:
-            a, b = c.geom[act[int(np.argmin(slack))]]
+            i = int(np.argmin(slack))
+            a, b = c.geom[i if act is None else act[i]]
             last["constraint"] = (int(a), int(b))
         return x
 

@@ -59,7 +59,8 @@ class SceneCollisionModel:
     ``robot_geoms`` (ids of the robot's colliding geoms), ``mask`` [ngeom, n] (joints moving each
     geom), ``joint_ids``, ``qadr``, ``slide``; ``jnt_idx`` / ``qpos_idx`` (``joint_ids`` / ``qadr``
     as slices where contiguous) and the cached views ``qpos``, ``xaxis``, ``xanchor``,
-    ``site_xpos``, ``geom_margin`` (module docstring).
+    ``site_xpos``, ``geom_margin``, ``pair_margin`` (module docstring); ``pair_geoms`` [npair, 2]
+    after :meth:`use_pairs`.
     """
 
     def __init__(self, xml: str, joint_names: Sequence[str], scene: Scene | None, activation: float,
@@ -123,7 +124,8 @@ class SceneCollisionModel:
         self.qadr = np.array([m.jnt_qposadr[j] for j in self.joint_ids])
         self.slide = np.array([int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) for j in self.joint_ids])
         self.scene_geoms = np.array([m.geom(nm).id for nm in names], dtype=np.int64)
-        self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_contype[g] == 1], dtype=np.int64)
+        if not m.npair:  # explicit pairs (use_pairs) zero every contype
+            self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_contype[g] == 1], dtype=np.int64)
         self.mask = np.array([moving_joints(m, self.joint_ids, int(m.geom_bodyid[g])) for g in range(m.ngeom)])
         self._names = names
         self.ws_geoms = np.array([m.geom(n).id for n in self._ws_names], dtype=np.int64)
@@ -132,7 +134,35 @@ class SceneCollisionModel:
         self.dof_idx = _as_slice(m.jnt_dofadr[self.joint_ids])
         d = self.data
         self.qpos, self.xaxis, self.xanchor, self.site_xpos = d.qpos, d.xaxis, d.xanchor, d.site_xpos
-        self.geom_margin = m.geom_margin
+        self.geom_margin, self.pair_margin = m.geom_margin, m.pair_margin
+        self.pair_geoms = np.stack([m.pair_geom1, m.pair_geom2], 1) if m.npair else np.zeros((0, 2), np.int64)
+
+    def use_pairs(self) -> None:
+        """Detect only explicit pairs (MuJoCo ``<pair>``), each with its own margin
+        (``pair_margin``, writable between ticks): every pair the dynamic detection considers
+        now (after :meth:`exclude_within`, which must come first). A
+        per-pair margin detects exactly the pairs a caller needs instead of the larger margin of
+        each pair's two geoms. Recompiles; geom ids do not change."""
+        m, d = self.model, self.data
+        keep = m.geom_margin.copy()
+        m.geom_margin[:] = 1e4  # every pair that passes MuJoCo's filters (by body and bits) reports
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_collision(m, d)
+        pairs = list(dict.fromkeys((int(a), int(b)) for a, b in d.contact.geom))
+        m.geom_margin[:] = keep
+        named = {g.id: g for g in self._spec.geoms}
+        for g in range(m.ngeom):
+            if not named[g].name:
+                named[g].name = f"cbf/geom{g}"
+        for a, b in pairs:
+            p = self._spec.add_pair()
+            p.geomname1, p.geomname2 = named[a].name, named[b].name
+            p.condim, p.margin, p.gap = 1, 0.0, 0.0
+        for g in self._spec.geoms:
+            g.contype = g.conaffinity = 0
+        self._compile(self._names, [self.model.joint(j).name for j in self.joint_ids])
+        if sorted(map(sorted, self.pair_geoms.tolist())) != sorted(map(sorted, pairs)):
+            raise RuntimeError("the explicit collision pairs differ from the detected ones")
 
     def set(self, q: np.ndarray) -> None:
         """Joint positions (configured order) -> kinematics."""
@@ -169,7 +199,9 @@ class SceneCollisionModel:
 
     def exclude_within(self, q: np.ndarray, clearance: float) -> list[tuple[str, str]]:
         """Exclude robot body pairs closer than ``clearance`` at ``q`` from self-collision
-        (recompiles); returns the excluded (body, body) names."""
+        (recompiles); returns the excluded (body, body) names. Not after :meth:`use_pairs`."""
+        if self.model.npair:
+            raise RuntimeError("exclude_within must come before use_pairs")
         self.set(q)
         dist, _, _, g = self.contacts()
         m, out = self.model, []

@@ -23,28 +23,31 @@ tracking ``q_m = q`` and this is the plain CBF condition on the command. Barrier
 
 Gradients: ``grad h = n . (J(c_b) - J(c_a))`` with ``n`` the contact normal from geom a to b and
 ``J`` the positional Jacobians of the two bodies at the contact point (any point on the line
-between the closest points gives the same row): MuJoCo's frictionless contact constraint
-Jacobian (``mj_makeConstraint``), computed in C for all rows at once (the tests check them against
-``mj_jac`` at the closest points and against finite differences). The workspace box is six planes
-and a small sphere at the ``ee`` site in the same collision model, so its rows come out of the same
-detection. A barrier farther than its two geoms can approach each other by a joint step
-``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic chain, counting only
-the joints that move one geom of the pair and not the other) cannot bind
-this tick: it is not detected (per-geom MuJoCo margins of twice that reach plus the largest barrier
-margin) and not in the QP. Every barrier is evaluated exactly every tick.
+between the closest points gives the same row): MuJoCo's frictionless contact constraint Jacobian
+(``mj_makeConstraint``), in C for all rows at once (the tests check it against ``mj_jac`` at the
+closest points and against finite differences). The workspace box is six planes and a small
+sphere at the ``ee`` site in the same collision model, so its rows come from the same detection.
 
-The nominal is the QP's solution when it satisfies every constraint; it is then returned as is,
-without building rows or calling the solver. A tick first tries to prove that from the reach bound
-alone: row i holds for ``v_nom`` iff ``h_i + grad h_i . u >= 0`` with ``u = (q - q_m) + v_nom /
-gain``, and ``|grad h_i . u| <= reach_ab(|u|)`` (``reach_ab(x) = lever_ab . x``: a gradient
-entry is at most the lever of its joint on the closest point of the geom it moves, and 0 for a
-joint that moves both geoms, which moves them rigidly), so ``h_i >= reach_ab`` proves row i. ``|u| <= step`` when ``v_nom`` is within the velocity box, so the tick's one detection
-(margins from ``step``) finds every pair that could fail it; the joint boxes are checked exactly.
-When the proof fails, the rows that can bind are built and the nominal is checked against them exactly (to 1e-9); otherwise
-the QP is solved with DAQP (dense active-set;
-``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same problems). A tick
-costs ``mj_kinematics``, ``mj_collision``, ``mj_makeConstraint`` and about 35 small numpy calls on
-preallocated buffers and cached views of MuJoCo's arrays.
+Which rows: a joint step ``dq`` changes a pair's distance by at most ``lever_ab . |dq|`` (per joint,
+the longest lever of the joint on the geom it moves, along the kinematic chain; 0 for a joint that
+moves both geoms, which moves them rigidly: its entry ``n . (a_j x (c_b - c_a))`` is 0). A row
+binds only if ``h + grad h . (lag + v / gain) < 0`` for some ``|v| <= rate``, which needs ``h <
+lever_ab . step`` with ``step = |q - q_m| + rate / gain``. Each pair is an explicit MuJoCo pair
+whose detection margin is set every tick to exactly that (plus the pair's barrier margin), so
+MuJoCo reports the pairs that can bind and no other; each is a row. Every barrier that can bind is
+evaluated exactly every tick (no lower rate, no cache).
+
+Skipping the QP: ``v_nom`` is the QP's solution when it satisfies every constraint, and is then
+returned as is. Row i holds for ``v_nom`` iff ``h_i + grad h_i . u >= 0``, ``u = (q - q_m) + v_nom
+/ gain``, and ``|grad h_i . u| <= lever_ab . |u|``; within the velocity box ``|u| <= step``, so
+``h_i >= lever_ab . |u|`` for every detected pair (the others satisfy it) with the joint boxes
+checked exactly proves it without building a row. Otherwise the rows are built, the nominal is
+checked against them exactly (to 1e-9), and only if it fails is the QP solved with DAQP (dense
+active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same
+problems). ``last``: ``min_h`` (the smallest predicted barrier of the rows; None without rows),
+``rows`` (0 when the proof needed none), ``intervened``, ``constraint`` (the tightest row's geoms).
+A tick costs ``mj_kinematics``, ``mj_collision`` (and ``mj_makeConstraint`` when rows are built)
+and 20-45 small numpy calls on preallocated buffers and cached views of MuJoCo's arrays.
 
 Fail closed: an infeasible QP, a solver error, a non-finite input or result, or a solution that
 violates the constraints raises :class:`CBFError`; the safety filter then brakes.
@@ -247,16 +250,10 @@ class CBF:
         return None
 
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
-        """Barriers detected at ``q``: h [K], unit normals n [K, 3] (h grows with ``n . (v_b -
-        v_a)``), a point p [K, 3] on the line between the closest points, labels [K, 2] (geom a,
-        geom b), the farthest each row's two sides can approach within ``step`` [K], the joint
-        masks [ngeom, n] and each row's two sides as rows of those masks [K, 2] (the geoms).
-
-        ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
-        Each geom's detection margin is twice the distance ``step`` can move it plus the largest
-        barrier margin (MuJoCo takes the larger margin of a pair, so every pair within the sum of
-        both reaches plus its barrier margin is detected); at most ``activation`` with no step. A
-        capsule-box pair reports two contacts: the farther one gets h = inf."""
+        """Barriers detected at ``q`` (:meth:`_detect`; a pair's second contact has h = inf): h
+        [K], unit normals n [K, 3] (h grows with ``n . (v_b - v_a)``), a point p [K, 3] on the line
+        between the closest points, geoms [K, 2] (a, b), ``lever_ab . step`` [K], the joint masks
+        [ngeom, n] and the geoms again (each row's two sides as rows of the masks)."""
         c, key, h = self._detect(q, step)
         self._drop_second(key, h)
         near = self._pair_lever.take(key, 0).dot(self._all if step is None else step)

@@ -41,11 +41,13 @@ Skipping the QP: ``v_nom`` is the QP's solution when it satisfies every constrai
 returned as is. Row i holds for ``v_nom`` iff ``h_i + grad h_i . u >= 0``, ``u = (q - q_m) + v_nom
 / gain``, and ``|grad h_i . u| <= lever_ab . |u|``; within the velocity box ``|u| <= step``, so
 ``h_i >= lever_ab . |u|`` for every detected pair (the others satisfy it) with the joint boxes
-checked exactly proves it without building a row. Otherwise the rows are built, the nominal is
-checked against them exactly (to 1e-9), and only if it fails is the QP solved with DAQP (dense
+checked exactly proves it without building a row (not tried on the tick after an intervention,
+when it almost always fails). Otherwise the rows are built (a pair's second, farther contact as a
+row with h = 1e6 m that never binds), the nominal is checked against them exactly (to 1e-9), and
+only if it fails is the QP solved with DAQP (dense
 active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same
 problems). ``last``: ``min_h`` (the smallest predicted barrier of the rows; None without rows),
-``rows`` (0 when the proof needed none), ``intervened``, ``constraint`` (the tightest row's geoms).
+``rows`` (barrier rows; 0 when the proof needed none), ``intervened``, ``constraint`` (the tightest row's geoms).
 A tick costs ``mj_kinematics``, ``mj_collision`` (and ``mj_makeConstraint`` when rows are built)
 and 20-45 small numpy calls on preallocated buffers and cached views of MuJoCo's arrays.
 
@@ -324,9 +326,11 @@ class CBF:
         np.abs(lag, out=step)
         step += self._rate_gain
         c, key, h = self._detect(base, step)
-        P = self._pair_lever.take(key, 0)
         last = self.last
-        if box_ok:  # the reach-bound proof that the nominal satisfies every row (module docstring)
+        # the reach-bound proof that the nominal satisfies every row (module docstring); not tried
+        # right after an intervention, when it almost always fails (a choice of speed, not safety)
+        if box_ok and not last["intervened"]:
+            P = self._pair_lever.take(key, 0)
             u = self._u
             np.divide(v_nom, gain, out=u)
             u += lag
@@ -334,25 +338,27 @@ class CBF:
             if not len(h) or (h - P.dot(u)).min() >= 0.0:
                 last["min_h"], last["rows"], last["intervened"], last["constraint"] = None, 0, False, None
                 return v_nom
-        # every detected pair can bind (its margin is what the step needs), but a second contact
-        dup = self._drop_second(key, h)
-        if dup is None:
-            act, hr, skip = None, h, False
-        else:
-            skip = np.zeros(len(h), bool)
-            skip[dup] = True
-            act = (~skip).nonzero()[0]
-            hr = h.take(act)
-        A = self.col.jacobian(skip)  # [R, n] the rows, in contact order
-        R = len(hr)
+        # every detected pair is a row (its margin is what the step needs); a pair's second, farther
+        # contact stays a row with h = 1e6 m, which never binds (the QP's solution is the same)
+        ndup = 0
+        if len(h) > 1:
+            dup = (key[1:] == key[:-1]).nonzero()[0]
+            ndup = dup.size
+            if ndup:
+                dup += h.take(dup + 1) >= h.take(dup)
+                h[dup] = 1e6
+        A = self.col.jacobian()  # [K, n] the rows, in contact order
+        if not A.flags.c_contiguous:  # the model has joints that are not configured (fingers)
+            A = np.ascontiguousarray(A)
+        R = len(h)
         if A.shape[0] != R:
             raise CBFError("cbf_error", f"{A.shape[0]} constraint rows for {R} barriers")
         hp = A.dot(lag)
-        hp += hr  # the barriers predicted at the command
+        hp += h  # the barriers predicted at the command
         if not math.isfinite(hp.sum() + A.sum()):
             raise CBFError("cbf_error", "non-finite barrier values or gradients")
         last["min_h"] = float(hp.min()) if R else None
-        last["rows"], last["intervened"], last["constraint"] = R, False, None
+        last["rows"], last["intervened"], last["constraint"] = R - ndup, False, None
         # the nominal already satisfies everything (to rounding): it is the QP's solution
         if box_ok:
             if not R:
@@ -373,16 +379,14 @@ class CBF:
         lo_rows = blower[n:]
         np.multiply(hp, -gain, out=lo_rows)
         np.negative(v_nom, out=self._f)
-        if not A.flags.c_contiguous:
-            A = np.ascontiguousarray(A)
         try:
             x, _, flag, _ = self.solve_qp(self._H, self._f, A, bupper, blower, sense)
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
-            i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(c.geom[i if act is None else act[i]])}, "
-                                             f"h = {-lo_rows[i] / gain:.3f} m)")
+            i = int(lo_rows.argmax())
+            tight = self._label(c.geom[i])
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {tight}, h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
         if flag < 1 or x.shape != (n,) or not math.isfinite(x.dot(x)):
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")
@@ -394,8 +398,7 @@ class CBF:
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
         if R:
-            i = int(np.argmin(slack))
-            a, b = c.geom[i if act is None else act[i]]
+            a, b = c.geom[slack.argmin()]
             last["constraint"] = (int(a), int(b))
         return x
 

@@ -179,12 +179,13 @@ class SceneCollisionModel:
         nrm = c.frame[:k, :3]
         return dist, nrm, c.pos[:k] - (0.5 * dist)[:, None] * nrm, c.geom[:k]
 
-    def jacobian(self, skip: np.ndarray) -> np.ndarray:
+    def jacobian(self, skip: np.ndarray | None = None) -> np.ndarray:
         """After :meth:`contacts` (or ``mj_collision``): [R, n] the distance gradients (``n . (J_b -
-        J_a)`` w.r.t. the configured joints) of the contacts where ``skip`` [ncon] is False, in
-        contact order: MuJoCo's contact constraint Jacobian (a view, valid until the next call)."""
+        J_a)`` w.r.t. the configured joints) of the contacts (those where ``skip`` [ncon] is False),
+        in contact order: MuJoCo's contact constraint Jacobian (a view, valid until the next call)."""
         m, d = self.model, self.data
-        d.contact.exclude[:] = skip
+        if skip is not None:
+            d.contact.exclude[:] = skip
         mujoco.mj_comPos(m, d)
         mujoco.mj_makeConstraint(m, d)
         r = d.nefc

@@ -312,7 +312,8 @@ def _reference_qp(cbf, q, v_nom, q_meas):
     lo_rows = -gain * (h + G @ (q - q_meas))
     blo = np.maximum(-cbf.rate, gain * (cbf.lower - q))
     bhi = np.minimum(cbf.rate, gain * (cbf.upper - q))
-    feasible = bool((v_nom >= blo - 1e-9).all() and (v_nom <= bhi + 1e-9).all() and (G @ v_nom >= lo_rows - 1e-9).all())
+    feasible = bool((v_nom >= blo - 1e-9).all() and (v_nom <= bhi + 1e-9).all()
+                    and (G @ v_nom >= lo_rows - 1e-9).all())
     n = len(q)
     x, _, flag, _ = daqp.solve(np.eye(n), -v_nom, G, np.concatenate([bhi, np.full(len(h), 1e30)]),
                                np.concatenate([blo, lo_rows]), np.zeros(n + len(h), dtype=np.int32))

@@ -238,26 +238,15 @@ class CBF:
         key = c.geom.dot(self._key)
         return c, key, c.dist - self._pm_flat.take(key)
 
-    @staticmethod
-    def _drop_second(key, h):
-        """A pair's contacts come one after the other (a capsule touches a box, or a parallel
-        capsule, at both ends): the farther one gets h = inf (it is not a barrier). Returns their
-        indices (None if there are none)."""
-        if len(h) > 1:
-            dup = (key[1:] == key[:-1]).nonzero()[0]
-            if dup.size:
-                dup += h.take(dup + 1) >= h.take(dup)
-                h[dup] = np.inf
-                return dup
-        return None
-
     def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
         """Barriers detected at ``q`` (:meth:`_detect`; a pair's second contact has h = inf): h
         [K], unit normals n [K, 3] (h grows with ``n . (v_b - v_a)``), a point p [K, 3] on the line
         between the closest points, geoms [K, 2] (a, b), ``lever_ab . step`` [K], the joint masks
         [ngeom, n] and the geoms again (each row's two sides as rows of the masks)."""
         c, key, h = self._detect(q, step)
-        self._drop_second(key, h)
+        if len(h) > 1:  # a pair's contacts come one after the other (both ends of a capsule)
+            dup = (key[1:] == key[:-1]).nonzero()[0]
+            h[dup + (h.take(dup + 1) >= h.take(dup))] = np.inf
         near = self._pair_lever.take(key, 0).dot(self._all if step is None else step)
         nrm = c.frame[:, :3]
         p = c.pos - (0.5 * c.dist)[:, None] * nrm

@@ -85,6 +85,7 @@ class SceneCollisionModel:
                 g.contype = g.conaffinity = 0
             g.margin, g.gap, g.condim = float(activation), 0.0, 1
         self._ws_names: list[str] = []
+        self.explicit_pairs = False
         if workspace is not None:
             self._add_workspace(spec, *workspace, activation)
         self._spec = spec
@@ -124,7 +125,7 @@ class SceneCollisionModel:
         self.qadr = np.array([m.jnt_qposadr[j] for j in self.joint_ids])
         self.slide = np.array([int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) for j in self.joint_ids])
         self.scene_geoms = np.array([m.geom(nm).id for nm in names], dtype=np.int64)
-        if not m.npair:  # explicit pairs (use_pairs) zero every contype
+        if not self.explicit_pairs:  # use_pairs zeroes every contype
             self.robot_geoms = np.array([g for g in range(m.ngeom) if m.geom_contype[g] == 1], dtype=np.int64)
         self.mask = np.array([moving_joints(m, self.joint_ids, int(m.geom_bodyid[g])) for g in range(m.ngeom)])
         self._names = names
@@ -160,6 +161,7 @@ class SceneCollisionModel:
             p.condim, p.margin, p.gap = 1, 0.0, 0.0
         for g in self._spec.geoms:
             g.contype = g.conaffinity = 0
+        self.explicit_pairs = True
         self._compile(self._names, [self.model.joint(j).name for j in self.joint_ids])
         if sorted(map(sorted, self.pair_geoms.tolist())) != sorted(map(sorted, pairs)):
             raise RuntimeError("the explicit collision pairs differ from the detected ones")
@@ -201,7 +203,7 @@ class SceneCollisionModel:
     def exclude_within(self, q: np.ndarray, clearance: float) -> list[tuple[str, str]]:
         """Exclude robot body pairs closer than ``clearance`` at ``q`` from self-collision
         (recompiles); returns the excluded (body, body) names. Not after :meth:`use_pairs`."""
-        if self.model.npair:
+        if self.explicit_pairs:
             raise RuntimeError("exclude_within must come before use_pairs")
         self.set(q)
         dist, _, _, g = self.contacts()

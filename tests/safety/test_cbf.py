@@ -320,15 +320,19 @@ def _reference_qp(cbf, q, v_nom, q_meas):
     return (np.asarray(x) if flag >= 1 else None), feasible
 
 
-@pytest.mark.parametrize("robot", ROBOTS)
-def test_fast_paths_give_the_full_qps_command(robot):
+@pytest.mark.parametrize("robot,options", [("iiwa14", {}), ("panda", {}),
+                                            ("iiwa14", {"workspace": False, "self_collision": False})])
+def test_fast_paths_give_the_full_qps_command(robot, options):
     """Over random commands, measured states (lag) and nominals, the filter (explicit pairs with
     per-tick margins, the reach-bound proof, the exact nominal check, then the QP) returns what the
     QP over every barrier within 2 m returns: the nominal itself (the same object) when it is
     feasible, else the same solution; the proof path builds no rows."""
-    f = _filter(robot)
-    cbf = f.cbf
+    from robot_rl.safety.cbf import CBF
+
     r = get_robot(robot)
+    f = _filter(robot)
+    cbf = CBF(CBFConfig(scene="tabletop", check_pose=r.default_pose, **options), _xml(robot), list(r.joint_names),
+              f.config.cmd_lower, f.config.cmd_upper, f.config.rate)
     home = np.array(r.default_pose)
     rng = np.random.default_rng(3)
     proved = built = solved = 0

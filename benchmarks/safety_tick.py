@@ -1,6 +1,6 @@
 """Time per safety tick with the CBF-QP beside the tick without it, and the QP solvers compared.
 
-    python benchmarks/safety_tick.py [--robots iiwa14 panda] [--seconds 10] [--rounds 2]
+    python benchmarks/safety_tick.py [--robots iiwa14 panda] [--seconds 10] [--rounds 2] [--compare-rev REV]
 
 For each robot, the same 1 kHz loop runs the safety filter as the safety node builds it (limits,
 rate limits, position margin 0.02 rad, velocity limit 2 rad/s) without and with the CBF stage (the
@@ -11,7 +11,12 @@ Two scenarios: ``nominal`` (smooth targets around the home pose, the CBF rarely 
 links and past the joint limits: the CBF binds often). The runs alternate ``rounds`` times in one
 process. Printed: microseconds per ``tick`` (p50, p99, max) as wall time and as the thread's CPU
 time (the tick's work, without the time the OS gave other processes), the ratio with / without,
-and the share of ticks where the QP changed the command. Target: p99 tick work <= 200 us.
+the share of ticks where the QP changed the command, and the share where the CBF's reach bound
+proved the nominal safe without building a row. Target: p99 tick work <= 200 us.
+
+With ``--compare-rev REV`` (a git revision, e.g. the commit before a change to the CBF) the CBF
+module of that revision (``robot_rl/safety/cbf.py``, with today's collision model) runs as a third
+variant in the same rounds, interleaved: its tick times, and ours / its as a ratio.
 
 Then the QPs the CBF solved in the rogue runs are solved again by DAQP (the filter's solver),
 OSQP and proxsuite (dense), each on the same problems: solve time (p50, p99) and the largest
@@ -60,6 +65,7 @@ def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0
     out = None
     ns: list[int] = []
     cpu: list[int] = []
+    proved = 0
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     alpha = 1.0 - np.exp(-1e-3 / 0.05)  # first-order servo, 50 ms
     for k in range(int(seconds * 1000)):
@@ -74,9 +80,41 @@ def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0
         out, st = f.tick(t)
         ns.append(clock() - t0)
         cpu.append(cpu_clock() - c0)
+        if cbf and st["mode"] == "ok" and f.cbf.last["rows"] == 0 and not f.cbf.last["intervened"]:
+            proved += 1  # the reach bound proved the nominal safe: no rows built
         if st["mode"] != "ok" and st["reason"] not in ("awaiting_command", "cbf_infeasible"):
             raise RuntimeError(f"unexpected safety mode {st['mode']} ({st['reason']}): {st['last_error']}")
-    return {"ns": ns, "cpu": cpu, "cbf_ticks": f.counters["cbf_active_ticks"], "ticks": len(ns)}
+    return {"ns": ns, "cpu": cpu, "cbf_ticks": f.counters["cbf_active_ticks"], "ticks": len(ns), "proved": proved}
+
+
+class _Reference:
+    """Runs the safety filter with the CBF module of git revision ``rev`` while in a ``with`` block."""
+
+    def __init__(self, rev: str):
+        import importlib.util
+        import pathlib
+        import subprocess
+        import sys
+
+        root = pathlib.Path(__file__).resolve().parents[1]
+        src = subprocess.run(["git", "show", f"{rev}:robot_rl/safety/cbf.py"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout
+        name = "robot_rl.safety._cbf_reference"
+        self.mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+        self.mod.__package__ = "robot_rl.safety"
+        sys.modules[name] = self.mod
+        exec(compile(src, f"{rev}:robot_rl/safety/cbf.py", "exec"), self.mod.__dict__)
+
+    def __enter__(self):
+        import robot_rl.safety.cbf as cbf
+
+        self.saved = cbf.CBF, cbf.CBFError
+        cbf.CBF, cbf.CBFError = self.mod.CBF, self.mod.CBFError
+
+    def __exit__(self, *exc):
+        import robot_rl.safety.cbf as cbf
+
+        cbf.CBF, cbf.CBFError = self.saved
 
 
 def _scene(r):
@@ -131,34 +169,53 @@ def solver_table(problems: list) -> None:
 
 
 def main(argv=None) -> None:
+    import contextlib
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--robots", nargs="+", default=["iiwa14", "panda"])
     ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per run (1000 ticks each)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--compare-rev", default=None, help="also run the CBF of this git revision (a before/after table)")
     args = ap.parse_args(argv)
+    ref = _Reference(args.compare_rev) if args.compare_rev else None
+    variants = ("off", "on") + (("rev",) if ref else ())
     problems: list = []
     print("safety tick, microseconds (p50 / p99 / max); the same loop without and with the CBF-QP")
     print(f"  {'robot':8s} {'scenario':8s} {'clock':5s} {'without CBF':>24s} {'with CBF':>24s} {'ratio p50/p99':>14s} "
-          f"{'QP active':>9s}")
+          f"{'QP active':>9s} {'no rows':>8s}")
+    table: list[str] = []
     for robot in args.robots:
         for scenario in ("nominal", "rogue"):
-            runs = {False: [], True: []}
-            cpus = {False: [], True: []}
-            active = ticks = 0
+            runs = {v: [] for v in variants}
+            cpus = {v: [] for v in variants}
+            active = ticks = proved = 0
             for rnd in range(args.rounds):
-                for cbf in (False, True):
-                    rec = problems if (scenario == "rogue" and rnd == 0 and len(problems) < 3000) else None
-                    r = run(robot, cbf, scenario, args.seconds, seed=rnd, record=rec)
-                    runs[cbf] += r["ns"]
-                    cpus[cbf] += r["cpu"]
-                    if cbf:
+                for v in variants:
+                    first = v == "on" and scenario == "rogue" and rnd == 0
+                    rec = problems if (first and len(problems) < 3000) else None
+                    with ref if v == "rev" else contextlib.nullcontext():
+                        r = run(robot, v != "off", scenario, args.seconds, seed=rnd, record=rec)
+                    runs[v] += r["ns"]
+                    cpus[v] += r["cpu"]
+                    if v == "on":
                         active += r["cbf_ticks"]
                         ticks += r["ticks"]
+                        proved += r["proved"]
             for clock, data in (("wall", runs), ("cpu", cpus)):
-                a, b = _pct(data[False]), _pct(data[True])
+                a, b = _pct(data["off"]), _pct(data["on"])
                 print(f"  {robot:8s} {scenario:8s} {clock:5s} {a[0]:7.1f} / {a[1]:6.1f} / {a[2]:7.1f} {b[0]:7.1f} / "
-                      f"{b[1]:6.1f} / {b[2]:7.1f} {b[0] / a[0]:6.1f} / {b[1] / a[1]:5.1f} {100 * active / ticks:8.1f}%")
+                      f"{b[1]:6.1f} / {b[2]:7.1f} {b[0] / a[0]:6.1f} / {b[1] / a[1]:5.1f} {100 * active / ticks:8.1f}% "
+                      f"{100 * proved / ticks:7.1f}%")
+                if ref:
+                    c = _pct(data["rev"])
+                    table.append(f"  {robot:8s} {scenario:8s} {clock:5s} {c[0]:7.1f} / {c[1]:6.1f} / {c[2]:7.1f} "
+                                 f"{b[0]:7.1f} / {b[1]:6.1f} / {b[2]:7.1f} {b[0] / c[0]:6.2f} / {b[1] / c[1]:5.2f}")
     print("  target: p99 of the tick work (cpu) with the CBF-QP <= 200 us")
+    if ref:
+        print(f"\nthe CBF at {args.compare_rev} beside ours, same loop, interleaved (microseconds, p50 / p99 / max)")
+        print(f"  {'robot':8s} {'scenario':8s} {'clock':5s} {'CBF at ' + args.compare_rev:>24s} {'ours':>24s} "
+              f"{'ours/rev p50/p99':>17s}")
+        print("\n".join(table))
     if problems:
         solver_table(problems[:3000])
 

@@ -22,13 +22,34 @@ tracking ``q_m = q`` and this is the plain CBF condition on the command. Barrier
 * workspace: ``h = p_ee - lower`` and ``upper - p_ee`` for the scene's box around the ``ee`` site.
 
 Gradients: ``grad h = n . (J(c_b) - J(c_a))`` with ``n`` the contact normal from geom a to b and
-``J`` the positional Jacobians of the closest points ``c_a``, ``c_b``, from MuJoCo's joint axes and
-anchors in one expression for all rows (the tests check them against ``mj_jac`` at the closest
-points and against finite differences). A barrier farther than its two geoms can approach each
-other by a joint step ``|q - q_m| + rate / gain`` (from per-joint lever bounds along the kinematic
-chain) cannot bind this tick: it is not detected (per-geom MuJoCo margins) and not in the QP. The
-QP is solved with DAQP (dense active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and
-proxsuite on the same problems).
+``J`` the positional Jacobians of the two bodies at the contact point (any point on the line
+between the closest points gives the same row): MuJoCo's frictionless contact constraint Jacobian
+(``mj_makeConstraint``), in C for all rows at once (the tests check it against ``mj_jac`` at the
+closest points and against finite differences). The workspace box is six planes and a small
+sphere at the ``ee`` site in the same collision model, so its rows come from the same detection.
+
+Which rows: a joint step ``dq`` changes a pair's distance by at most ``lever_ab . |dq|`` (per joint,
+the longest lever of the joint on the geom it moves, along the kinematic chain; 0 for a joint that
+moves both geoms, which moves them rigidly: its entry ``n . (a_j x (c_b - c_a))`` is 0). A row
+binds only if ``h + grad h . (lag + v / gain) < 0`` for some ``|v| <= rate``, which needs ``h <
+lever_ab . step`` with ``step = |q - q_m| + rate / gain``. Each pair is an explicit MuJoCo pair
+whose detection margin is set every tick to exactly that (plus the pair's barrier margin), so
+MuJoCo reports the pairs that can bind and no other; each is a row. Every barrier that can bind is
+evaluated exactly every tick (no lower rate, no cache).
+
+Skipping the QP: ``v_nom`` is the QP's solution when it satisfies every constraint, and is then
+returned as is. Row i holds for ``v_nom`` iff ``h_i + grad h_i . u >= 0``, ``u = (q - q_m) + v_nom
+/ gain``, and ``|grad h_i . u| <= lever_ab . |u|``; within the velocity box ``|u| <= step``, so
+``h_i >= lever_ab . |u|`` for every detected pair (the others satisfy it) with the joint boxes
+checked exactly proves it without building a row (not tried on the tick after an intervention,
+when it almost always fails). Otherwise the rows are built (a pair's second, farther contact as a
+row with h = 1e6 m that never binds), the nominal is checked against them exactly (to 1e-9), and
+only if it fails is the QP solved with DAQP (dense
+active-set; ``benchmarks/safety_tick.py`` compares it with OSQP and proxsuite on the same
+problems). ``last``: ``min_h`` (the smallest predicted barrier of the rows; None without rows),
+``rows`` (barrier rows; 0 when the proof needed none), ``intervened``, ``constraint`` (the tightest row's geoms).
+A tick costs ``mj_kinematics``, ``mj_collision`` (and ``mj_makeConstraint`` when rows are built)
+and 20-45 small numpy calls on preallocated buffers and cached views of MuJoCo's arrays.
 
 Fail closed: an infeasible QP, a solver error, a non-finite input or result, or a solution that
 violates the constraints raises :class:`CBFError`; the safety filter then brakes.
@@ -40,20 +61,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import mujoco
 import numpy as np
 
 from robot_rl.scenes import Scene, get_scene
 
-from .collision import SceneCollisionModel, moving_joints
+from .collision import SceneCollisionModel
 
 __all__ = ["CBFConfig", "CBF", "CBFError"]
 
-_I1, _I2 = np.array([1, 2, 0]), np.array([2, 0, 1])
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cross product of [R, 3] arrays (np.cross costs several times more on small ones)."""
-    return a[:, _I1] * b[:, _I2] - a[:, _I2] * b[:, _I1]
 
 class CBFError(RuntimeError):
     """The QP gave no usable answer (``reason``: cbf_infeasible | cbf_error)."""
@@ -118,35 +134,32 @@ class CBF:
         self.rate = np.asarray(rate, float)
         self.n = len(self.rate)
         self.solve_qp = solver or daqp.solve
-        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 2.0, cfg.self_collision)
+        self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
+        ws = (cfg.ee_site, scene.workspace_lower, scene.workspace_upper) if self._ws else None
+        self.col = col = SceneCollisionModel(robot_xml, joint_names, scene, 2.0, cfg.self_collision, workspace=ws)
         self.dropped_pairs: list[tuple[str, str]] = []
         if cfg.check_pose is not None and cfg.self_collision:
             self.dropped_pairs = col.exclude_within(np.asarray(cfg.check_pose, float), cfg.self_margin)
+        col.use_pairs()
         m = col.model
-        # the longest lever of each joint on any point of each geom (and the ee), for every q: a
-        # joint step dq moves a geom's points by at most lever @ |dq|
+        # the longest lever of each joint on any point of each geom (the ee's sphere included), for
+        # every q: a joint step dq moves a geom's points by at most lever @ |dq| (world geoms: 0)
         self._lever = np.array([self._levers(int(m.geom_bodyid[g]), float(np.linalg.norm(m.geom_pos[g]))
                                              + float(m.geom_rbound[g])) for g in range(m.ngeom)])
         self._lever[col.scene_geoms] = 0.0
         self.activation = 2.0  # m: the detection margin of barriers() (the QP's is set per tick)
         margin_of = np.where(np.isin(np.arange(m.ngeom), col.scene_geoms), cfg.margin, cfg.self_margin)
         self._pair_margin = np.maximum.outer(margin_of, margin_of)  # a pair with the scene: margin
+        # the workspace rows: the ee sphere's centre to each plane (h = p_ee - lower, upper - p_ee)
+        self._ws_axis = {int(g): i for i, g in enumerate(col.ws_geoms)}
+        for g in col.ws_geoms:
+            self._pair_margin[g, col.ee_geom] = self._pair_margin[col.ee_geom, g] = -col.EE_RADIUS
         self._key = np.array([m.ngeom, 1])
         self._gname = [col.geom_name(g) for g in range(m.ngeom)]
         self._scene_set = {int(g) for g in col.scene_geoms}
-        self._ws = bool(cfg.workspace and scene.workspace_lower is not None)
-        if self._ws:
-            self._site = m.site(cfg.ee_site).id
-            body = int(m.site_bodyid[self._site])
-            self._ee_mask = moving_joints(m, col.joint_ids, body)
-            self._ee_lever = self._levers(body, float(np.linalg.norm(m.site_pos[self._site])))
-            self._ws_lo, self._ws_hi = np.array(scene.workspace_lower), np.array(scene.workspace_upper)
-            self._ws_n = np.concatenate([np.eye(3), -np.eye(3)])
-            self._ws_masks = np.stack([np.zeros(self.n), self._ee_mask])
-            self._ws_g = np.stack([np.full(6, -1), np.arange(6)], 1)
-            self._ws_side = np.tile([-2, -1], (6, 1))  # mask rows of the two sides: fixed, the ee
 
         self._H = np.eye(self.n)
+        self._init_fast()
         self.last: dict = {"min_h": None, "constraint": None, "rows": 0, "intervened": False}
         if cfg.check_pose is not None:
             q0 = np.asarray(cfg.check_pose, float)
@@ -159,6 +172,34 @@ class CBF:
             if msg:
                 raise ValueError(f"scene {scene.name!r} at the home pose: {msg}; an obstacle overlaps the robot's "
                                  "base or links: move or shrink it in the scene, or lower the CBF margin")
+
+    def _init_fast(self) -> None:
+        """Constant tables and buffers of the per-tick path."""
+        n = self.n
+        self._pm_flat = self._pair_margin.ravel()
+        # [a ngeom + b, n]: the lever of each joint on the pair's distance. A joint that moves both
+        # geoms moves them rigidly together (its gradient entry n . (a_j x (c_b - c_a)) is 0: c_b -
+        # c_a is along n); one that moves one of them has that geom's lever
+        lev, mask = self._lever, self.col.mask
+        ng = len(lev)
+        self._pair_lever = (lev[:, None, :] * (1.0 - mask[None, :, :])
+                            + lev[None, :, :] * (1.0 - mask[:, None, :])).reshape(ng * ng, n)
+        self._all = np.full(n, self.activation)
+        # per explicit pair: its margin is exactly what a step needs, lever_ab . step + margin_ab
+        pk = self.col.pair_geoms.dot(self._key)
+        self._pl_pairs, self._pm_pairs = self._pair_lever[pk], self._pm_flat[pk] + 1e-9
+        self._rate_gain = (self.rate + 1e-8) / self.config.gain
+        self._neg_rate = -self.rate
+        self._lag, self._step = np.zeros(n), np.zeros(n)
+        self._lu = np.stack([self.lower, self.upper])
+        self._bb, self._bb_t = np.zeros((2, n)), np.zeros((2, n))
+        self._u, self._f = np.zeros(n), np.zeros(n)
+        self._grow(n + 96)
+
+    def _grow(self, size: int) -> None:
+        """(Re)allocate the QP's bound and sense buffers (the rows' upper bounds: none, 1e30)."""
+        self._bu, self._bl = np.full(size, 1e30), np.zeros(size)
+        self._sense = np.zeros(size, dtype=np.int32)
 
     def _levers(self, body: int, extent: float) -> np.ndarray:
         """[n] upper bounds of the distance between each configured joint's axis and any point
@@ -179,65 +220,44 @@ class CBF:
         return out
 
     # ------------------------------------------------------------------------------------------
-    def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
-        """Barriers detected at ``q``: h [M], unit normals n [M, 3] (h grows with ``n . (v_b -
-        v_a)``), a point p [M, 3] on the line between the closest points, labels [M, 2] (geom a,
-        geom b; -1: the ee's workspace rows, b = axis 0..5), the farthest each row's two sides can
-        approach within ``step`` [M], the joint masks (rows -2, -1: fixed, the ee) and each row's
-        two sides as rows of those masks [M, 2].
-
-        ``step`` [n]: the largest joint motion that matters (None: ``activation`` for every geom).
-        Each geom's detection margin is twice the distance ``step`` can move it (MuJoCo takes the
-        larger margin of a pair, so every pair within the sum of both is detected). A capsule-box
-        pair reports two contacts: the farther one gets h = inf. Workspace rows are added when
-        ``step`` can reach them."""
+    def _detect(self, q: np.ndarray, step: np.ndarray | None):
+        """Kinematics and MuJoCo's collision detection at ``q``: (contacts, key [K] = a ngeom + b,
+        h [K]: distance - the pair's margin). Each pair's detection margin is what ``step`` needs,
+        ``lever_ab . step + margin_ab`` (+1e-9), so a pair is detected iff its barrier ``h <
+        lever_ab . step`` (None: every pair within ``activation``)."""
         col = self.col
         col.set(q)
-        m = col.model
-        reach = self._lever @ (np.full(self.n, self.activation) if step is None else step)
-        m.geom_margin[:] = np.minimum(2.0 * reach, self.activation)
-        dist, nrm, p, g = col.contacts()
-        h = dist - self._pair_margin[g[:, 0], g[:, 1]]
-        if len(dist) > 1:  # a pair's contacts come one after the other: the farther gets h = inf
-            key = g @ self._key
-            dup = np.flatnonzero(key[1:] == key[:-1])
-            if dup.size:
-                h[np.where(dist[dup + 1] >= dist[dup], dup + 1, dup)] = np.inf
-        near = reach[g].sum(1)
-        mask = col.mask
-        side = g
-        if self._ws:
-            pe = col.data.site_xpos[self._site]
-            hw = np.concatenate([pe - self._ws_lo, self._ws_hi - pe])
-            ee_reach = np.inf if step is None else float(self._ee_lever @ step)
-            w = np.flatnonzero(hw < ee_reach)
-            if w.size:
-                h = np.concatenate([h, hw[w]])
-                nrm = np.concatenate([nrm, self._ws_n[w]])
-                p = np.concatenate([p, pe[None].repeat(w.size, 0)])
-                g = np.concatenate([g, self._ws_g[w]])
-                side = np.concatenate([side, self._ws_side[w]])
-                near = np.concatenate([near, np.full(w.size, ee_reach)])
-                mask = np.concatenate([mask, self._ws_masks])  # index -2: fixed, -1: the ee
-        return h, nrm, p, g, near, mask, side
+        pm = col.pair_margin
+        if step is None:
+            pm[:] = self.activation
+        else:
+            np.dot(self._pl_pairs, step, out=pm)
+            pm += self._pm_pairs
+        mujoco.mj_collision(col.model, col.data)
+        c = col.data.contact
+        key = c.geom.dot(self._key)
+        return c, key, c.dist - self._pm_flat.take(key)
 
-    def _grads(self, nrm, p, side, mask) -> np.ndarray:
-        """[R, n] barrier gradients ``n . (J(c_b) - J(c_a))`` (``side`` [R, 2]: the mask rows of a
-        and b). For a hinge j with axis a_j through anchor o_j both closest points give
-        ``n . (a_j x (c - o_j)) = a_j . ((c - o_j) x n)`` (they differ by a multiple of n), so
-        ``grad = T * (mask_b - mask_a)`` with ``T = (p x n) a^T - n (a x o)^T``; a slide joint's
-        column is ``n . a_j``."""
-        d, col = self.col.data, self.col
-        ax, an = d.xaxis[col.joint_ids], d.xanchor[col.joint_ids]
-        T = _cross(p, nrm) @ ax.T - nrm @ _cross(ax, an).T
-        if col.slide.any():
-            T[:, col.slide] = nrm @ ax[col.slide].T
-        return T * (mask[side[:, 1]] - mask[side[:, 0]])
+    def _rows(self, q: np.ndarray, step: np.ndarray | None = None):
+        """Barriers detected at ``q`` (:meth:`_detect`; a pair's second contact has h = inf): h
+        [K], unit normals n [K, 3] (h grows with ``n . (v_b - v_a)``), a point p [K, 3] on the line
+        between the closest points, geoms [K, 2] (a, b), ``lever_ab . step`` [K], the joint masks
+        [ngeom, n] and the geoms again (each row's two sides as rows of the masks)."""
+        c, key, h = self._detect(q, step)
+        if len(h) > 1:  # a pair's contacts come one after the other (both ends of a capsule)
+            dup = (key[1:] == key[:-1]).nonzero()[0]
+            h[dup + (h.take(dup + 1) >= h.take(dup))] = np.inf
+        near = self._pair_lever.take(key, 0).dot(self._all if step is None else step)
+        nrm = c.frame[:, :3]
+        p = c.pos - (0.5 * c.dist)[:, None] * nrm
+        g = c.geom
+        return h, nrm, p, g, near, self.col.mask, g
 
     def _label(self, g) -> str:
         a, b = int(g[0]), int(g[1])
-        if a < 0:
-            return f"the workspace box ({'lower' if b < 3 else 'upper'} {'xyz'[b % 3]}) of {self.config.ee_site!r}"
+        w = self._ws_axis.get(a, self._ws_axis.get(b))
+        if w is not None:
+            return f"the workspace box ({'lower' if w < 3 else 'upper'} {'xyz'[w % 3]}) of {self.config.ee_site!r}"
         kind = "clearance" if a in self._scene_set or b in self._scene_set else "self-clearance"
         return f"the {kind} of {self._gname[a]} and {self._gname[b]}"
 
@@ -250,9 +270,8 @@ class CBF:
 
     def gradients(self, q) -> np.ndarray:
         """[M, n] gradients of :meth:`barriers` w.r.t. q."""
-        h, nrm, p, _, _, mask, side = self._rows(np.asarray(q, float))
-        ok = np.isfinite(h)
-        return self._grads(nrm[ok], p[ok], side[ok], mask)
+        h = self._rows(np.asarray(q, float))[0]
+        return self.col.jacobian(~np.isfinite(h)).copy()
 
     def violation(self, q) -> str | None:
         """One line naming the most violated barrier at ``q``, or None if all hold."""
@@ -271,52 +290,105 @@ class CBF:
         grad h(q_meas) . (q - q_meas)``, the barrier the arm meets on its straight way to the
         command, is the barrier of the QP, ``grad h(q_meas) . v >= -gain * h_p``. A position servo
         lagging behind its command then closes the gap without cutting a corner into an obstacle;
-        with no lag ``h_p = h(q)``."""
+        with no lag ``h_p = h(q)``. If ``v_nom`` satisfies every constraint (to 1e-9) it is
+        returned as is (the QP's solution) without calling the solver."""
         base = q if q_meas is None else q_meas
-        if not math.isfinite(float(q @ q + v_nom @ v_nom + base @ base)):
+        if not math.isfinite(q.dot(q) + v_nom.dot(v_nom) + base.dot(base)):
             raise CBFError("cbf_error", "non-finite commanded / measured position or nominal velocity")
         gain = self.config.gain
-        lag = q - base
-        # a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
-        # h < the distance its two sides can approach by a joint step |lag| + rate / gain
-        h, nrm, p, g, near, mask, side = self._rows(base, np.abs(lag) + self.rate / gain)
-        act = np.flatnonzero(h < near + 1e-9)
-        A = self._grads(nrm[act], p[act], side[act], mask)
-        lo_rows = -gain * (h[act] + A @ lag)
-        blo = np.maximum(-self.rate, gain * (self.lower - q))
-        bhi = np.minimum(self.rate, gain * (self.upper - q))
-        if not math.isfinite(float(lo_rows.sum() + A.sum())):
-            raise CBFError("cbf_error", "non-finite barrier values or gradients")
+        lag, step = self._lag, self._step
+        np.subtract(q, base, out=lag)
+        bb, t = self._bb, self._bb_t  # [blo; bhi]
+        np.subtract(self._lu, q, out=bb)
+        bb *= gain
+        blo, bhi = bb[0], bb[1]
+        np.maximum(blo, self._neg_rate, out=blo)
+        np.minimum(bhi, self.rate, out=bhi)
+        tol = -1e-9
+        np.subtract(v_nom, bb, out=t)
+        t[1] *= -1.0  # [v - blo; bhi - v]
+        box_ok = t.min() >= tol
+        # one detection with the margins of the largest joint step that matters, |lag| + rate / gain
+        # (a row binds only if h + grad h . (lag + v / gain) < 0 for some |v| <= rate, which needs
+        # h < reach(step); 1e-8 rad/s more than the rate keeps |lag + v_nom / gain| <= step within the
+        # box check's 1e-9)
+        np.abs(lag, out=step)
+        step += self._rate_gain
+        c, key, h = self._detect(base, step)
         last = self.last
-        last["min_h"] = float(-lo_rows.max() / gain) if act.size else None
-        last["rows"], last["intervened"], last["constraint"] = int(act.size), False, None
-        # the nominal already satisfies everything (to rounding): no QP, no intervention
-        tol = 1e-9
-        if (v_nom >= blo - tol).all() and (v_nom <= bhi + tol).all() and (A @ v_nom >= lo_rows - tol).all():
-            return v_nom
-        if (blo > bhi + 1e-12).any():
+        # the reach-bound proof that the nominal satisfies every row (module docstring); not tried
+        # right after an intervention, when it almost always fails (a choice of speed, not safety)
+        if box_ok and not last["intervened"]:
+            P = self._pair_lever.take(key, 0)
+            u = self._u
+            np.divide(v_nom, gain, out=u)
+            u += lag
+            np.abs(u, out=u)
+            if not len(h) or (h - P.dot(u)).min() >= 0.0:
+                last["min_h"], last["rows"], last["intervened"], last["constraint"] = None, 0, False, None
+                return v_nom
+        # every detected pair is a row (its margin is what the step needs); a pair's second, farther
+        # contact stays a row with h = 1e6 m, which never binds (the QP's solution is the same)
+        ndup = 0
+        if len(h) > 1:
+            dup = (key[1:] == key[:-1]).nonzero()[0]
+            ndup = dup.size
+            if ndup:
+                dup += h.take(dup + 1) >= h.take(dup)
+                h[dup] = 1e6
+        A = self.col.jacobian()  # [K, n] the rows, in contact order
+        if not A.flags.c_contiguous:  # the model has joints that are not configured (fingers)
+            A = np.ascontiguousarray(A)
+        R = len(h)
+        if A.shape[0] != R:
+            raise CBFError("cbf_error", f"{A.shape[0]} constraint rows for {R} barriers")
+        hp = A.dot(lag)
+        hp += h  # the barriers predicted at the command
+        if not math.isfinite(hp.sum() + A.sum()):
+            raise CBFError("cbf_error", "non-finite barrier values or gradients")
+        last["min_h"] = float(hp.min()) if R else None
+        last["rows"], last["intervened"], last["constraint"] = R - ndup, False, None
+        # the nominal already satisfies everything (to rounding): it is the QP's solution
+        if box_ok:
+            if not R:
+                return v_nom
+            s = A.dot(v_nom)
+            s += gain * hp
+            if s.min() >= tol:
+                return v_nom
+        if (blo - bhi).max() > 1e-12:
             j = int(np.argmax(blo - bhi))
             raise CBFError("cbf_infeasible", f"joint {j} cannot stay in its range within the rate limit")
-        bupper = np.concatenate([bhi, np.full(act.size, 1e30)])
-        blower = np.concatenate([blo, lo_rows])
+        n = self.n
+        if self._bu.size < n + R:
+            self._grow(n + R + 32)
+        bupper, blower, sense = self._bu[: n + R], self._bl[: n + R], self._sense[: n + R]
+        bupper[:n] = bhi
+        blower[:n] = blo
+        lo_rows = blower[n:]
+        np.multiply(hp, -gain, out=lo_rows)
+        np.negative(v_nom, out=self._f)
         try:
-            x, _, flag, _ = self.solve_qp(self._H, -v_nom, np.ascontiguousarray(A), bupper, blower,
-                                          np.zeros(bupper.size, dtype=np.int32))
+            x, _, flag, _ = self.solve_qp(self._H, self._f, A, bupper, blower, sense)
         except Exception as e:  # noqa: BLE001 - any solver failure fails closed
             raise CBFError("cbf_error", f"QP solver failed: {e!r}") from None
         if flag == -1:
-            i = int(np.argmax(lo_rows))
-            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {self._label(g[act[i]])}, "
-                                             f"h = {-lo_rows[i] / gain:.3f} m)")
+            i = int(lo_rows.argmax())
+            tight = self._label(c.geom[i])
+            raise CBFError("cbf_infeasible", f"no safe velocity (tightest: {tight}, h = {-lo_rows[i] / gain:.3f} m)")
         x = np.asarray(x, dtype=np.float64)
-        if flag < 1 or x.shape != (self.n,) or not np.isfinite(x).all():
+        if flag < 1 or x.shape != (n,) or not math.isfinite(x.dot(x)):
             raise CBFError("cbf_error", f"QP solver returned exit flag {flag} or a non-finite solution")
-        slack = A @ x - lo_rows
-        if (x < blo - 1e-6).any() or (x > bhi + 1e-6).any() or (slack < -1e-6).any():
+        slack = A.dot(x)
+        slack -= lo_rows
+        np.subtract(x, bb, out=t)
+        t[1] *= -1.0  # [x - blo; bhi - x]
+        if t.min() < -1e-6 or (R and slack.min() < -1e-6):
             raise CBFError("cbf_error", "QP solution violates its constraints")
         last["intervened"] = True
-        if act.size:
-            last["constraint"] = tuple(int(v) for v in g[act[int(np.argmin(slack))]])
+        if R:
+            a, b = c.geom[slack.argmin()]
+            last["constraint"] = (int(a), int(b))
         return x
 
     def constraint_label(self) -> str | None:

@@ -297,3 +297,113 @@ def test_safety_node_cbf_params():
     assert _cbf_config(Node(), {"robot": {**spec["robot"], "scene": ""}}, home) is None  # an older artifact
     with pytest.raises(NodeStartError, match="invalid CBF configuration: unknown scene 'nope'"):
         _cbf_config(Node(scene="nope"), spec, home)
+
+
+# -- the per-tick fast paths ---------------------------------------------------------------------
+def _reference_qp(cbf, q, v_nom, q_meas):
+    """The CBF-QP with every barrier within 2 m (no pruning, no shortcut), solved by DAQP: (x or
+    None if infeasible, whether v_nom is feasible)."""
+    import daqp
+
+    h, _, _, g, _, _, _ = cbf._rows(q_meas)
+    h = h[np.isfinite(h)]
+    G = cbf.gradients(q_meas)
+    gain = cbf.config.gain
+    lo_rows = -gain * (h + G @ (q - q_meas))
+    blo = np.maximum(-cbf.rate, gain * (cbf.lower - q))
+    bhi = np.minimum(cbf.rate, gain * (cbf.upper - q))
+    feasible = bool((v_nom >= blo - 1e-9).all() and (v_nom <= bhi + 1e-9).all()
+                    and (G @ v_nom >= lo_rows - 1e-9).all())
+    n = len(q)
+    x, _, flag, _ = daqp.solve(np.eye(n), -v_nom, G, np.concatenate([bhi, np.full(len(h), 1e30)]),
+                               np.concatenate([blo, lo_rows]), np.zeros(n + len(h), dtype=np.int32))
+    return (np.asarray(x) if flag >= 1 else None), feasible
+
+
+@pytest.mark.parametrize("robot,options", [("iiwa14", {}), ("panda", {}),
+                                            ("iiwa14", {"workspace": False, "self_collision": False})])
+def test_fast_paths_give_the_full_qps_command(robot, options):
+    """Over random commands, measured states (lag) and nominals, the filter (explicit pairs with
+    per-tick margins, the reach-bound proof, the exact nominal check, then the QP) returns what the
+    QP over every barrier within 2 m returns: the nominal itself (the same object) when it is
+    feasible, else the same solution; the proof path builds no rows."""
+    from robot_rl.safety.cbf import CBF
+
+    r = get_robot(robot)
+    f = _filter(robot)
+    cbf = CBF(CBFConfig(scene="tabletop", check_pose=r.default_pose, **options), _xml(robot), list(r.joint_names),
+              f.config.cmd_lower, f.config.cmd_upper, f.config.rate)
+    home = np.array(r.default_pose)
+    rng = np.random.default_rng(3)
+    proved = built = solved = 0
+    for i in range(300):
+        q = np.clip(home + rng.normal(0.0, 0.5, 7), cbf.lower, cbf.upper)
+        q_meas = q + rng.normal(0.0, 0.03 if i % 3 else 0.0, 7)
+        v_nom = rng.uniform(-1.0, 1.0, 7) * cbf.rate * (0.05 if i % 2 else 1.0)
+        if i % 4 == 0:  # at the rate limit straight into the nearest barrier
+            h = cbf.barriers(q_meas)
+            v_nom = -cbf.rate * np.sign(cbf.gradients(q_meas)[int(np.argmin(h))])
+        x_ref, feasible = _reference_qp(cbf, q, v_nom, q_meas)
+        try:
+            x = cbf.filter(q, v_nom, q_meas)
+        except CBFError as e:
+            assert x_ref is None, f"the filter failed ({e}) where the full QP has a solution"
+            continue
+        if feasible:
+            assert x is v_nom and not cbf.last["intervened"]
+            proved += cbf.last["rows"] == 0
+            built += cbf.last["rows"] > 0
+        else:
+            assert cbf.last["intervened"] and np.abs(x - x_ref).max() < 1e-7
+            solved += 1
+    assert proved > 20 and built > 20 and solved > 20  # every path was taken
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_pair_reach_bounds_the_gradients_and_keeps_every_row_that_can_bind(robot):
+    """The bound behind the row pruning and the proof: every gradient entry of a barrier is at
+    most the pair's lever of that joint (0 for joints that move both geoms), and every barrier
+    that can bind for some |v| <= rate (h + G . lag - |G| . rate / gain < 0) is detected with the
+    tick's margins."""
+    f = _filter(robot)
+    cbf = f.cbf
+    rng = np.random.default_rng(4)
+    home = np.array(get_robot(robot).default_pose)
+    can_bind = 0
+    for i in range(60):
+        q_meas = np.clip(home + rng.normal(0.0, 0.6, 7), cbf.lower, cbf.upper)
+        lag = rng.normal(0.0, 0.05, 7) * (i % 2)
+        h, _, _, g, _, _, _ = cbf._rows(q_meas)
+        keep = np.isfinite(h)
+        h, g = h[keep], g[keep]
+        G = cbf.gradients(q_meas)
+        assert (np.abs(G) <= cbf._pair_lever[g @ cbf._key] + 1e-12).all()
+        binds = h + G @ lag - np.abs(G) @ (cbf.rate / cbf.config.gain) < 0
+        hs, _, _, gs, _, _, _ = cbf._rows(q_meas, np.abs(lag) + cbf._rate_gain)
+        detected = {tuple(sorted(map(int, x))) for x, v in zip(gs, hs) if np.isfinite(v)}
+        assert {tuple(sorted(map(int, x))) for x in g[binds]} <= detected
+        can_bind += int(binds.sum())
+    assert can_bind > 20
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_explicit_pairs_match_mujocos_own_detection(robot):
+    """The explicit pairs (per-pair margins) report the same barriers as MuJoCo's dynamic
+    detection (the larger margin of each pair's geoms) with every margin at 2 m."""
+    from robot_rl.safety.collision import SceneCollisionModel
+
+    r = get_robot(robot)
+    scene = get_scene("tabletop")
+    cbf = _filter(robot).cbf
+    dyn = SceneCollisionModel(_xml(robot), list(r.joint_names), scene, 2.0,
+                              workspace=("ee", scene.workspace_lower, scene.workspace_upper))
+    dyn.exclude_within(np.array(r.default_pose), cbf.config.self_margin)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        q = np.array(r.default_pose) + rng.normal(0.0, 0.5, 7)
+        dyn.set(q)
+        dist, _, _, g = dyn.contacts()
+        h, _, _, g2, _, _, _ = cbf._rows(q)
+        ours = sorted((tuple(sorted(map(int, x))), round(float(d), 12)) for x, d in zip(g2, cbf.col.data.contact.dist))
+        theirs = sorted((tuple(sorted(map(int, x))), round(float(d), 12)) for x, d in zip(g, dist))
+        assert ours == theirs

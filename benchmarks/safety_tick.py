@@ -45,7 +45,8 @@ def make_filter(robot_name: str, cbf: bool):
     return SafetyFilter(cfg), xml, r
 
 
-def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0, record=None) -> dict:
+def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0, record=None, critic=None,
+        critic_every: int = 10) -> dict:
     from robot_rl.safety.rogue import RogueCommander
 
     f, xml, r = make_filter(robot_name, cbf)
@@ -62,6 +63,7 @@ def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0
     rogue = RogueCommander(xml, names, f.cbf.scene if cbf else _scene(r), home, strategy="mixed", seed=seed,
                            samples=2000) if scenario == "rogue" else None
     q = home.copy()
+    q_prev = q.copy()
     out = None
     ns: list[int] = []
     cpu: list[int] = []
@@ -77,12 +79,15 @@ def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0
             cmd = rogue(t) if rogue is not None else home + 0.3 * np.sin(0.5 * t + np.arange(len(names)))
             f.on_command(t, names, cmd)
         c0, t0 = cpu_clock(), clock()
+        if critic is not None and k % critic_every == 0:  # as the safety node: the critic in the tick
+            f.set_risk(t, critic(q, (q - q_prev) / 1e-3, f.output, f.command_velocity))
+        q_prev = q.copy()
         out, st = f.tick(t)
         ns.append(clock() - t0)
         cpu.append(cpu_clock() - c0)
         if cbf and st["mode"] == "ok" and f.cbf.last["rows"] == 0 and not f.cbf.last["intervened"]:
             proved += 1  # the reach bound proved the nominal safe: no rows built
-        if st["mode"] != "ok" and st["reason"] not in ("awaiting_command", "cbf_infeasible"):
+        if critic is None and st["mode"] != "ok" and st["reason"] not in ("awaiting_command", "cbf_infeasible"):
             raise RuntimeError(f"unexpected safety mode {st['mode']} ({st['reason']}): {st['last_error']}")
     return {"ns": ns, "cpu": cpu, "cbf_ticks": f.counters["cbf_active_ticks"], "ticks": len(ns), "proved": proved}
 
@@ -126,6 +131,30 @@ def _scene(r):
 def _pct(ns) -> tuple[float, float, float]:
     a = np.asarray(ns, dtype=np.float64) / 1e3
     return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.max())
+
+
+def critic_table(artifact: str, seconds: float, rounds: int) -> None:
+    """The nominal loop with the CBF, without and with the artifact's critic every 10th tick
+    (100 Hz, evaluated inside the tick as the safety node does)."""
+    import json
+    from pathlib import Path
+
+    from robot_rl.safety.critic_artifact import load_critic
+
+    spec = json.loads((Path(artifact) / "spec.json").read_text())
+    critic = load_critic(artifact, spec)
+    robot = {"iiwa14": "iiwa14", "panda": "panda"}.get(spec["robot"]["name"], spec["robot"]["name"])
+    data = {"CBF": [], "CBF + critic": []}
+    for rnd in range(rounds):
+        data["CBF"] += run(robot, True, "nominal", seconds, seed=rnd)["cpu"]
+        data["CBF + critic"] += run(robot, True, "nominal", seconds, seed=rnd, critic=critic)["cpu"]
+    every10 = np.asarray(data["CBF + critic"])[::10]
+    a, b, c = _pct(data["CBF"]), _pct(data["CBF + critic"]), _pct(every10)
+    print(f"\nthe artifact's critic at 100 Hz in the 1 kHz tick ({robot}, nominal, tick work = thread cpu us, p50 / p99 / max)")
+    print(f"  CBF                 {a[0]:7.1f} / {a[1]:6.1f} / {a[2]:7.1f}")
+    print(f"  CBF + critic        {b[0]:7.1f} / {b[1]:6.1f} / {b[2]:7.1f}   ratio p99 {b[1] / a[1]:.1f}")
+    print(f"  ticks with critic   {c[0]:7.1f} / {c[1]:6.1f} / {c[2]:7.1f}")
+    print("  target: p99 tick work with critic + QP <= 200 us")
 
 
 def solver_table(problems: list) -> None:
@@ -176,6 +205,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per run (1000 ticks each)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--compare-rev", default=None, help="also run the CBF of this git revision (a before/after table)")
+    ap.add_argument("--critic", default=None, metavar="ARTIFACT",
+                    help="also time the nominal loop with this artifact's safety critic at 100 Hz in the tick")
     args = ap.parse_args(argv)
     ref = _Reference(args.compare_rev) if args.compare_rev else None
     variants = ("off", "on") + (("rev",) if ref else ())
@@ -216,6 +247,8 @@ def main(argv=None) -> None:
         print(f"  {'robot':8s} {'scenario':8s} {'clock':5s} {'CBF at ' + args.compare_rev:>24s} {'ours':>24s} "
               f"{'ours/rev p50/p99':>17s}")
         print("\n".join(table))
+    if args.critic:
+        critic_table(args.critic, args.seconds, args.rounds)
     if problems:
         solver_table(problems[:3000])
 

@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     p.add_argument("--graph-s", type=float, default=None, help="seconds the safety loop is measured")
     p.add_argument("--window-s", type=float, default=4.5)
     p.add_argument("--e2e-n", type=int, default=None, help="messages per echo")
-    p.add_argument("--critic", default=None, help="optional risk model .onnx for the safety node")
+    p.add_argument("--critic", default=None, help="the safety node's critic param: artifact (its own critic, the node's default), off, or an artifact directory")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     p.add_argument("--echo-ours", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)

@@ -8,23 +8,16 @@ for the robot's kinematics; no torch).
   (scene, self-collision, workspace and joint-limit barriers, DAQP), set by ``SafetyConfig.cbf``;
   :class:`RogueCommander` / :class:`ViolationMonitor` (``robot_rl.safety.rogue``): an adversarial
   commander and constraint-violation labels for measurements and the critic's training.
-* :class:`SafetyCritic` / :func:`risk_features`: the learned safety critic (ONNX) and the
-  features it reads, shared by training (in simulation) and deployment; kinematics come from
-  :class:`robot_rl.kinematics.RobotKinematics` on the robot model (an artifact's ``robot.xml``).
+* the learned safety critic lives in the policy artifact (``robot_rl.safety.critic_artifact``:
+  `load_critic`; trained by ``robot-rl train-critic``, ``robot_rl.safety.train_artifact_critic``;
+  features in ``robot_rl.safety.critic_features``, shared by training and deployment); recovery
+  behaviours in ``robot_rl.safety.recovery``.
 
 Transport-free: a ROS 2 node wraps it (feeds messages in, sends ``tick``'s output out).
 """
 
 from .cbf import CBF, CBFConfig, CBFError
 from .config import BACKUP_BEHAVIOURS, ESTOP_ACTIONS, FAULT_ACTIONS, SafetyConfig
-from .critic import (
-    RISK_FEATURE_GROUPS,
-    RISK_METADATA_KEY,
-    RiskLimits,
-    SafetyCritic,
-    risk_feature_names,
-    risk_features,
-)
 from .filter import (
     COMMAND_CLIP_REASONS,
     COMMAND_REJECT_REASONS,
@@ -47,16 +40,10 @@ __all__ = [
     "FAULT_ACTIONS",
     "INTERVENTION_REASONS",
     "MODES",
-    "RISK_FEATURE_GROUPS",
-    "RISK_METADATA_KEY",
-    "RiskLimits",
     "RogueCommander",
     "STATE_REJECT_REASONS",
     "STATUS_KEYS",
     "SafetyConfig",
-    "SafetyCritic",
     "SafetyFilter",
     "ViolationMonitor",
-    "risk_feature_names",
-    "risk_features",
 ]

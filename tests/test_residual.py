@@ -146,3 +146,26 @@ def test_bad_bases_are_refused_in_one_line(base_dir, tmp_path):
     cfg.residual.base = ""
     with pytest.raises(ValueError, match="needs --residual.base"):
         cfg.validate()
+
+
+def test_artifact_evaluation_runs_a_diffusion_policy_with_receding_horizon(base_dir, tmp_path):
+    """In simulation (`robot-rl eval --artifact`) as on the robot: a chunk every `execution_horizon`
+    steps, and every other step's observation handed to the runtime's history."""
+    from robot_rl.diffusion_export import export_diffusion_for_env
+    from robot_rl.evaluate_artifact import ArtifactPolicy
+
+    env = make_env(TASK, 2, dr="off", seed=0, nthread=1)
+    export_diffusion_for_env(load_base(base_dir), tmp_path / "dp", env)
+    policy = ArtifactPolicy(PolicyArtifact.load(tmp_path / "dp"), 2)
+    calls = {"act": 0, "observe": 0}
+    for rt in policy.runtimes:
+        for name in calls:
+            fn = getattr(rt, name)
+            setattr(rt, name, lambda *a, _fn=fn, _n=name, **k: (calls.__setitem__(_n, calls[_n] + 1), _fn(*a, **k))[1])
+    obs = env.reset()["policy"]
+    for _ in range(10):  # execution horizon 4: chunks at steps 0, 4, 8
+        obs, *_ = env.step(policy(obs))
+        obs = obs["policy"]
+    # act() pushes its own observation through observe(): every step's observation enters the
+    # history exactly once (10 steps x 2 envs), 3 of them with a new chunk
+    assert calls == {"act": 2 * 3, "observe": 2 * 10}

@@ -51,7 +51,7 @@ def residual_train_config(cfg: PipelineConfig, base_dir: Path, log_root: Path) -
     t = task_defaults(cfg.task)
     t.env.num_envs, t.env.seed, t.env.nthread = cfg.residual_envs, cfg.seed, 1
     t.ppo.policy = "residual"
-    t.ppo.init_noise_std = 0.3
+    t.ppo.init_noise_std = 1.0  # residual exploration: 0.3 stayed at the base's 6-12% for 54 iterations, 1.0 reached 25% in 60
     t.residual.base = str(base_dir)
     t.max_iterations, t.time_budget_s = cfg.residual_iterations, cfg.residual_time_budget_s
     t.eval_interval, t.eval_episodes = 25, cfg.eval_episodes

@@ -85,7 +85,7 @@ def test_stateful_kinds_get_one_runtime_per_env_and_run_chunks_on_schedule(artif
     policy = ArtifactPolicy.__new__(ArtifactPolicy)
     policy.artifact, policy.num_envs, policy.stateless, policy.period_s = art, 2, False, 0.02
     policy.runtimes = [_Chunked(0.02), _Chunked(0.02)]
-    policy.queues, policy.step_count = [[], []], 0
+    policy.queues, policy.step_count, policy.horizon, policy.observes = [[], []], 0, None, False
     obs = torch.zeros(2, art.obs_dim)
     first, second = policy(obs), policy(obs)
     assert first[:, 0].tolist() == [1.0, 1.0] and second[:, 0].tolist() == [-1.0, -1.0]  # the chunk's 2nd action

@@ -448,6 +448,8 @@ class BatchedEnv:
         boundary env with a physics parameter gets a physics variant of its own (on a shared bank,
         a reserved one; when none is free, it runs an ordinary episode)."""
         dr.validate(f"{self.task.name} dr (set_dr)")
+        if dr.part_size_delta_m != (0.0, 0.0) and not self._tol_geoms:
+            check_effects(dr, self.model, self.robot, f"{self.task.name} dr (set_dr)", False)
         self.boundary.set(boundary, boundary_fraction, dr)
         self.dr = dr
         self._action_line.grow(dr.max_action_delay)

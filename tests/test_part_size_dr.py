@@ -117,6 +117,8 @@ def test_a_larger_peg_contacts_earlier():
 def test_bad_declarations_are_refused():
     with pytest.raises(ValueError, match="part_size_delta_m .* has no effect: the task names no toleranced geoms"):
         make_env("iiwa-reach", 1, dr=dataclasses.replace(NOMINAL, part_size_delta_m=(-1e-4, 1e-4)))
+    with pytest.raises(ValueError, match=r"dr \(set_dr\).part_size_delta_m .* no toleranced geoms"):
+        make_env("iiwa-reach", 1).set_dr(dataclasses.replace(NOMINAL, part_size_delta_m=(0.0, 1e-4)))
     with pytest.raises(ValueError, match="toleranced geom 'nope' is not a geom of the model"):
         make_env(dataclasses.replace(make_task("panda-peg-insert"), toleranced_geoms=("nope",)), 1)
     with pytest.raises(ValueError, match="toleranced geom 'wall0' is a mjGEOM_BOX"):

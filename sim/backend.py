@@ -56,8 +56,14 @@ PHYSICS_FIELDS = (
     "dof_armature",
     "actuator_gainprm",
     "actuator_biasprm",
+    "geom_size",
+    "geom_rbound",
+    "geom_aabb",
 )
-"""Physics parameters a backend can set per variant (MuJoCo `MjModel` field names and shapes)."""
+"""Physics parameters a backend can set per variant (MuJoCo `MjModel` field names and shapes). The
+geometry fields (`geom_size` with the broad phase's `geom_rbound` and `geom_aabb`) are written only
+for a task with toleranced geoms; a backend that cannot resize a collision shape raises
+`UnsupportedFeature` for non-nominal values."""
 
 
 class BackendUnavailable(ImportError, ValueError):

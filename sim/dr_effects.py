@@ -4,7 +4,8 @@
 effect and the fix) for a randomized term whose target is absent from the model: friction without
 contacts or joint friction loss, damping or armature that the model does not have, a payload
 offset without a payload mass, a gravity-model error on a robot without gravity compensation,
-gain scales on a robot that is not position controlled. `tests/test_dr_effects.py` checks the
+gain scales on a robot that is not position controlled, a part size tolerance on a task that names
+no toleranced geoms. `tests/test_dr_effects.py` checks the
 converse for every task: each declared term, driven to its range ends, changes the trajectories
 or observations measurably.
 """
@@ -61,7 +62,9 @@ def contacts_possible(model: mujoco.MjModel) -> bool:
     return False
 
 
-def check_effects(dr: DomainRandomization, model: mujoco.MjModel, robot, where: str) -> None:
+def check_effects(dr: DomainRandomization, model: mujoco.MjModel, robot, where: str,
+                  toleranced: bool = False) -> None:
+    """`toleranced`: the task names toleranced geoms (`Task.toleranced_geoms`)."""
     dofs = [int(model.jnt_dofadr[model.joint(j).id]) for j in robot.joint_names]
     has_payload = bool(robot.payload_body)
     reasons = {
@@ -77,6 +80,7 @@ def check_effects(dr: DomainRandomization, model: mujoco.MjModel, robot, where: 
                      f"robot {robot.name!r} has no velocity gain"),
         "encoder_bias_rad": (lambda: robot.actuator.kind == "position",
                              "encoder bias is modelled for position-controlled robots only"),
+        "part_size_delta_m": (lambda: toleranced, "the task names no toleranced geoms (Task.toleranced_geoms)"),
     }
     for axis in "xyz":
         reasons[f"payload_pos_{axis}_m"] = (lambda: has_payload and dr.payload_kg[1] > 0,

@@ -47,7 +47,7 @@ from robot_rl.sim.dr_effects import check_effects, moves_payload
 from robot_rl.sim.env_state import EnvState
 from robot_rl.sim.model import build_model, used_frames
 from robot_rl.sim.physics_bank import PhysicsBank
-from robot_rl.sim.physics_params import FIELDS, model_fields
+from robot_rl.sim.physics_params import FIELDS, GEOM_FIELDS, check_toleranced_geoms, model_fields, part_size_fields
 from robot_rl.sim.task import Task
 from robot_rl.sim.twins import resolve_dr
 from robot_rl.terms import ActionGroup, ObservationGroup, make_context
@@ -124,7 +124,12 @@ class BatchedEnv:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
         self.model = model = build_model(task)
-        check_effects(self.dr, model, robot, f"{task.name} dr[{self.dr_mode}]")
+        # toleranced geoms (`part_size_delta_m`): only such a task has the geometry DR column
+        self._tol_geoms = check_toleranced_geoms(model, task.toleranced_geoms, task.name)
+        self.param_names = R.param_names(bool(self._tol_geoms))
+        """Names of the `dr_values` columns (the critic group's tail, `info["dr"]`)."""
+        self._phys_names = R.PHYSICS_PARAMS + (R.GEOMETRY_PARAMS if self._tol_geoms else ())
+        check_effects(self.dr, model, robot, f"{task.name} dr[{self.dr_mode}]", bool(self._tol_geoms))
         requested = PhysicsBank.requested_variants(num_envs, physics_variants)
         self.sim = make_backend(backend, model, robot, num_envs, device=str(self.device), nthread=nthread,
                                 num_variants=requested)
@@ -152,7 +157,7 @@ class BatchedEnv:
         self._ctrl_map = self._control_map()
         self._has_distance = callable(getattr(task, "distance", None))
         self._payload_body = model.body(robot.payload_body).id if robot.payload_body else -1
-        self._nominal = {f: self.sim.nominal(f) for f in FIELDS}
+        self._nominal = {f: self.sim.nominal(f) for f in FIELDS + (GEOM_FIELDS if self._tol_geoms else ())}
         # a backend that cannot move a centre of mass (pybullet) is only asked to when DR moves one
         self._fields = [f for f in FIELDS if f != "body_ipos" or moves_payload(self.dr)]
         if moves_payload(self.dr) and not self.sim.moves_com:
@@ -170,9 +175,9 @@ class BatchedEnv:
         self.nan_resets = 0
         self._empty = torch.zeros(0, device=self.device)
         # sampled DR parameters, one column per name (the critic group reads the matrix directly)
-        self.dr_values = torch.zeros(n, len(R.PARAM_NAMES), device=self.device)
-        self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(R.PARAM_NAMES)}
-        self._variant_params = torch.zeros(self.bank.num_variants, len(R.PHYSICS_PARAMS), device=self.device)
+        self.dr_values = torch.zeros(n, len(self.param_names), device=self.device)
+        self.dr_params = {k: self.dr_values[:, i] for i, k in enumerate(self.param_names)}
+        self._variant_params = torch.zeros(self.bank.num_variants, len(self._phys_names), device=self.device)
         self.boundary = BoundaryPlan(n, self.device)  # ADR boundary episodes (`set_dr`); none by default
         self._action_line = DelayLine(n, a, self.dr.max_action_delay, self.device)
         self._next_push = torch.full((n,), math.inf, device=self.device)
@@ -201,7 +206,7 @@ class BatchedEnv:
         self.action_terms.reset(self.state)
         self.state.joint_target = self.action_terms.joint_target
         probe_p, probe_c = self.policy_group(self.state), self.critic_group(self.state)
-        self.num_obs = {"policy": int(probe_p.shape[1]), "critic": int(probe_c.shape[1]) + len(R.PARAM_NAMES)}
+        self.num_obs = {"policy": int(probe_p.shape[1]), "critic": int(probe_c.shape[1]) + len(self.param_names)}
         self._obs_bias = torch.zeros(n, self.num_obs["policy"], device=self.device)
         self._noise_std = torch.cat([
             torch.full((d,), t.noise * t.scale, device=self.device)
@@ -315,7 +320,7 @@ class BatchedEnv:
         if len(done_ids):
             self._reset_idx(done_ids)
         obs = self._observe(fresh=done_ids)
-        info["dr"] = dict(zip(R.PARAM_NAMES, self.dr_values.clone().unbind(1)))
+        info["dr"] = dict(zip(self.param_names, self.dr_values.clone().unbind(1)))
         return obs, reward, terminated, truncated, info
 
     def _non_finite(self) -> torch.Tensor | None:
@@ -368,7 +373,7 @@ class BatchedEnv:
         if self.boundary.active:  # ADR: some envs evaluate one parameter at its range's boundary
             self.boundary.draw(ids, self.gen)
             self.boundary.pin(ids, episode, len(R.PHYSICS_PARAMS))
-        self.dr_values[ids, len(R.PHYSICS_PARAMS):] = episode
+        self.dr_values[ids, len(R.PHYSICS_PARAMS):len(R.PARAM_NAMES)] = episode
         # encoder bias, each joint: the episode's magnitude with a random sign (drawn whether or not
         # the range is zero, so that a bias range changes no other random draw)
         sign = torch.randint(0, 2, (len(ids), self.num_joints), generator=self.gen, device=self.device) * 2 - 1
@@ -406,17 +411,30 @@ class BatchedEnv:
         variants, refresh = self.bank.assign(ids)
         if len(refresh):
             self._write_variants(refresh, R.sample_matrix(self.dr, len(refresh), self.gen, self.device,
-                                                          R.PHYSICS_PARAMS))
+                                                          self._phys_names))
         self.sim.use_variants(ids, variants)
-        self.dr_values[ids, : len(R.PHYSICS_PARAMS)] = self._variant_params[variants]
+        self._set_dr_values(ids, self._variant_params[variants])
+
+    def _set_dr_values(self, ids: torch.Tensor, params: torch.Tensor) -> None:
+        """Envs `ids` simulate variants with values `params` [k, len(_phys_names)]: their DR values."""
+        p = len(R.PHYSICS_PARAMS)
+        self.dr_values[ids, :p] = params[:, :p]
+        if self._tol_geoms:
+            self.dr_values[ids, len(R.PARAM_NAMES):] = params[:, p:]
 
     def _write_variants(self, variants: torch.Tensor, params: torch.Tensor) -> None:
-        """Write physics DR values `params` [k, len(PHYSICS_PARAMS)] into the simulator's `variants`."""
+        """Write DR values `params` [k, len(_phys_names)] (physics, then geometry for a task with
+        toleranced geoms) into the simulator's `variants`."""
         self._variant_params[variants] = params
         vals, vids = params.cpu().double().numpy(), variants.cpu().numpy()
-        values = model_fields(self._nominal, vals, self._payload_body)
+        p = len(R.PHYSICS_PARAMS)
+        values = model_fields(self._nominal, vals[:, :p], self._payload_body)
         for field in self._fields:
             self.sim.set_physics(field, vids, values[field])
+        if self._tol_geoms:
+            geom = part_size_fields(self._nominal, self.model.geom_type, self._tol_geoms, vals[:, p])
+            for field in GEOM_FIELDS:
+                self.sim.set_physics(field, vids, geom[field])
 
     # -- automatic domain randomization (`robot_rl.adr`) ----------------------------------------
     def set_dr(self, dr: R.DomainRandomization, boundary: Sequence[tuple[str, float]] = (),
@@ -430,6 +448,8 @@ class BatchedEnv:
         boundary env with a physics parameter gets a physics variant of its own (on a shared bank,
         a reserved one; when none is free, it runs an ordinary episode)."""
         dr.validate(f"{self.task.name} dr (set_dr)")
+        if dr.part_size_delta_m != (0.0, 0.0) and not self._tol_geoms:
+            check_effects(dr, self.model, self.robot, f"{self.task.name} dr (set_dr)", False)
         self.boundary.set(boundary, boundary_fraction, dr)
         self.dr = dr
         self._action_line.grow(dr.max_action_delay)
@@ -449,11 +469,11 @@ class BatchedEnv:
         self.boundary.env_pair[bids[~ok]] = -1  # no reserved variant free: an ordinary episode
         got, variants = bids[ok], variants[ok]
         if len(got):
-            params = R.sample_matrix(self.dr, len(got), self.gen, self.device, R.PHYSICS_PARAMS)
+            params = R.sample_matrix(self.dr, len(got), self.gen, self.device, self._phys_names)
             self.boundary.pin(got, params)
             self._write_variants(variants, params)
             self.sim.use_variants(got, variants)
-            self.dr_values[got, : len(R.PHYSICS_PARAMS)] = params
+            self._set_dr_values(got, params)
         return torch.cat([ids[~sel], bids[~ok]])
 
     def _apply_pushes(self) -> None:

@@ -27,7 +27,6 @@ import torch
 from gymnasium import spaces
 
 from robot_rl.sim.env import BatchedEnv
-from robot_rl.sim.randomization import PARAM_NAMES
 from robot_rl.sim.tasks import make_task, task_names
 
 
@@ -41,7 +40,7 @@ class GymEnv(gymnasium.Env):
 
     def _info(self, obs: dict) -> dict:
         dr = self.env.dr_values[0].tolist()
-        return {"critic": obs["critic"][0].numpy().copy(), "dr": dict(zip(PARAM_NAMES, dr))}
+        return {"critic": obs["critic"][0].numpy().copy(), "dr": dict(zip(self.env.param_names, dr))}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -13,11 +13,20 @@ model:
   one would), and a wrong gravity model pushes the arm up or down;
 * friction (contact and joint friction loss), damping, armature: scaled;
 * actuators: position gain x `kp_scale`, velocity gain x `kd_scale`, both x `motor_strength`.
+
+`part_size_fields(nominal, geoms, delta)` turns the geometry parameter `part_size_delta_m`
+(`GEOMETRY_PARAMS`) into `GEOM_FIELDS`: the radius of each toleranced geom grows by `delta`, and
+with it the bounding radius `geom_rbound` and the local box `geom_aabb` that MuJoCo's collision
+broad phase tests before it calls a narrow-phase function (stale bounds would miss the contacts of
+a larger part). The bodies' masses and inertias are left as they are (a fraction of a millimetre
+of radius changes them by a few percent at most, and the task's bodies declare their inertia).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+import mujoco
 
 from robot_rl.sim.randomization import PHYSICS_PARAMS
 
@@ -77,3 +86,51 @@ def model_fields(nominal: dict[str, np.ndarray], values: np.ndarray, payload_bod
         "actuator_gainprm": gain,
         "actuator_biasprm": bias,
     }
+
+
+GEOM_FIELDS = ("geom_size", "geom_rbound", "geom_aabb")
+"""The fields `part_size_fields` writes (only for a task with toleranced geoms)."""
+RADIAL_GEOMS = {int(mujoco.mjtGeom.mjGEOM_SPHERE): "sphere", int(mujoco.mjtGeom.mjGEOM_CAPSULE): "capsule",
+                int(mujoco.mjtGeom.mjGEOM_CYLINDER): "cylinder"}
+"""Geom types whose `size[0]` is a radius: the ones a size tolerance can change."""
+
+
+def check_toleranced_geoms(model: mujoco.MjModel, names, where: str) -> list[int]:
+    """Geom ids of `names`; ValueError (one line) for an unknown name or a geom without a radius."""
+    ids = []
+    for name in names:
+        try:
+            g = model.geom(name).id
+        except KeyError:
+            raise ValueError(f"{where}: toleranced geom {name!r} is not a geom of the model; name one of the "
+                             "task scene's geoms") from None
+        if int(model.geom_type[g]) not in RADIAL_GEOMS:
+            raise ValueError(f"{where}: toleranced geom {name!r} is a {mujoco.mjtGeom(model.geom_type[g]).name}; "
+                             f"a size tolerance changes the radius of a {', '.join(RADIAL_GEOMS.values())}")
+        ids.append(g)
+    return ids
+
+
+def part_size_fields(nominal: dict[str, np.ndarray], geom_types: np.ndarray, geoms: list[int],
+                     delta: np.ndarray) -> dict[str, np.ndarray]:
+    """`delta` [k] (m) -> {field: [k, *field shape]} of `GEOM_FIELDS` for k variants: the geoms
+    `geoms` (sphere, capsule or cylinder: `geom_types` the model's types) get radius nominal +
+    delta, their bounding radius and local box follow as MuJoCo's compiler computes them (sphere:
+    r; capsule: r + h; cylinder: sqrt(r^2 + h^2), h the half length)."""
+    k = len(delta)
+    size = np.repeat(nominal["geom_size"][None], k, 0)
+    rbound = np.repeat(nominal["geom_rbound"][None], k, 0)
+    aabb = np.repeat(nominal["geom_aabb"][None], k, 0)
+    for g in geoms:
+        r = nominal["geom_size"][g, 0] + delta
+        h = nominal["geom_size"][g, 1]
+        kind = RADIAL_GEOMS[int(geom_types[g])]
+        size[:, g, 0] = r
+        aabb[:, g, 3:5] = r[:, None]
+        if kind == "sphere":
+            rbound[:, g], aabb[:, g, 5] = r, r
+        elif kind == "capsule":
+            rbound[:, g], aabb[:, g, 5] = r + h, r + h
+        else:
+            rbound[:, g], aabb[:, g, 5] = np.sqrt(r * r + h * h), h
+    return {"geom_size": size, "geom_rbound": rbound, "geom_aabb": aabb}

@@ -69,6 +69,11 @@ class DomainRandomization:
     """Largest joint-velocity kick of a push, rad/s (or m/s for slide joints)."""
     resample_interval_s: float = 0.0
     """Re-sample physics parameters every this many seconds within an episode; 0 = at reset only."""
+    part_size_delta_m: Range = (0.0, 0.0)
+    """Manufacturing tolerance of the task's parts: change of the radius of the geoms the task
+    names in `Task.toleranced_geoms` (spheres, capsules, cylinders), per physics variant (m,
+    signed). A geometry parameter (`GEOMETRY_PARAMS`): only a task that names toleranced geoms
+    samples it and has it in its DR values and critic group."""
 
     def validate(self, where: str = "dr") -> None:
         """Raise ValueError (one line) for a malformed range or one outside physical sense."""
@@ -103,7 +108,7 @@ class DomainRandomization:
 
 POSITIVE = ("mass_scale", "inertia_scale", "kp_scale", "kd_scale", "motor_strength")
 """Scales that must stay > 0 (a massless link or a zero gain is not a robot)."""
-SIGNED = ("payload_pos_x_m", "payload_pos_y_m", "payload_pos_z_m", "gravcomp_error")
+SIGNED = ("payload_pos_x_m", "payload_pos_y_m", "payload_pos_z_m", "gravcomp_error", "part_size_delta_m")
 """Ranges that may be negative."""
 
 NOMINAL = DomainRandomization()
@@ -128,6 +133,17 @@ PHYSICS_PARAMS = (
 EPISODE_PARAMS = ("action_delay_steps", "obs_delay_steps", "encoder_bias_rad")
 PARAM_NAMES = PHYSICS_PARAMS + EPISODE_PARAMS
 """Names of the per-env scalar parameters that `sample` returns, in a fixed order (critic group)."""
+GEOMETRY_PARAMS = ("part_size_delta_m",)
+"""Per-variant parameters of the task's part geometry. Not in `PARAM_NAMES`: only a task that
+declares toleranced geoms samples them (one more column of each physics variant's draw, after the
+physics parameters), so the random stream, DR values and critic size of every other task are
+unchanged."""
+
+
+def param_names(geometry: bool) -> tuple[str, ...]:
+    """The DR value columns of an env (`env.dr_values`, the critic group's tail): `PARAM_NAMES`,
+    then `GEOMETRY_PARAMS` for a task with toleranced geoms."""
+    return PARAM_NAMES + GEOMETRY_PARAMS if geometry else PARAM_NAMES
 
 
 def uniform(gen: torch.Generator, lo: float, hi: float, shape, device) -> torch.Tensor:

@@ -66,6 +66,10 @@ class Task(ABC):
     """Success rate at which the task counts as solved (time-to-solve benchmark, early stop)."""
     frames: tuple[str, ...] = ()
     """Extra sites of the task's scene whose positions the task reads (`env.frame(site)`)."""
+    toleranced_geoms: tuple[str, ...] = ()
+    """Geoms of the task's scene (spheres, capsules, cylinders) whose radius the DR term
+    `part_size_delta_m` changes per physics variant (a part's size tolerance). Only a task that
+    names some has that term's column in its DR values and critic group."""
     safety_scene: str = "default"
     """The scene (`robot_rl.scenes`: table, obstacles) the twin simulates and the deployed safety
     layer keeps clear: "default" = the robot's (`Robot.scene`), a registered name, or "none"."""

@@ -372,7 +372,9 @@ class WarpBackend(SimBackend):
         for name in (_CONST_FIXED if groups & mjw.SetConstGroup.FIXED else ()) + (
                 _CONST_INERT0 if groups & mjw.SetConstGroup.INERT0 else ()):
             self._batched(name)
-        view[torch.as_tensor(vids, device=self.device)] = torch.as_tensor(values, dtype=torch.float32).to(self.device)
+        # MuJoCo Warp may split a field's last axis (geom_aabb [ngeom, 6] is [ngeom, 2, 3]: centre, half sizes)
+        vals = torch.as_tensor(values, dtype=torch.float32).reshape(len(vids), *view.shape[1:])
+        view[torch.as_tensor(vids, device=self.device)] = vals.to(self.device)
         self._pending_const |= groups
 
     def _batched(self, field: str) -> torch.Tensor:

@@ -239,3 +239,44 @@ def test_missing_package_is_an_import_error(monkeypatch):
         importlib.import_module("robot_rl.sim.warp_backend")
     with pytest.raises(ImportError, match=r"robot-rl\[warp\]"):
         backend_class("warp")
+
+
+def test_part_size_is_set_per_world_with_its_broad_phase_bounds():
+    """panda-peg-insert with the peg 0.3 mm larger in world 1 only, its axis 0.85 mm off the hole's
+    (the nominal peg clears the wall by 0.15 mm, the larger one presses into it): each world follows
+    CPU MuJoCo with the same peg, and the larger peg's contact moves the world measurably."""
+    from robot_rl.sim.physics_params import GEOM_FIELDS, part_size_fields
+    from robot_rl.sim.tasks import panda_peg_insert as P
+
+    task = make_task("panda-peg-insert")
+    model = build_model(task)
+    cpu = MujocoBackend(model, task.robot, 2, nthread=1, num_variants=2)
+    warp = WarpBackend(model, task.robot, 2, device=DEV)
+    g = model.geom("peg").id
+    nominal = {f: np.array(getattr(model, f)) for f in GEOM_FIELDS}
+    fields = part_size_fields(nominal, model.geom_type, [g], np.array([0.0, 0.0003]))
+    for sim in (cpu, warp):
+        for f in GEOM_FIELDS:
+            sim.set_physics(f, np.array([0, 1]), fields[f])
+    cpu.use_variants(torch.arange(2), torch.arange(2))
+    d = mujoco.MjData(model)  # the peg 10 mm deep in the hole, 0.85 mm off its axis towards wall0
+    joints = task.robot.joint_names
+    env = make_env(task, 1, dr="off", seed=0, nthread=1)
+    d.qpos[[int(model.joint(j).qposadr[0]) for j in joints]] = task._ik(
+        env, np.array([*P.BLOCK_XY, P.BLOCK_HEIGHT - 0.010 + P.PEG_TIP]), np.asarray(task.robot.default_pose))
+    mujoco.mj_forward(model, d)
+    off = d.site("peg_tip").xpos[:2] - d.site("hole_top").xpos[:2]
+    d.qpos[model.joint("hole_x").qposadr[0]] = off[0] - 0.00085
+    d.qpos[model.joint("hole_y").qposadr[0]] = off[1]
+    q = torch.as_tensor(np.tile(d.qpos, (2, 1)))
+    for sim in (cpu, warp):
+        sim.set_joint_state(torch.arange(2), q, torch.zeros(2, model.nv))
+    arm = [a for a in range(model.nu) if model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT]
+    ctrl = torch.zeros(2, model.nu, dtype=torch.float64)  # hold the arm's pose, the gripper closed
+    ctrl[:, arm] = q[:, [int(model.jnt_qposadr[model.actuator_trnid[a, 0]]) for a in arm]]
+    for _ in range(5):
+        cpu.step(ctrl, task.decimation)
+        warp.step(ctrl.float().to(warp.device), task.decimation)
+    qc, qw = cpu.qpos, warp.qpos.double().cpu()
+    assert (qc[1] - qc[0]).abs().max().item() > 1e-4  # the larger peg's contact moves the world
+    assert (qw - qc).abs().max().item() < 2e-5, (qw - qc).abs().max(1)

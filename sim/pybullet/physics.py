@@ -5,7 +5,8 @@ friction-loss motors and the links' contact friction; the actuator and damping f
 by the torques at every step (`actuators.Actuators.torques`), and checked against the internal
 step by the backend (`internal_step`). They start at the MuJoCo model's
 nominal values; a change is written only where a value changed (pybullet calls are slow).
-pybullet cannot move a link's centre of mass: `body_ipos` must stay nominal."""
+pybullet cannot move a link's centre of mass nor resize a collision shape: `body_ipos` and the geometry
+fields (`geom_size`, `geom_rbound`, `geom_aabb`) must stay nominal."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ class Physics:
         values = np.asarray(values, dtype=np.float64)
         nominal = np.asarray(getattr(self._model, field))
         values = values.reshape((len(ids), *nominal.shape))
+        if field in ("geom_size", "geom_rbound", "geom_aabb"):
+            bad = np.abs(values - nominal[None]).reshape(len(ids), len(nominal), -1).max(axis=(0, 2)) > 1e-12
+            if bad.any():
+                names = [self._model.geom(g).name for g in np.flatnonzero(bad)]
+                raise UnsupportedFeature(f"{field} of geoms {names}: the pybullet backend cannot resize a collision "
+                                         "shape (part_size_delta_m); use --env.backend mujoco or warp")
+            return ids
         if field == "body_ipos":
             bad = np.abs(values - nominal[None]).max(axis=(0, 2)) > 1e-12
             if bad.any():

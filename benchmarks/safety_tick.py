@@ -87,11 +87,14 @@ def run(robot_name: str, cbf: bool, scenario: str, seconds: float, seed: int = 0
             f.on_command(t, names, cmd)
         c0, t0 = cpu_clock(), clock()
         if feed is not None:  # as the safety node: the critic on its thread
-            feed(t, k, (q, (q - q_prev) / 1e-3))
+            feed.apply(t)
         elif critic is not None and k % critic_every == 0:  # as the safety node did: the critic in the tick
             f.set_risk(t, critic(q, (q - q_prev) / 1e-3, f.output, f.command_velocity))
+        dq = (q - q_prev) / 1e-3
         q_prev = q.copy()
         out, st = f.tick(t)
+        if feed is not None:
+            feed.submit(t, k, (q, dq))
         ns.append(clock() - t0)
         cpu.append(cpu_clock() - c0)
         if cbf and st["mode"] == "ok" and f.cbf.last["rows"] == 0 and not f.cbf.last["intervened"]:
@@ -190,12 +193,14 @@ def paced_run(robot_name: str, seconds: float, critic=None, where: str = "thread
             q_prev = q.copy()
             a, c0 = clock(), cpu_clock()  # the tick's work: critic (or its feed) + filter tick
             if worker is not None:  # as the safety node's on_tick
-                res = feed(t, k, (q, dq))
+                res = feed.apply(t)
                 if res is not None:
                     lag.append(t - res.t)
             elif critic is not None and k % critic_every == 0:
                 f.set_risk(t, critic(q, dq, f.output, f.command_velocity))
             out, st = f.tick(t)
+            if worker is not None:
+                feed.submit(t, k, (q, dq))
             stale += st["reason"] == "risk_stale"
             wall.append(clock() - a)
             cpu.append(cpu_clock() - c0)

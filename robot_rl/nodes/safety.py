@@ -319,9 +319,9 @@ def _run(node) -> int:
     latency = LatencyStats()
     loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None, "reason": None}
 
-    def apply_risk(t, k):
-        """The critic thread's newest risk into the filter, this tick's snapshot to it (RiskFeed)."""
-        res = feed(t, k, (state["q"], state["dq"]) if state["have_state"] else None)
+    def apply_risk(t):
+        """The critic thread's newest risk into the filter (RiskFeed.apply), before the tick."""
+        res = feed.apply(t)
         if res is not None and res.error is not None:
             reject("critic_error", "safety critic failed (treated as maximal risk): %s", res.error)
         elif res is not None and res.non_finite:
@@ -336,8 +336,10 @@ def _run(node) -> int:
         t = time.monotonic()
         k = loop["k"] = loop["k"] + 1
         if worker is not None:
-            apply_risk(t, k)
+            apply_risk(t)
         cmd, st = filt.tick(t)
+        if worker is not None:  # after the tick: the critic scores the command just sent, in the idle rest
+            feed.submit(t, k, (state["q"], state["dq"]) if state["have_state"] else None)
         if st["reason"] == "risk_stale":
             reject("critic_stale", "the safety critic's risk is older than critic_stale_s=%.3f s (evaluated %d of %d "
                    "snapshots): treated as maximal (backup %s)", cfg.risk_timeout_s, worker.stats["evaluated"],

@@ -148,16 +148,20 @@ class CriticWorker:
 
 
 class RiskFeed:
-    """The tick side of the critic thread, one call per tick (the safety node's ``on_tick``).
+    """The tick side of the critic thread (the safety node's ``on_tick``), two calls per tick:
 
-    ``feed(t, k, qqd)``: (1) applies the worker's newest result to ``filt`` with
-    ``filt.set_risk(result.t, risk)`` (``nan``, i.e. maximal, when the critic raised); (2) if no
-    result ever arrived and the first snapshot is older than ``filt.config.risk_timeout_s``, marks the
-    risk as maximal at that snapshot's time, so the filter reports it stale (backup); (3) every
-    ``every`` ticks, when ``qqd = (q, qd)`` (the measured state in the filter's joint order; None
-    before a valid one) is given, submits ``(t, q[cj], qd[cj], filt.output[cj],
-    filt.command_velocity[cj])``. Returns the result applied in (1), or None. ``cj``: the
-    critic's joints as indices into the filter's joints. The filter must have ``risk_timeout_s``.
+    ``apply(t)`` before ``filt.tick(t)``: (1) applies the worker's newest result with
+    ``filt.set_risk(result.t, risk)`` (``nan``, i.e. maximal, when the critic raised) and returns
+    it (else None); (2) if no result ever arrived and the first snapshot is older than
+    ``filt.config.risk_timeout_s``, sets a maximal risk at that snapshot's time, so the filter
+    reports the risk stale (backup) until a result arrives.
+
+    ``submit(t, k, qqd)`` after ``filt.tick(t)``: every ``every`` ticks, when ``qqd = (q, qd)``
+    (the measured state in the filter's joint order; None before a valid one) is given, hands the
+    worker ``(t, q[cj], qd[cj], filt.output[cj], filt.command_velocity[cj])``: the command this
+    tick just sent. After the tick, so the critic runs in the idle rest of the period instead of
+    contending with this tick for the GIL. ``cj``: the critic's joints as indices into the
+    filter's joints. The filter must have ``risk_timeout_s`` (the staleness bound).
     """
 
     def __init__(self, worker: CriticWorker, filt, every: int, cj):
@@ -167,7 +171,7 @@ class RiskFeed:
         self.cj = np.asarray(cj, dtype=np.intp)
         self.first_late = False
 
-    def __call__(self, t: float, k: int, qqd=None) -> CriticResult | None:
+    def apply(self, t: float) -> CriticResult | None:
         filt, w = self.filt, self.worker
         res = w.poll()
         if res is not None:
@@ -177,7 +181,9 @@ class RiskFeed:
             if since is not None and t - since > filt.config.risk_timeout_s:
                 self.first_late = True  # no first risk within the bound: maximal, and stale from now on
                 filt.set_risk(since, 1.0)
-        if qqd is not None and k % self.every == 0:
-            cj = self.cj
-            w.submit(t, qqd[0][cj], qqd[1][cj], filt.output[cj], filt.command_velocity[cj])
         return res
+
+    def submit(self, t: float, k: int, qqd=None) -> None:
+        if qqd is not None and k % self.every == 0:
+            filt, cj = self.filt, self.cj
+            self.worker.submit(t, qqd[0][cj], qqd[1][cj], filt.output[cj], filt.command_velocity[cj])

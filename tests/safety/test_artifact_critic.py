@@ -175,13 +175,14 @@ def test_the_node_runs_the_critic_on_its_thread_and_fails_closed_when_it_is_stal
     try:
         filt.on_state(0.0, names, q0)
         filt.on_command(0.0, names, q0)
-        feed(0.0, 0, (q0, np.zeros(7)))
+        assert feed.apply(0.0) is None
         _, st = filt.tick(0.0)
+        feed.submit(0.0, 0, (q0, np.zeros(7)))  # the command this tick sent, to the critic thread
         deadline = time.monotonic() + 10.0
         res = None
         while res is None and time.monotonic() < deadline:
             time.sleep(0.001)
-            res = feed(0.001, 1, (q0, np.zeros(7)))
+            res = feed.apply(0.001)
         assert res is not None and res.t == 0.0 and res.error is None
         assert res.risk == critic(q0, np.zeros(7), filt.output, filt.command_velocity)  # the thread's = direct
         assert res.risk < cfg.risk_threshold

@@ -48,13 +48,14 @@ def make(**kw):
 
 
 def tick(filt, feed, k, q, step=None):
-    """One 1 kHz tick as the node runs it: state, command, feed (risk in, snapshot out), filter."""
+    """One 1 kHz tick as the node runs it: state, command, risk in, filter tick, snapshot out."""
     t = k * 1e-3
     q = np.asarray(q, dtype=np.float64)
     filt.on_state(t, JOINTS, q)
     filt.on_command(t, JOINTS, [0.0, 0.0, 0.0])
-    res = feed(t, k, (q, np.zeros(3)))
+    res = feed.apply(t)
     _, st = filt.tick(t)
+    feed.submit(t, k, (q, np.zeros(3)))
     if step is not None:
         step()
     return res, st

@@ -18,6 +18,14 @@ With ``--compare-rev REV`` (a git revision, e.g. the commit before a change to t
 module of that revision (``robot_rl/safety/cbf.py``, with today's collision model) runs as a third
 variant in the same rounds, interleaved: its tick times, and ours / its as a ratio.
 
+With ``--critic ARTIFACT`` the artifact's safety critic runs every 10th tick (100 Hz) of the nominal
+loop with the CBF: first in simulated time, evaluated inside the timed tick (the reference: the
+safety node before the critic thread) and on the node's critic thread
+(:class:`robot_rl.safety.critic_worker.RiskFeed` in the timed tick); then paced in real time at
+1 kHz (sleep to each deadline) without a critic, with it in the tick and on the thread (switch
+interval 5 ms and 100 us): tick work (cpu), tick wall p99, period error p99, periods over 2 ms,
+ticks with a stale risk (backup) and the risk's age when applied.
+
 Then the QPs the CBF solved in the rogue runs are solved again by DAQP (the filter's solver),
 OSQP and proxsuite (dense), each on the same problems: solve time (p50, p99) and the largest
 difference from DAQP's solution.

@@ -311,6 +311,13 @@ def _run(node) -> int:
     if critic is not None:  # the critic runs on its own thread (robot_rl.safety.critic_worker)
         from robot_rl.safety.critic_worker import CriticWorker, RiskFeed
 
+        zeros = np.zeros(len(cj))
+        pose = np.array([dict(zip(spec["robot"]["joint_names"], spec["robot"]["default_pose"])).get(j, 0.0)
+                         for j in critic.section["joint_names"]])
+        try:  # the first evaluation is slow (onnxruntime, MuJoCo): not in the loop, where it would be stale
+            critic(pose, zeros, pose, zeros)
+        except Exception as e:  # noqa: BLE001 - a critic that cannot run at the home pose refuses to start
+            raise NodeStartError(f"the safety critic cannot be evaluated: {e}") from None
         worker = CriticWorker(critic).start()
         feed = RiskFeed(worker, filt, critic_every, cj)
         sys.setswitchinterval(param(node, "switch_interval_s", 1e-4, float, check=lambda v: 0 < v <= 0.005,

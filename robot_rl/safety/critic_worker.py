@@ -25,11 +25,14 @@ stalls, dies or falls behind hands control to the backup behaviour (reason ``ris
 :class:`RiskFeed` does the same when no first result arrives within the bound
 (:meth:`CriticWorker.waiting_since`).
 
-The GIL: MuJoCo's collision calls and onnxruntime's ``run`` release it, but the features' numpy
-glue is Python, so the worker still takes the GIL in short slices. A thread that wants the GIL
-waits at most ``sys.getswitchinterval()`` (5 ms by default); the safety node lowers it
-(``switch_interval_s``, 100 us) so that the tick is not delayed by more than that
-(``benchmarks/safety_tick.py --critic``: the tick period and work with and without the worker).
+The GIL: onnxruntime's ``run`` releases it; MuJoCo's ``mj_collision`` / ``mj_kinematics`` hold it
+(short C calls, 5-20 us each, measured with a Python thread beside them), and the features' numpy
+glue (about 60% of the critic's ~200 us) is Python. The tick submits its snapshot *after*
+``filt.tick``, so the critic runs in the idle rest of the 1 ms period; if it overruns into the
+next tick, the tick waits for the GIL at most ``sys.getswitchinterval()`` plus one MuJoCo call.
+The safety node lowers the switch interval from 5 ms to 100 us (``switch_interval_s``).
+``benchmarks/safety_tick.py --critic ARTIFACT`` measures the tick work, wall time and period with
+the critic in the tick (the old node) and on this thread.
 """
 
 from __future__ import annotations

@@ -50,7 +50,12 @@ is configured; false disables it), ``cbf_margin`` (0.05 m), ``cbf_self_margin`` 
 (20 1/s), ``critic`` ("artifact": the artifact's own checksummed critic when it has one,
 `robot_rl.safety.critic_artifact`; "" or "off": none; or another artifact directory whose critic
 was trained for this artifact; a critic of another robot or artifact refuses to start),
-``critic_rate_hz`` (100), ``risk_threshold`` / ``risk_hysteresis`` / ``risk_dwell_s`` (the critic's
+``critic_rate_hz`` (100: the tick hands the critic a snapshot every ``rate_hz / critic_rate_hz`` ticks; the
+critic runs on its own thread, `robot_rl.safety.critic_worker`, and the tick applies its newest risk at the
+snapshot's time), ``critic_stale_s`` (3 / critic_rate_hz: a risk older than this, or no first risk this long
+after the first snapshot, counts as maximal: backup, reason ``risk_stale``, one log line a second),
+``switch_interval_s`` (1e-4 with a critic: ``sys.setswitchinterval``, the longest the tick waits for the
+GIL while the critic thread runs Python), ``risk_threshold`` / ``risk_hysteresis`` / ``risk_dwell_s`` (the critic's
 calibrated values; without a critic 0.8 / 0.1 / 0), ``backup`` (retreat_path | hold | retreat),
 ``retreat_rate`` (rad/s; half the velocity limit),
 ``strict_state_names`` (false:
@@ -132,6 +137,10 @@ def build_filter(node, spec: dict, artifact_dir):
               risk_dwell_s=param(node, "risk_dwell_s", float(sec.get("dwell_s", 0.0)), float),
               command_velocity_window=max(1, int(round(param(node, "rate_hz", 1000.0, float)
                                                        * float(spec["control"]["period_s"])))))
+    if critic is not None:  # fail closed when the critic (on its own thread) falls behind
+        critic_hz = param(node, "critic_rate_hz", 100.0, float, check=lambda v: v > 0, expect="> 0 Hz")
+        kw["risk_timeout_s"] = param(node, "critic_stale_s", 3.0 / critic_hz, float, check=lambda v: v > 0,
+                                     expect="> 0 s (default: three critic periods)")
     kw["cbf"] = _cbf_config(node, spec, [home.get(j, 0.0) for j in names])
     if kw["cbf"] is not None:
         kw["robot_model"] = robot_xml
@@ -235,7 +244,8 @@ def _run(node) -> int:
         raise NodeStartError(str(e)) from None
 
     state = {"checked": False, "error": None, "q": np.zeros(len(names)), "dq": np.zeros(len(names)),
-             "estop": None}
+             "estop": None,
+             "have_state": False}
     reject = RateLimitedLog(node.logger)  # every rejected input is logged, at most once a second per reason
 
     def on_state(msg):
@@ -251,6 +261,7 @@ def _run(node) -> int:
         if filt.on_state(t, list(msg.name), msg.position, msg.velocity, msg.effort):
             if critic is not None:
                 state["q"], state["dq"], _ = msgs.joint_state_to_numpy(msg, names)
+                state["have_state"] = True
         else:
             st = filt.status
             reject(st["last_state_fault"], "rejected a joint state on %s (the filter faults until a valid one "
@@ -296,9 +307,33 @@ def _run(node) -> int:
     diag_every = max(1, int(round(rate_hz / diag_hz)))
     critic_every = max(1, int(round(rate_hz / critic_hz)))
     cj = [names.index(j) for j in critic.section["joint_names"]] if critic is not None else []
+    worker = None
+    if critic is not None:  # the critic runs on its own thread (robot_rl.safety.critic_worker)
+        from robot_rl.safety.critic_worker import CriticWorker, RiskFeed
+
+        zeros = np.zeros(len(cj))
+        pose = np.array([dict(zip(spec["robot"]["joint_names"], spec["robot"]["default_pose"])).get(j, 0.0)
+                         for j in critic.section["joint_names"]])
+        try:  # the first evaluation is slow (onnxruntime, MuJoCo): not in the loop, where it would be stale
+            critic(pose, zeros, pose, zeros)
+        except Exception as e:  # noqa: BLE001 - a critic that cannot run at the home pose refuses to start
+            raise NodeStartError(f"the safety critic cannot be evaluated: {e}") from None
+        worker = CriticWorker(critic).start()
+        feed = RiskFeed(worker, filt, critic_every, cj)
+        sys.setswitchinterval(param(node, "switch_interval_s", 1e-4, float, check=lambda v: 0 < v <= 0.005,
+                                    expect="0 < value <= 0.005 s"))
     # command latency: policy stamp -> the first driver command computed from that command
     latency = LatencyStats()
     loop = {"k": 0, "last": None, "sent": 0, "timer": None, "pending_stamp": None, "reason": None}
+
+    def apply_risk(t):
+        """The critic thread's newest risk into the filter (RiskFeed.apply), before the tick."""
+        res = feed.apply(t)
+        if res is not None and res.error is not None:
+            reject("critic_error", "safety critic failed (treated as maximal risk): %s", res.error)
+        elif res is not None and res.non_finite:
+            reject("critic_non_finite", "the safety critic gave a non-finite risk: treated as maximal (backup %s)",
+                   cfg.backup)
 
     def on_tick():
         a = time.perf_counter()
@@ -307,18 +342,15 @@ def _run(node) -> int:
         loop["last"] = a
         t = time.monotonic()
         k = loop["k"] = loop["k"] + 1
-        if critic is not None and k % critic_every == 0 and filt.mode != "fault":
-            try:
-                bad = critic.non_finite
-                risk = critic(state["q"][cj], state["dq"][cj], filt.output[cj], filt.command_velocity[cj])
-                if critic.non_finite != bad:
-                    reject("critic_non_finite", "the safety critic gave a non-finite risk: treated as maximal "
-                           "(backup %s)", cfg.backup)
-                filt.set_risk(t, risk)
-            except Exception as e:  # noqa: BLE001 - a failing critic counts as maximal risk
-                filt.set_risk(t, math.nan)
-                reject("critic_error", "safety critic failed (treated as maximal risk): %s", e)
+        if worker is not None:
+            apply_risk(t)
         cmd, st = filt.tick(t)
+        if worker is not None:  # after the tick: the critic scores the command just sent, in the idle rest
+            feed.submit(t, k, (state["q"], state["dq"]) if state["have_state"] else None)
+        if st["reason"] == "risk_stale":
+            reject("critic_stale", "the safety critic's risk is older than critic_stale_s=%.3f s (evaluated %d of %d "
+                   "snapshots): treated as maximal (backup %s)", cfg.risk_timeout_s, worker.stats["evaluated"],
+                   worker.stats["submitted"], cfg.backup)
         if st["reason"] != loop["reason"]:
             if st["reason"] in ("cbf_unsafe_start", "cbf_infeasible", "cbf_error"):
                 node.logger.error("%s", st["last_error"])  # one line; the filter holds or brakes
@@ -348,7 +380,11 @@ def _run(node) -> int:
                                       expect="0 (off) or 1..99"))
     node.logger.info("safety filter on %s at %.0f Hz -> %s (%s); joints %s", cmd_topic, rate_hz,
                      driver.resolved_topic, interface, names)
-    code = run_node(node, on_stop=reject.flush)
+    try:
+        code = run_node(node, on_stop=reject.flush)
+    finally:
+        if worker is not None:
+            worker.stop()
     node.logger.info("loop period %s, compute %s", dumps(period.summary()), dumps(compute.summary()))
     if state["error"]:
         return fail(node.name, state["error"])

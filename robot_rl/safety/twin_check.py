@@ -112,7 +112,7 @@ def run_on_twin(artifact: str | Path, *, params: dict | None = None, targets: in
                     queue.extend((t + float(o), a) for o, a in zip(chunk.offsets_s, chunk.actions))
                 targets_ = observer.apply(queue.pop(0)[1], state)
                 filt.on_command(t, out_joints, [targets_[j] for j in out_joints])
-        if critic is not None and k % critic_every == 0 and filt.mode != "fault":
+        if critic is not None and k % critic_every == 0:  # as the node: also in a fault, so the risk never goes stale
             filt.set_risk(t, critic(q[f_idx][cj], dq[f_idx][cj], filt.output[cj], filt.command_velocity[cj]))
         cmd, st = filt.tick(t)
         modes[k] = st["mode"]

@@ -153,3 +153,42 @@ def test_train_critic_cli_refuses_bad_settings(capsys):
     assert "--artifact is required" in capsys.readouterr().err
     assert main(["train-critic", "--artifact", "/nonexistent", "--gamma", "1.5"]) == 2
     assert "gamma" in capsys.readouterr().err
+
+
+def test_the_node_runs_the_critic_on_its_thread_and_fails_closed_when_it_is_stale(arts):
+    import time
+
+    from robot_rl.nodes.safety import build_filter
+    from robot_rl.safety.critic_worker import CriticWorker, RiskFeed
+    from robot_rl.safety.twin_check import _Params
+
+    _, lin, _ = arts
+    spec = PolicyArtifact.load(lin).spec
+    cfg, filt, critic = build_filter(_Params({}), spec, lin)
+    assert cfg.risk_timeout_s == pytest.approx(0.03)  # three periods of the 100 Hz critic
+    assert build_filter(_Params({"critic_stale_s": 0.05}), spec, lin)[0].risk_timeout_s == 0.05
+    assert build_filter(_Params({"critic": "off"}), spec, lin)[0].risk_timeout_s is None
+    names = list(cfg.joint_names)
+    q0 = np.array(spec["robot"]["default_pose"])
+    worker = CriticWorker(critic).start()
+    feed = RiskFeed(worker, filt, 10, [names.index(j) for j in critic.section["joint_names"]])
+    try:
+        filt.on_state(0.0, names, q0)
+        filt.on_command(0.0, names, q0)
+        assert feed.apply(0.0) is None
+        _, st = filt.tick(0.0)
+        feed.submit(0.0, 0, (q0, np.zeros(7)))  # the command this tick sent, to the critic thread
+        deadline = time.monotonic() + 10.0
+        res = None
+        while res is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+            res = feed.apply(0.001)
+        assert res is not None and res.t == 0.0 and res.error is None
+        assert res.risk == critic(q0, np.zeros(7), filt.output, filt.command_velocity)  # the thread's = direct
+        assert res.risk < cfg.risk_threshold
+        _, st = filt.tick(0.001)
+        assert st["mode"] == "ok" and st["risk"] == res.risk
+        _, st = filt.tick(0.031)  # no newer risk for more than critic_stale_s: maximal, backup
+        assert st["mode"] == "backup" and st["reason"] == "risk_stale"
+    finally:
+        worker.stop()

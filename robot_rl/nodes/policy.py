@@ -118,6 +118,7 @@ def _run(node) -> int:
         node.logger.warning("rate_hz=%.1f differs from the artifact's control rate %.1f Hz: the policy was trained "
                             "for its own control period", rate_hz, 1.0 / art.control_period_s)
     executor, worker = _chunk_execution(node, art, rate_hz)
+    observes = art.runtime.wants_observations  # a history kind gets every tick's observation
     state_joints = list(observer.state_joints)
     out_joints = list(observer.command_joints)
 

@@ -310,6 +310,8 @@ def _export_mcap(args: list[str]) -> None:
     from robot_rl.datasets.mcap_export import export_episode_mcap
 
     print(f"mcap: {export_episode_mcap(cfg.root, cfg.episode, cfg.out)}")
+
+
 def _train_critic(args: list[str]) -> None:
     from robot_rl.safety.train_artifact_critic import CriticConfig, train_artifact_critic
 
@@ -353,7 +355,8 @@ def _tasks(args: list[str]) -> None:
     print("\n".join(task_names()))
 
 
-COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "train-critic": _train_critic, "cross-sim": _cross_sim, "record": _record,
+COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "train-critic": _train_critic,
+            "cross-sim": _cross_sim, "record": _record,
             "train-diffusion": _train_diffusion,
             "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "main": _main_job,
             "node": _node, "launch": _launch, "tasks": _tasks}

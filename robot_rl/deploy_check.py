@@ -44,6 +44,10 @@ from pathlib import Path
 import numpy as np
 
 
+def _see(log_path) -> str:
+    return f"see {log_path}" if log_path else "rerun with --log FILE to keep the graph's output"
+
+
 @dataclass
 class DeployConfig:
     targets: int = 20
@@ -140,10 +144,10 @@ def deploy_on_twin(artifact: str | Path, cfg: DeployConfig, log_path: Path | Non
         deadline = time.monotonic() + cfg.startup_timeout_s
         while not (get("ee") is not None and get("safety") is not None and (reach or get("status") is not None)):
             if proc.poll() is not None:
-                raise RuntimeError(f"the deployment exited early (code {proc.returncode}); see {log_path}")
+                raise RuntimeError(f"the deployment exited early (code {proc.returncode}); {_see(log_path)}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the twin and safety node did not come up in {cfg.startup_timeout_s:.0f} s; "
-                                   f"see {log_path}")
+                                   f"{_see(log_path)}")
             time.sleep(0.05)
         pub.wait_for_subscribers(1, timeout=10.0)
         if reach:
@@ -230,9 +234,9 @@ def _wait(pred, timeout_s: float, what: str, proc, log_path) -> None:
     deadline = time.monotonic() + timeout_s
     while not pred():
         if proc.poll() is not None:
-            raise RuntimeError(f"the deployment exited during {what} (code {proc.returncode}); see {log_path}")
+            raise RuntimeError(f"the deployment exited during {what} (code {proc.returncode}); {_see(log_path)}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}; see {log_path}")
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}; {_see(log_path)}")
         time.sleep(0.02)
 
 

@@ -3,7 +3,7 @@
 `train_diffusion(arrays, cfg) -> DiffusionPolicy` (the EMA weights) where `arrays` holds
 `"observation.state"` [N, D] float32, `"action"` [N, A] float32 and `"episode_index"` [N] int64,
 frames of an episode contiguous and in time order (what
-`robot_rl.datasets.lerobot.load_training_arrays` returns).
+`robot_rl.datasets.load_training_arrays` returns).
 
 * Windows (`SequenceIndex`): every start `s` from `-(To - 1)` to `len - Tp + (Ta - 1)` of every
   episode gives observations `s .. s + To - 1` and actions `s .. s + Tp - 1`, indices outside the

@@ -65,7 +65,7 @@ def load_demos(root: str | Path) -> tuple[dict, str]:
     env = _task_env(task, 1, "off", 0, 1)
     info = robot_info(env)
     expect = Expect(features={"observation.state": [env.num_obs["policy"]], "action": [env.num_actions],
-                              "observation.joint_pos": [len(env.robot.state_joints)]},
+                              "observation.joint_pos": [len(env.robot.joint_names)]},
                     robot=info["robot"], joint_names=info["joint_names"], task=task)
     arrays = load_training_arrays(root, expect)
     rec = ds.robot_info

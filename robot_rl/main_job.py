@@ -142,6 +142,13 @@ def _critic_step(cfg: MainConfig, art: Path, steps: int, run_dir: Path) -> dict:
     from robot_rl.safety.twin_check import run_on_twin
 
     print(f"[4/{steps}] training the safety critic (the policy's own rollouts, perturbed and rogue commands)")
+    from robot_rl.sim import make_task
+
+    if "target_pos" not in make_task(cfg.train.env.task).commands():
+        summary = (f"not trained: its twin check sends reach targets and {cfg.train.env.task} has none; "
+                   f"train it with robot-rl train-critic --artifact {art} and deploy with critic:=artifact")
+        print(f"  safety critic {summary}")
+        return {"kept": False, "report": None, "twin": None, "summary": summary}
     rep = train_artifact_critic(replace(cfg.critic_train, artifact=str(art)), log=lambda *_: None)
     cal = rep["calibration"]
     check = {k: run_on_twin(art, params={"critic": k}, targets=cfg.critic_check_targets, twin_seed=cfg.twin.twin_seed,

@@ -142,6 +142,10 @@ def build_filter(node, spec: dict, artifact_dir):
         kw["risk_timeout_s"] = param(node, "critic_stale_s", 3.0 / critic_hz, float, check=lambda v: v > 0,
                                      expect="> 0 s (default: three critic periods)")
     kw["cbf"] = _cbf_config(node, spec, [home.get(j, 0.0) for j in names])
+    if kw["cbf"] is not None and kw["backup"] == "retreat":
+        raise NodeStartError("backup:=retreat (a straight joint-space move home) is not checked by the CBF and could "
+                             "cross the scene's obstacles; use backup:=retreat_path (the recent, CBF-checked path) or "
+                             "hold, or cbf:=false")
     if kw["cbf"] is not None:
         kw["robot_model"] = robot_xml
     try:
@@ -174,6 +178,10 @@ def _load_critic(node, spec: dict, artifact_dir):
         raise NodeStartError(f"safety critic refused: {e}") from None
     except Exception as e:  # noqa: BLE001 - any load problem is a start-up error
         raise NodeStartError(f"cannot load the safety critic {which}: {e}") from None
+    missing = [j for j in critic.section["joint_names"] if j not in spec["robot"]["joint_names"]]
+    if missing:
+        raise NodeStartError(f"safety critic {which} scores joints {missing} that this artifact does not command; "
+                             "train the critic for this artifact: robot-rl train-critic --artifact DIR")
     cal = critic.section.get("calibration", {})
     node.logger.info("safety critic %s: threshold %.3f (false alarms %.2f%% of held-out nominal ticks, detection "
                      "%.1f%%)", which, critic.threshold, 100 * cal.get("false_alarm_rate", float("nan")),
@@ -292,6 +300,9 @@ def _run(node) -> int:
         if filt.reset_estop():
             if was_latched:
                 node.logger.warning("e-stop reset accepted")
+            if filt.status["reason"] in ("internal_error", "cbf_error", "cbf_unsafe_start"):
+                filt.reset_fault()  # a latched fault is cleared the same way; the filter then holds
+                node.logger.warning("latched fault reset accepted; holding until a new command")
         else:
             reject("reset_refused", "refused an e-stop reset on %s: %s is still engaged (publish false first)",
                    reset_sub.topic, estop_sub.topic)

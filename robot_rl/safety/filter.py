@@ -454,8 +454,11 @@ class SafetyFilter:
                 np.minimum(self._meas, self._hi, out=self._out)
                 np.maximum(self._out, self._lo, out=self._out)
                 self._have_out = True
-                if self._reanchor:  # a target checked from the old output is never used
+                if self._reanchor:  # a target checked from the old output is never used, nor its path
                     self._reanchor = self._have_target = False
+                    self._path.clear()  # no retreat along (or velocity across) the jump to the new pose
+                    self._replay.reset()
+                    self._replaying = False
             if vel:
                 np.abs(self._meas_vel, out=self._tmp)
                 if (self._tmp > self._vel_trip).any():

@@ -65,3 +65,19 @@ def test_fault_hold_keeps_commanding_and_does_not_re_anchor():
     f.on_state(0.4, JOINTS, np.array([-0.3, 0.4, 0.0]), [0.0] * 3)
     out, st = f.tick(0.4)
     np.testing.assert_allclose(out, held)
+
+
+def test_re_anchoring_forgets_the_path_and_velocity_across_the_jump():
+    """After the teleport the recent path (what `retreat_path` replays) and the command velocity
+    the critic scores start afresh: no retreat toward, and no velocity across, the old pose."""
+    f = make_filter()
+    _run_to_fault(f)
+    f.on_state(0.4, JOINTS, np.array([-0.3, 0.4, 0.0]), [0.0] * 3)
+    f.tick(0.4)
+    for k in range(401, 430):
+        t = k * 0.001
+        f.on_state(t, JOINTS, np.array([-0.3, 0.4, 0.0]), [0.0] * 3)
+        f.tick(t)
+    assert np.abs(f.command_velocity).max() < 1e-9  # at rest since the jump
+    path = f.recent_path
+    assert len(path) == 0 or np.abs(np.asarray(path) - [-0.3, 0.4, 0.0]).max() < 1e-9

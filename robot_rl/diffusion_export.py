@@ -30,10 +30,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.artifact import PolicyArtifact, sha256_file, spec_checksum
+from robot_rl.artifact import PolicyArtifact
+from robot_rl.artifact_writer import write_verified
 from robot_rl.policies.diffusion import DiffusionPolicy
 
 PARITY_TOL = 1e-4
@@ -145,36 +142,22 @@ def export_diffusion(model: DiffusionPolicy, out_dir: str | Path, spec_base: dic
     if robot_xml is None and spec_base.get("robot", {}).get("model"):
         raise ExportError(f"spec_base names the robot model {spec_base['robot']['model']!r} but no robot_xml was "
                           "given; pass kinematic_model_xml(env.robot) or use export_diffusion_for_env")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    def write_files(tmp: Path) -> None:
         export_onnx(model, tmp / "denoiser.onnx")
         if robot_xml is not None:
             (tmp / spec_base["robot"]["model"]).write_text(robot_xml)
-        spec = {**spec_base, "policy": policy_spec(model, seed), **({"training": training} if training else {})}
-        spec["files"] = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
-        spec["checksum"] = spec_checksum(spec)
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        art = PolicyArtifact.load(tmp)
+
+    def verify(art: PolicyArtifact) -> dict:
         obs, noise = parity_inputs(model, seed=seed)
         err = parity_error(art, model, obs, noise)
         if not err <= PARITY_TOL:
             raise ExportError(f"the exported diffusion sampler differs from the torch sampler by {err:.2e} "
                               f"(> {PARITY_TOL}) on normalized actions; the artifact was not written")
-        (tmp / "parity.json").write_text(json.dumps(
-            {"max_abs_error": err, "tolerance": PARITY_TOL, "on": "normalized actions after the full sampling loop",
-             "samples": int(obs.shape[0])}, indent=2))
-        spec["files"]["parity.json"] = sha256_file(tmp / "parity.json")
-        spec["checksum"] = spec_checksum(spec)
-        (tmp / "spec.json").write_text(json.dumps(spec, indent=2))
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return {"max_abs_error": err, "tolerance": PARITY_TOL, "on": "normalized actions after the full sampling loop",
+                "samples": int(obs.shape[0])}
+
+    spec = {**spec_base, "policy": policy_spec(model, seed), **({"training": training} if training else {})}
+    write_verified(out_dir, write_files, spec, verify)
     return spec
 
 

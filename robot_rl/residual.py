@@ -80,7 +80,8 @@ class BaseChunker:
 
     @torch.inference_mode()
     def observe(self, obs: torch.Tensor, done: torch.Tensor) -> None:
-        self.hist = torch.cat([self.hist[:, 1:], obs.unsqueeze(1)], 1)
+        self.hist[:, :-1] = self.hist[:, 1:].clone()  # in place: no new [N, To, D] tensor per env step
+        self.hist[:, -1] = obs
         if done.any():
             self.reset(obs, done.nonzero().squeeze(1))
 

@@ -1,0 +1,51 @@
+"""What every human-in-the-loop method reports, so that one benchmark compares them side by side.
+
+A method (`robot_rl.hil.<method>.run(cfg, log) -> list[CurvePoint]`) learns with a
+`SimulatedOperator` supervising and, after each round, evaluates its current policy
+autonomously (no operator) and appends a `CurvePoint`. `HilRunConfig` is the budget and the
+starting point shared by all methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HilRunConfig:
+    task: str = "panda-peg-insert"
+    seed: int = 0
+    base: str = ""
+    """The imperfect starting policy: a diffusion artifact or checkpoint directory (empty: train one
+    from `demos` scripted demonstrations first)."""
+    demos: int = 40
+    operator_budget_s: float = 1800.0
+    """Stop when the simulated operator has watched this many seconds (summed over envs)."""
+    num_envs: int = 16
+    eval_episodes: int = 64
+    nthread: int = 1
+    torch_threads: int = 1
+    out: str = ""
+    """Directory for checkpoints and the curve (empty: a temporary directory)."""
+    operator: dict = field(default_factory=dict)
+    """Overrides of `SimulatedOperator`'s keyword arguments."""
+
+
+@dataclass
+class CurvePoint:
+    operator_time_s: float
+    """Simulated seconds the operator watched so far (summed over envs)."""
+    intervention_time_s: float
+    """... of which with hands on the device."""
+    interventions: int
+    """Takeovers so far."""
+    success: float
+    """Autonomous success rate of the current policy (0..1) over `episodes` evaluation episodes."""
+    episodes: int
+    wall_s: float
+    """Wall-clock seconds of training so far (on this machine)."""
+    updates: int = 0
+    """Gradient updates (or training epochs) so far."""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)

@@ -88,6 +88,9 @@ WALLS = 12
 WALL = 0.010
 """Radial half thickness of a wall box (the block's top is a 20 mm wide ring around the hole)."""
 BLOCK_HEIGHT = 0.04
+CHAMFER = 0.002
+"""A 45-degree chamfer this wide (and deep) around the hole's top edge (m): a peg within
+CLEARANCE + CHAMFER of the hole's axis lands on the chamfer, which pushes it toward the hole."""
 FLOOR = 0.01
 HOLE_DEPTH = BLOCK_HEIGHT - FLOOR
 SUCCESS_DEPTH = 0.015
@@ -126,8 +129,8 @@ class ContactDR:
 
 
 CONTACT_DR = {
-    "train": ContactDR(hole_error_m=0.003, hole_error_z_m=0.001, grasp_offset_m=0.002, grasp_tilt_rad=0.01),
-    "eval": ContactDR(hole_error_m=0.004, hole_error_z_m=0.0015, grasp_offset_m=0.003, grasp_tilt_rad=0.015),
+    "train": ContactDR(hole_error_m=0.001, hole_error_z_m=0.0005, grasp_offset_m=0.0007, grasp_tilt_rad=0.004),
+    "eval": ContactDR(hole_error_m=0.0015, hole_error_z_m=0.00075, grasp_offset_m=0.001, grasp_tilt_rad=0.006),
     "off": ContactDR(),
 }
 """Contact DR by the env's DR mode (`eval` held out: larger errors than training saw)."""
@@ -167,6 +170,10 @@ class PandaPegInsert(Task):
     frames: tuple[str, ...] = ("hole_top", "peg_tip")
     toleranced_geoms: tuple[str, ...] = ("peg",)
     """The peg's radius varies by `part_size_delta_m` (its size tolerance; the hole is nominal)."""
+    grasp_frictionloss: tuple[float, float, float] = (300.0, 300.0, 15.0)
+    """Friction losses of the peg's joints in the hand (N, N, N m): what it takes to make it slip."""
+    chamfer_m: float = CHAMFER
+    """Width (and depth) of the 45-degree chamfer around the hole's top edge (m); 0: none."""
     success_rate_to_solve: float = 0.95
     safety_scene: str = "peg-table"
     train_defaults: dict = field(default_factory=lambda: {
@@ -185,14 +192,34 @@ class PandaPegInsert(Task):
         block.explicitinertial = True
         _joint(block, "hole_x", mujoco.mjtJoint.mjJNT_SLIDE, (1, 0, 0), 500.0, 0.5)
         _joint(block, "hole_y", mujoco.mjtJoint.mjJNT_SLIDE, (0, 1, 0), 500.0, 0.5)
-        # the hole: WALLS boxes whose inner faces are tangent to a circle of radius HOLE_RADIUS
-        zc = BLOCK_HEIGHT / 2
+        # the hole: WALLS boxes whose inner faces are tangent to a circle of radius HOLE_RADIUS, below a
+        # 45-degree chamfer of `chamfer_m` at the top: per wall an outer ring box up to the top and a
+        # tilted box whose face is the chamfer's cone
+        ch = float(self.chamfer_m)
+        low = BLOCK_HEIGHT - ch
         half_width = (HOLE_RADIUS + 2 * WALL) * np.tan(np.pi / WALLS)  # they close the ring to its outside
+        thick = 0.003
         for k in range(WALLS):
             phi = 2 * np.pi * k / WALLS
-            g = _box(block, f"wall{k}", (WALL, half_width, zc), ((HOLE_RADIUS + WALL) * np.cos(phi),
-                     (HOLE_RADIUS + WALL) * np.sin(phi), zc), (0.35, 0.4, 0.6, 1), 0, 2)
-            g.quat = [np.cos(phi / 2), 0.0, 0.0, np.sin(phi / 2)]
+            c, sn = np.cos(phi), np.sin(phi)
+            yaw = [np.cos(phi / 2), 0.0, 0.0, np.sin(phi / 2)]
+            g = _box(block, f"wall{k}", (WALL, half_width, low / 2), ((HOLE_RADIUS + WALL) * c,
+                     (HOLE_RADIUS + WALL) * sn, low / 2), (0.35, 0.4, 0.6, 1), 0, 2)
+            g.quat = yaw
+            if ch <= 0:
+                continue
+            ring = (2 * WALL - ch) / 2
+            g = _box(block, f"ring{k}", (ring, half_width, ch / 2), ((HOLE_RADIUS + ch + ring) * c,
+                     (HOLE_RADIUS + ch + ring) * sn, low + ch / 2), (0.35, 0.4, 0.6, 1), 0, 2)
+            g.quat = yaw
+            a = 1 / np.sqrt(2)
+            x_ax, y_ax, z_ax = np.array([a * c, a * sn, a]), np.array([-sn, c, 0.0]), np.array([-a * c, -a * sn, a])
+            r_mid, z_mid = HOLE_RADIUS + ch / 2 + thick * a, BLOCK_HEIGHT - ch / 2 - thick * a
+            g = _box(block, f"chamfer{k}", (ch * a, half_width * (HOLE_RADIUS + ch) / (HOLE_RADIUS + 2 * WALL),
+                     thick), (r_mid * c, r_mid * sn, z_mid), (0.45, 0.5, 0.7, 1), 0, 2)
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, np.stack([x_ax, y_ax, z_ax], 1).reshape(-1))
+            g.quat = list(quat)
         _box(block, "hole_floor", (HOLE_RADIUS, HOLE_RADIUS, FLOOR / 2), (0, 0, FLOOR / 2), (0.3, 0.3, 0.5, 1), 0, 2)
         top = block.add_site()
         top.name, top.pos, top.size = "hole_top", [0.0, 0.0, BLOCK_HEIGHT], [0.004, 0.004, 0.004]
@@ -203,9 +230,10 @@ class PandaPegInsert(Task):
         peg.pos = list(ee.pos)
         peg.mass, peg.inertia, peg.ipos = 0.05, [2e-5, 2e-5, 2e-6], [0.0, 0.0, 0.02]
         peg.explicitinertial = True
-        _joint(peg, "peg_x", mujoco.mjtJoint.mjJNT_SLIDE, (1, 0, 0), 300.0, 0.02)
-        _joint(peg, "peg_y", mujoco.mjtJoint.mjJNT_SLIDE, (0, 1, 0), 300.0, 0.02)
-        _joint(peg, "peg_tilt", mujoco.mjtJoint.mjJNT_HINGE, (1, 0, 0), 15.0, 0.001)
+        fx, fy, ft = self.grasp_frictionloss
+        _joint(peg, "peg_x", mujoco.mjtJoint.mjJNT_SLIDE, (1, 0, 0), fx, 0.02)
+        _joint(peg, "peg_y", mujoco.mjtJoint.mjJNT_SLIDE, (0, 1, 0), fy, 0.02)
+        _joint(peg, "peg_tilt", mujoco.mjtJoint.mjJNT_HINGE, (1, 0, 0), ft, 0.001)
         length = (PEG_TIP + PEG_BACK) / 2
         g = peg.add_geom()
         g.name, g.type = "peg", mujoco.mjtGeom.mjGEOM_CYLINDER

@@ -35,10 +35,11 @@ Person modes (the device's ``TeleopSample.mode``), every tick from the last exec
 * ``joint_position`` (a leader arm): toward the leader's positions;
 * ``gripper`` (0 open .. 1 closed, when the artifact commands the fingers): toward that opening.
 
-Every person step is scaled back along its line to at most ``rate_limit * dt`` per joint, then
-clipped to the joint limits less ``position_margin`` (the safety node's margin; none on gripper fingers, as there), so an integrated
-command never winds up beyond what the safety node would send). Takeover is therefore bumpless
-by construction: the first person command is within one rate step of the last executed one.
+The person's goal is clipped to the joint limits less ``position_margin`` (the safety node's
+margin, none on gripper fingers, as there: an integrated command never winds up beyond what the
+safety node would send), and the step toward it is scaled back along its line to at most
+``rate_limit * dt`` per joint. Takeover is therefore bumpless by construction: the first person
+command is within one rate step of the last executed one.
 
 Release (clutch let go, or back from "hold"): the output blends from where it is to the policy's
 current command ``p``: the goal is ``from + a (p - from)``, ``a`` rising linearly from 0 to 1

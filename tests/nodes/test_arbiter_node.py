@@ -104,7 +104,9 @@ def test_arbiter_node_takeover_silence_release(graph, trained_artifact):
 
         # the device goes silent mid-intervention: hold the last command
         teleop.fn = None
-        st = _status(status.wait_for(lambda m: _status(m)["source"] == "hold", 5, "hold after the device went silent"))
+        t_silent = time.monotonic()
+        st = _status(status.wait_for(lambda m: _status(m)["source"] == "hold", 5, "hold after the device went silent",
+                                     since=t_silent))
         assert st["reason"] == "device_silent" and not st["device_alive"] and st["interventions"] == 1
         time.sleep(0.3)
         held = np.array([m.position for m in out.since(time.monotonic() - 0.2)])
@@ -119,8 +121,8 @@ def test_arbiter_node_takeover_silence_release(graph, trained_artifact):
         assert np.abs(np.diff(back, axis=0)).max() <= rate * 0.05 + 1e-9
         assert len(back) > 0.2 * 100 * 0.5  # spread over blend_s (0.3 s at 100 Hz), not one step
         st = _status(status.wait_for(lambda m: _status(m)["source"] == "policy" and not _status(m)["blending"], 5,
-                                     "policy again"))
-        assert st["interventions"] == 1 and st["episode"] == 1 and st["last_event"] == "success"
+                                     "policy again", since=t_rel))
+        assert st["interventions"] == 1 and st["episode"] == 1 and st["last_event"] == "success", json.dumps(st)
         assert st["device"] == "fake" and st["device_alive"]
         assert arb.alive()
     finally:

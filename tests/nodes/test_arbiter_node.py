@@ -180,6 +180,16 @@ def test_safety_node_limits_the_persons_command(graph, trained_artifact):
         robot.stop()
 
 
+def test_arbiter_node_refuses_bad_parameters(graph, tmp_path):
+    for params, want in (({}, "parameter 'artifact' is required"),
+                         ({"artifact": tmp_path / "nope"}, "nope"),
+                         ({"artifact": tmp_path, "rate_hz": 5.0}, "rate_hz=5.0 is invalid: expected 10..1000 Hz")):
+        p = graph.start("arbiter", **params)
+        assert p.wait(30) == 2
+        err = [ln for ln in p.log().splitlines() if "error" in ln]
+        assert len(err) == 1 and want in err[0], p.log()
+
+
 def test_launch_plan_without_teleop_is_unchanged(reach_artifact):
     from robot_rl.launch_runner import build_plan
 
@@ -201,3 +211,4 @@ def test_launch_plan_with_teleop(reach_artifact):
     assert "command_topic:=arbiter/joint_command" in argv["safety"]
     assert "device:=web" in argv["teleop"] and "host:=0.0.0.0" in argv["teleop"]
     assert "robot_rl.nodes.arbiter" in argv["arbiter"] or "robot-rl-arbiter" in argv["arbiter"]
+    assert "status_line:=true" in argv["arbiter"] and "blend_s:=0.5" in argv["arbiter"]

@@ -268,8 +268,9 @@ def test_config_from_an_artifact_spec_with_a_gripper():
     d = panda.describe()
     fingers = d["gripper"]["joint_names"]
     spec = {"robot": {**d, "model": "robot.xml"}, "control": {"period_s": 0.02},
-            "action": {"terms": [{"func": "joint_position_delta", "joints": d["joint_names"], "params": {"scale": 0.04}},
-                                 {"func": "gripper", "joints": fingers, "params": {}}]}}
+            "action": {"terms": [
+                {"func": "joint_position_delta", "joints": d["joint_names"], "params": {"scale": 0.04}},
+                {"func": "gripper", "joints": fingers, "params": {}}]}}
     cfg = ArbiterConfig.from_spec(spec, kinematic_model_xml(panda), blend_s=0.2)
     assert cfg.joint_names == d["joint_names"] + fingers and cfg.robot_joints == d["joint_names"]
     np.testing.assert_allclose(cfg.rate_limit[:7], 0.5 * 0.04 / 0.02)

@@ -82,7 +82,7 @@ class Keyboard:
                 self.fd = sys.stdin.fileno()
             except (AttributeError, ValueError, OSError):
                 raise DeviceUnavailable("keyboard: this process has no stdin; run it in a terminal or set "
-                                        "input:=/dev/pts/N") from None
+                                        "the input parameter to a terminal (/dev/pts/N)") from None
         self._saved = None
         self.is_tty = os.isatty(self.fd)
         if self.is_tty:
@@ -116,7 +116,7 @@ class Keyboard:
                 if out:
                     return out  # process what came before the end of file first
                 raise DeviceUnavailable("keyboard input reached end of file (stdin is not an open terminal?); run "
-                                        "the teleop node in a terminal or set input:=/dev/pts/N")
+                                        "the teleop node in a terminal or set the input parameter to a terminal (/dev/pts/N)")
             out += chunk
 
     def _key(self, ch: str, now: float) -> None:

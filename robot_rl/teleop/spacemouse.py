@@ -78,7 +78,7 @@ def open_hid(cfg: SpaceMouseConfig):
         else:
             raise DeviceUnavailable("no 3Dconnexion SpaceMouse found over HID; plug it in and make /dev/hidraw* "
                                     "readable (udev rule: KERNEL==\"hidraw*\", ATTRS{idVendor}==\"256f\", "
-                                    "MODE=\"0666\"), or set path:=/dev/hidrawN")
+                                    "MODE=\"0666\"), or set the path parameter (/dev/hidrawN)")
     except OSError as e:
         raise DeviceUnavailable(f"the SpaceMouse cannot be opened ({e}); check /dev/hidraw* permissions "
                                 "(a udev rule) and that no other program (spacenavd) holds it") from None

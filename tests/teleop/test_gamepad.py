@@ -97,6 +97,13 @@ def test_unplugged_pad_is_one_clear_error_and_reopening_finds_none():
         g.poll(0.1)
     with pytest.raises(DeviceUnavailable, match="no gamepad at index 0"):
         Gamepad(GamepadConfig())
+    again = VirtualPad()  # plugged back in: a new device opens it
+    try:
+        g = opened(again)
+        again.button(5, True)
+        assert g.poll(0.2).clutch
+    finally:
+        again.detach()
 
 
 def test_layout_that_does_not_fit_the_pad():

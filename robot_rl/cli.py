@@ -29,7 +29,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,teleop-check,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -51,8 +51,9 @@ USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,rec
                  success at each stage (default task panda-peg-insert)
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
-  node NAME      run one deployment node: policy, safety or twin (ROS 2 args after it)
+  node NAME      run one deployment node: policy, safety, twin or teleop (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
+  teleop-check   open a teleop device and print its samples live: --device gamepad [k=v ...]
   tasks          list the available tasks
 
 `robot-rl <command> --help` lists every option."""
@@ -330,7 +331,7 @@ def _main_job(args: list[str]) -> None:
     run(_parse(MainConfig, args, "robot-rl main"))
 
 
-NODES = ("policy", "safety", "twin")
+NODES = ("policy", "safety", "twin", "teleop")
 
 
 def _node(args: list[str]) -> int:
@@ -349,6 +350,12 @@ def _launch(args: list[str]) -> int:
     return launch_main(args)
 
 
+def _teleop_check(args: list[str]) -> int:
+    from robot_rl.teleop.check import main as check_main
+
+    return check_main(args)
+
+
 def _tasks(args: list[str]) -> None:
     from robot_rl.sim import task_names
 
@@ -359,7 +366,7 @@ COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _expo
             "cross-sim": _cross_sim, "record": _record,
             "train-diffusion": _train_diffusion,
             "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "main": _main_job,
-            "node": _node, "launch": _launch, "tasks": _tasks}
+            "node": _node, "launch": _launch, "teleop-check": _teleop_check, "tasks": _tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

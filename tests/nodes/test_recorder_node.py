@@ -164,3 +164,70 @@ def test_kill9_keeps_committed_episodes_and_resumes(graph, spec_artifacts, tmp_p
     err = [line for line in bad.log().splitlines() if "error" in line]
     assert len(err) == 1 and "joint_names" in err[0] and "record into a new directory" in err[0], bad.log()
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_real_policy_node_frames_match_its_observer(graph, spec_artifacts, tmp_path):
+    """With the real policy node (a hand-made linear ONNX policy): each frame's observation is the one
+    the artifact's observer computes from that frame's joint state and command and the previous
+    frame's action and targets, so observation, action and state in a frame are of the same tick."""
+    import threading
+
+    from _nodes_helpers import StatePublisher, linear_reach_artifact
+
+    from robot_rl.datasets import load_dataset
+    from robot_rl.observer import RobotObserver
+    from robot_rl.transport import msgs
+
+    spec, art, _ = spec_artifacts
+    (art / "parity.json").write_text("{}")  # linear_reach_artifact replaces the parity record of a trained one
+    policy_art = linear_reach_artifact(art, tmp_path / "linear")
+    (art / "parity.json").unlink()
+    joints = spec["observation"]["state_joints"]
+    q0 = np.asarray(spec["robot"]["default_pose"])
+    feed = Feeder(graph.node, spec)
+    graph.node.start()
+    robot = StatePublisher(graph.node, joints, q0, rate_hz=200)
+    stop = threading.Event()
+
+    def targets():
+        pose = msgs.PoseStamped()
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = 0.55, 0.1, 0.45
+        while not stop.is_set():
+            feed.pubs["/target_pose"].publish(pose)
+            time.sleep(0.05)
+
+    th = threading.Thread(target=targets, daemon=True)
+    th.start()
+    root = tmp_path / "hil"
+    try:
+        graph.start("recorder", root=root, artifact=policy_art)
+        feed.wait_status(lambda s: s["episodes"] == 0, "the recorder running", 30)
+        graph.start("policy", artifact=policy_art)
+        feed.wait_status(lambda s: s["episode_frames"] >= 25, "policy steps recorded", 30)
+        feed.pubs["/teleop/events"].publish(msgs.String(data=json.dumps({"event": "success"})))
+        feed.wait_status(lambda s: s["episodes"] == 1, "the episode saved")
+    finally:
+        stop.set()
+        robot.stop()
+        for p in graph.procs:
+            p.stop()
+    ep = load_dataset(root).episode(0)
+    obs_side = RobotObserver(json.loads((policy_art / "spec.json").read_text()), policy_art)
+    (arm,) = obs_side.actions.terms
+    assert len(ep["action"]) >= 25 and np.abs(ep["action"]).max() > 1e-3  # the policy moved the arm's targets
+    continued = 0
+    for t in range(len(ep["action"])):
+        state = obs_side.state(ep["observation.joint_pos"][t], ep["observation.joint_vel"][t], None,
+                               {"target_pos": ep["observation.command.target_pos"][t]})
+        if t > 0:
+            obs_side.last_action = ep["action"][t - 1][None].astype(np.float64)
+            arm.target = ep["action.joint_target"][t - 1][None].astype(np.float64)
+            if np.allclose(ep["observation.state"][t], obs_side.observe(state), atol=2e-5):
+                continued += 1
+                continue
+        # otherwise the policy (re-)anchored at this step: start-up, or a joint-state gap on a loaded machine
+        obs_side.reset(state)
+        np.testing.assert_allclose(ep["observation.state"][t], obs_side.observe(state), atol=2e-5, err_msg=f"frame {t}")
+    assert continued >= 0.8 * (len(ep["action"]) - 1), continued
+    # no arbiter in this graph: what was executed is the policy's own command
+    np.testing.assert_array_equal(ep["action.executed"], ep["action.joint_target"])

@@ -79,7 +79,7 @@ def test_frames_labels_and_mcap(tmp_path, spec):
         rec.log("/joint_states", msgs.JointState, js.serialize(), 1_000_000_000 + k * 20_000_000)
         rec.log("/teleop/intervention", msgs.Bool, msgs.Bool(data=2 <= k < 4).serialize(), 1_000_000_001 + k * 20_000_000)
         assert add(rec, spec, k, intervening=2 <= k < 4) is None
-    assert rec.episode_frames == 6 and rec.writer.episode_frames == 5  # the last frame is held back
+    assert rec.episode_frames == 6 and rec.writer.episode_frames == 0  # frames go to the writer at the commit
     rec.log("/teleop/events", msgs.String, msgs.String(data='{"event": "success"}').serialize(), 1_200_000_000)
     assert rec.end_episode("success") == 0
     for k in range(4):
@@ -159,3 +159,27 @@ def test_crash_resume_and_other_robot(tmp_path, spec):
         HilRecorder(root, other_robot(spec), fps=50)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     assert list(hil_features(other_robot(spec))["observation.joint_pos"]["names"])[0] == "other_0"
+
+
+def test_background_commits_in_order_and_a_failed_one_is_reported(tmp_path, spec):
+    done = []
+    rec = HilRecorder(tmp_path / "ds", spec, fps=50, mcap=True, background=True,
+                      on_commit=lambda i, e: done.append((i, type(e).__name__ if e else None)))
+    for ep, end in enumerate(["success", "failure"]):
+        for k in range(3 + ep):
+            add(rec, spec, k)
+        assert rec.end_episode(end) == ep
+    rec.flush()
+    assert done == [(0, None), (1, None)] and rec.status()["episodes"] == 2 and rec.status()["committing"] == 0
+    (tmp_path / "ds" / "mcap").rename(tmp_path / "mcap-moved")
+    (tmp_path / "ds" / "mcap").write_text("a file where the MCAP directory was: the next MCAP write fails")
+    add(rec, spec, 0)
+    rec.end_episode("success")
+    rec.flush()
+    assert done[-1][0] == 2 and done[-1][1] is not None and rec.failed == 1
+    (tmp_path / "ds" / "mcap").unlink()
+    add(rec, spec, 7)
+    assert rec.end_episode("reset") == 2  # the failed episode's index is reused, indices stay contiguous
+    rec.close()
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.num_episodes == 3 and ds.success().tolist() == [1, 0, -1] and ds.episode(2)["index"].tolist() == [7]

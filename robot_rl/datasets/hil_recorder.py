@@ -25,9 +25,8 @@ Features of a frame (LeRobot names; HIL-SERL's where they exist):
 | `next.done` | bool | true on the last frame of an episode that ended with a success or failure label |
 
 Episode ends: `success` / `failure` (labels: `success` column of the episodes table True /
-False, `next.done` set), `timeout` (max frames reached: success False, not done: truncated),
-`reset` (the operator restarts: success unknown (null), not done). The last frame is held back
-until the episode ends, so its reward and done are written with it.
+False, `next.done` set on the last frame), `timeout` (max frames reached: success False, not
+done: truncated), `reset` (the operator restarts: success unknown (null), not done).
 
 Durability: an episode's MCAP (`<root>/mcap/episode_NNNNNN.mcap`, temp file + rename) is written,
 then the episode is committed by `DatasetWriter.save_episode` (atomic, the commit point). A killed
@@ -38,6 +37,8 @@ layout is refused (`DatasetError`, one line) before anything is written.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -99,10 +100,13 @@ class HilRecorder:
     `max_episode_s`: an episode reaching `max_episode_s * fps` frames ends as `timeout` (0: no
     limit). `pre_roll_s`: while no episode is open, the MCAP log keeps only this much of the
     newest messages (the lead-in of the next episode). `task`: the language task of every frame
-    (default: the spec's task name)."""
+    (default: the spec's task name). `background`: commit ended episodes on a worker thread, in
+    order, so the caller (the node's spin thread) is not held up by the MCAP and Parquet writes
+    and fsyncs; `flush()` waits for them. `on_commit(index, error)`: called after each commit
+    (on the worker thread when `background`); error is None or the exception that lost it."""
 
     def __init__(self, root: str | Path, spec: dict, fps: int, *, mcap: bool = True, max_episode_s: float = 0.0,
-                 pre_roll_s: float = 1.0, task: str = ""):
+                 pre_roll_s: float = 1.0, task: str = "", background: bool = False, on_commit=None):
         self.spec = spec
         self.features = hil_features(spec)
         self.commands = list(spec["observation"].get("commands", {}))
@@ -113,26 +117,41 @@ class HilRecorder:
         self.max_frames = int(round(max_episode_s * fps)) if max_episode_s > 0 else 0
         self.pre_roll_ns = int(pre_roll_s * 1e9)
         self.task = task or spec["task"]
+        self.on_commit = on_commit
         self._log: deque = deque()
-        self._pending: dict | None = None
+        self._frames: list[dict] = []
         self.open_interventions = 0
+        self._ended = 0  # episodes ended (committed, failed or queued)
+        self.committed = 0
+        self.failed = 0
         self.last: dict = {"episode": None, "success": None, "end": None, "frames": 0, "interventions": 0}
         self.removed_mcap = self._remove_uncommitted_mcap()
+        self._queue: queue.Queue | None = None
+        if background:
+            self._queue = queue.Queue()
+            self._worker = threading.Thread(target=self._work, name="hil-recorder-commit", daemon=True)
+            self._worker.start()
 
     # -- state ---------------------------------------------------------------------------------
     @property
     def episode_frames(self) -> int:
-        """Frames of the open episode (including the held-back last one)."""
-        return self.writer.episode_frames + (self._pending is not None)
+        """Frames of the open episode."""
+        return len(self._frames)
+
+    @property
+    def pending_commits(self) -> int:
+        """Ended episodes not yet committed (nor failed)."""
+        return self._ended - self.committed - self.failed
 
     def mcap_path(self, episode: int) -> Path:
         return self.root / MCAP_DIR / f"episode_{episode:06d}.mcap"
 
     def status(self) -> dict:
         return {"root": str(self.root), "episodes": self.writer.num_episodes, "frames": self.writer.num_frames,
-                "episode_frames": self.episode_frames, "episode_interventions": self.open_interventions,
-                "last_episode": self.last["episode"], "last_success": self.last["success"],
-                "last_end": self.last["end"], "last_frames": self.last["frames"],
+                "committing": self.pending_commits,
+                "failed": self.failed, "episode_frames": self.episode_frames,
+                "episode_interventions": self.open_interventions, "last_episode": self.last["episode"],
+                "last_success": self.last["success"], "last_end": self.last["end"], "last_frames": self.last["frames"],
                 "last_interventions": self.last["interventions"], "mcap": self.mcap}
 
     def _remove_uncommitted_mcap(self) -> list[str]:
@@ -151,13 +170,13 @@ class HilRecorder:
         if not self.mcap:
             return
         self._log.append((topic, cls, bytes(data), int(t_ns)))
-        if self.episode_frames == 0:
+        if not self._frames:
             while self._log and self._log[0][3] < t_ns - self.pre_roll_ns:
                 self._log.popleft()
 
     def add_frame(self, obs, action, joint_target, executed, intervening: bool, joint_pos, joint_vel,
                   commands: dict[str, np.ndarray] | None = None) -> str | None:
-        """Add one step; returns "timeout" when it filled the episode (which is then saved).
+        """Add one step; returns "timeout" when it filled the episode (which is then ended).
         A bad value (wrong size, NaN, action outside [-1, 1]) raises DatasetError and adds nothing."""
         commands = commands or {}
         frame = {"observation.state": obs, "observation.joint_pos": joint_pos, "observation.joint_vel": joint_vel,
@@ -168,18 +187,15 @@ class HilRecorder:
             if name not in commands:
                 raise DatasetError(f"frame without the {name} command; the policy reads it, wait for its topic")
             frame[f"observation.command.{name}"] = commands[name]
-        frame = self._checked(frame)
-        if self._pending is not None:
-            self.writer.add_frame(self._pending, task=self.task)
-        self._pending = frame
+        self._frames.append(self._checked(frame))
         self.open_interventions += int(bool(intervening))
-        if self.max_frames and self.episode_frames >= self.max_frames:
+        if self.max_frames and len(self._frames) >= self.max_frames:
             self.end_episode("timeout")
             return "timeout"
         return None
 
     def _checked(self, frame: dict) -> dict:
-        """Shapes, finiteness and bounds checked now (the writer's own checks), not at the next frame."""
+        """Shapes, finiteness and bounds checked now (the writer's own checks), not at the commit."""
         out = {}
         for name, ft in self.features.items():
             v = np.asarray(frame[name]).astype(ft["dtype"]).reshape(-1)
@@ -194,31 +210,78 @@ class HilRecorder:
         return out
 
     def end_episode(self, end: str) -> int | None:
-        """Label and save the open episode (MCAP first, then the dataset commit); returns its index,
-        or None when it has no frames (nothing to label)."""
+        """Label the open episode and commit it (MCAP first, then the dataset); returns the index
+        it gets, or None when it has no frames (nothing to label). Without `background` the
+        episode is durable on return (a failed write raises); with it, after `flush()`."""
         if end not in ENDS:
             raise ValueError(f"episode end {end!r} is unknown; use one of {', '.join(ENDS)}")
-        if self._pending is None:
+        if not self._frames:
             return None
-        last = dict(self._pending)
-        last["next.reward"] = np.array([1.0 if end == "success" else 0.0], np.float32)
-        last["next.done"] = np.array([end in ("success", "failure")])
-        self.writer.add_frame(last, task=self.task)
-        self._pending = None
-        ep = self.writer.num_episodes
-        if self.mcap:
-            write_ros2_mcap(self.mcap_path(ep), sorted(self._log, key=lambda m: m[3]))
-        success = {"success": True, "failure": False, "timeout": False, "reset": None}[end]
-        n = self.writer.episode_frames
-        self.writer.save_episode(success=success)  # the commit point
-        self._log.clear()
+        frames, self._frames = self._frames, []
+        frames[-1]["next.reward"] = np.array([1.0 if end == "success" else 0.0], np.float32)
+        frames[-1]["next.done"] = np.array([end in ("success", "failure")])
+        log, self._log = list(self._log), deque()
+        job = (frames, log, end, self.open_interventions)
+        index = self.writer.num_episodes + self.pending_commits  # the index it gets unless a commit fails
+        self._ended += 1
         self.open_interventions = 0
-        self.last = {"episode": ep, "success": success, "end": end, "frames": n, "interventions": self.open_interventions}
-        return ep
+        if self._queue is not None:
+            self._queue.put(job)
+        else:
+            self._commit(*job)
+        return index
+
+    def _commit(self, frames: list[dict], log: list, end: str, interventions: int) -> None:
+        index = self.writer.num_episodes
+        try:
+            if self.mcap:
+                write_ros2_mcap(self.mcap_path(index), sorted(log, key=lambda m: m[3]))
+            for f in frames:
+                self.writer.add_frame(f, task=self.task)
+            success = {"success": True, "failure": False, "timeout": False, "reset": None}[end]
+            self.writer.save_episode(success=success)  # the commit point
+        except BaseException as e:
+            self.writer.discard_episode()
+            self.failed += 1
+            if self.on_commit is not None:
+                self.on_commit(index, e)
+            if self._queue is None:
+                raise
+            return
+        self.committed += 1
+        self.last = {"episode": index, "success": success, "end": end, "frames": len(frames),
+                     "interventions": interventions}
+        if self.on_commit is not None:
+            self.on_commit(index, None)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._commit(*job)
+            except Exception:  # noqa: BLE001 - reported through on_commit; the worker keeps going
+                pass
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every ended episode is committed (or failed)."""
+        if self._queue is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        """Commit the ended episodes and stop the worker; an open episode is dropped (end it first)."""
+        self.flush()
+        if self._queue is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._queue = None
+        self.discard()
 
     def discard(self) -> None:
         """Drop the open episode (what a crash loses)."""
-        self.writer.discard_episode()
-        self._pending = None
+        self._frames = []
         self._log.clear()
         self.open_interventions = 0

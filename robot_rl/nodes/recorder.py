@@ -17,13 +17,18 @@ Episodes end on a ``teleop/events`` message (std_msgs/String JSON ``{"event": "s
 "failure" | "reset", ...}``) or after ``max_episode_s`` of frames (``timeout``); each is committed
 atomically with its MCAP log (``<root>/mcap/episode_NNNNNN.mcap``, every message the recorder
 heard on its topics during the episode, log time = receive time, ros2msg schemas, cdr). SIGINT /
-SIGTERM save the open episode with an unknown label (``reset``); SIGKILL loses only it, and a
-restarted recorder resumes the dataset with contiguous indices. A dataset of another robot (or
+SIGTERM save the open episode with an unknown label (``reset``); SIGKILL loses only it (and an
+ended episode still being committed), and a restarted recorder resumes the dataset with
+contiguous indices. A dataset of another robot (or
 task, rate, feature layout) is refused at start: one line, exit code 2, nothing overwritten.
 
-Publishes ``recorder/status`` (std_msgs/String JSON: root, episodes, frames, episode_frames,
-episode_interventions, last_episode, last_success, last_end, last_frames, mcap, waiting,
-dropped) twice a second and after each episode.
+Ended episodes are committed in order on a worker thread, so the MCAP and Parquet writes (a few
+hundred ms for a 10 s episode, see ``benchmarks/hil_record_throughput.py``) never hold up the
+subscriptions; a failed commit (disk full) is logged, counted and loses only that episode.
+
+Publishes ``recorder/status`` (std_msgs/String JSON: root, episodes and frames committed,
+committing, failed, episode_frames, episode_interventions, last_episode, last_success, last_end,
+last_frames, last_interventions, mcap, waiting, dropped) twice a second.
 
 Parameters (defaults): ``root`` (required), ``artifact`` (required), ``rate_hz`` (0 = the
 artifact's control rate; the dataset's integer fps), ``mcap`` (true), ``max_episode_s`` (60.0; 0 =
@@ -86,8 +91,17 @@ def _run(node) -> int:
     max_s = param(node, "max_episode_s", 60.0, float, check=lambda v: v >= 0, expect="seconds >= 0 (0: no limit)")
     state_timeout = param(node, "state_timeout_s", 0.2, float, check=lambda v: v > 0, expect="seconds > 0")
     use_mcap = param(node, "mcap", True, bool)
+    def on_commit(index: int, error) -> None:  # on the recorder's commit thread
+        if error is not None:
+            node.logger.error("episode %d not saved (%s); the dataset keeps every earlier episode", index, error)
+        else:
+            last = rec.last
+            node.logger.info("episode %d saved: %s, %d frames (%d with the person commanding)", index, last["end"],
+                             last["frames"], last["interventions"])
+
     try:
-        rec = HilRecorder(root, spec, fps, mcap=use_mcap, max_episode_s=max_s, task=param(node, "task", "", str))
+        rec = HilRecorder(root, spec, fps, mcap=use_mcap, max_episode_s=max_s, task=param(node, "task", "", str),
+                          background=True, on_commit=on_commit)
     except DatasetError as e:
         raise NodeStartError(str(e)) from None
     if rec.writer.recovered.get("orphan_data_files") or rec.removed_mcap:
@@ -138,19 +152,9 @@ def _run(node) -> int:
         latest["intervening"] = bool(msg.data)
 
     def finish(end: str) -> None:
-        try:
-            ep = rec.end_episode(end)
-        except (DatasetError, OSError) as e:
-            node.logger.error("episode not saved (%s); the dataset keeps every earlier episode", e)
-            rec.discard()
-            return
-        if ep is None:
+        """End the open episode; it is committed on the recorder's commit thread (on_commit logs it)."""
+        if rec.end_episode(end) is None:
             node.logger.info("%s event with no frames recorded since the last episode: nothing to label", end)
-        else:
-            s = rec.status()
-            node.logger.info("episode %d saved: %s, %d frames (%d with the person commanding)", ep, end,
-                             s["last_frames"], s["last_interventions"])
-        publish_status()
 
     def on_event(msg):
         try:
@@ -183,8 +187,7 @@ def _run(node) -> int:
             return drop("bad_frame", "policy step not recorded: %s", e)
         loop["waiting"] = None
         if end is not None:
-            node.logger.info("episode %d saved: timeout after %d frames", rec.last["episode"], rec.last["frames"])
-            publish_status()
+            node.logger.info("episode ended: timeout after %d frames (max_episode_s=%g)", rec.max_frames, max_s)
 
     subscribe(msgs.JointState, "joint_states", on_state, qos=QoSProfile(reliability="best_effort", depth=200))
     step_sub = subscribe(msgs.Float64MultiArray, STEP_TOPIC, on_step)
@@ -214,6 +217,7 @@ def _run(node) -> int:
         reject.flush()
         if rec.episode_frames:
             finish("reset")  # a clean stop keeps the open episode, label unknown
+        rec.close()  # waits for the commits in flight
 
     return run_node(node, on_stop=on_stop)
 

@@ -92,10 +92,15 @@ def test_frames_labels_interventions_and_mcap(graph, spec_artifacts, tmp_path):
     feed.episode(100, 8, "failure")
     s = feed.wait_status(lambda s: s["episodes"] == 2, "episode 1 saved")
     assert s["last_success"] is False and s["last_end"] == "failure" and s["frames"] == 20
-    assert rec.stop() == 0
+    feed.pubs["/teleop/events"].publish(feed.msgs.String(data='{"event": "maybe"}'))  # garbage: ignored, counted
+    feed.episode(200, 3, None)
+    s = feed.wait_status(lambda s: s["episode_frames"] == 3 and s["dropped"].get("bad_event") == 1, "3 open frames")
+    assert s["episodes"] == 2
+    assert rec.stop() == 0  # a clean stop saves the open episode, label unknown
+    assert "ignored a teleop event" in rec.log()
 
     ds = load_dataset(root)
-    assert ds.num_episodes == 2 and ds.success().tolist() == [1, 0]
+    assert ds.num_episodes == 3 and ds.success().tolist() == [1, 0, -1] and ds.episode(2)["index"].tolist() == [20, 21, 22]
     e0, e1 = ds.episode(0), ds.episode(1)
     np.testing.assert_allclose(e0["observation.state"][:, 0], np.arange(12))
     assert e0["complementary_info.is_intervention"].tolist() == [k in range(4, 8) for k in range(12)]

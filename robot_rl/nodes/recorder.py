@@ -11,7 +11,11 @@ newest executed command on ``arbiter/joint_command`` (until an arbiter has been 
 policy's own targets: without teleop the policy commands the safety node directly), the newest
 ``teleop/intervention`` flag (false until heard) and the newest value of every task command the
 artifact reads (``spec["observation"]["commands"]``, e.g. ``hole_pose``). Features, labels and
-durability: :mod:`robot_rl.datasets.hil_recorder`.
+durability: :mod:`robot_rl.datasets.hil_recorder`. The observation, action and targets of a frame
+are the policy's own, of one tick; ``observation.joint_pos``/``joint_vel`` are the recorder's
+newest reading when the step arrived (within a few ms of the policy's, which is inside
+``observation.state``). ``joint_states`` is subscribed best effort, as the policy does: at 1 kHz on
+a loaded machine the MCAP log can miss some of them (frames are not affected).
 
 Episodes end on a ``teleop/events`` message (std_msgs/String JSON ``{"event": "success" |
 "failure" | "reset", ...}``) or after ``max_episode_s`` of frames (``timeout``); each is committed

@@ -51,7 +51,7 @@ USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,rec
                  success at each stage (default task panda-peg-insert)
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
-  node NAME      run one deployment node: policy, safety, twin or teleop (ROS 2 args after it)
+  node NAME      run one deployment node: policy, safety, twin, arbiter, teleop or recorder (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
   teleop-check   open a teleop device and print its samples live: --device gamepad [k=v ...]
   tasks          list the available tasks
@@ -331,7 +331,7 @@ def _main_job(args: list[str]) -> None:
     run(_parse(MainConfig, args, "robot-rl main"))
 
 
-NODES = ("policy", "safety", "twin", "teleop")
+NODES = ("policy", "safety", "twin", "arbiter", "teleop", "recorder")
 
 
 def _node(args: list[str]) -> int:

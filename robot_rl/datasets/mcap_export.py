@@ -13,13 +13,17 @@ Topics, stamped `start_ns + frame_index / fps`:
   feature: `/observation/state`, `/action`, `/observation/joint_pos`... with one layout dimension
   labelled by the feature name.
 
-Messages are the project's ROS 2 classes (`robot_rl.transport.msgs`) serialized by its CDR codec;
+`write_ros2_mcap` is the one MCAP writer: this export and the recorder node (one log per recorded
+episode of the messages it received) both use it. Messages are the project's ROS 2 classes (`robot_rl.transport.msgs`) serialized by its CDR codec;
 the schemas are `.msg` definitions generated from the same classes, with their dependencies in the
 `ros2msg` concatenated form that rosbag2's MCAP plugin writes.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +77,46 @@ def topic_of(feature: str) -> str:
     return "/" + feature.replace(".", "/")
 
 
+def write_ros2_mcap(out: str | Path, messages: Iterable[tuple[str, type, bytes, int]]) -> Path:
+    """Write ROS 2 messages to the MCAP file `out`, atomically (a temporary file beside it, fsynced,
+    then renamed into place): `messages` are (topic, message class, CDR bytes, log time ns) in
+    log-time order. Each topic gets a `cdr` channel whose `ros2msg` schema is generated from its
+    class (one schema per type); every message keeps its per-channel sequence number."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=F.TMP_PREFIX, suffix=".mcap", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            w = Writer(f)
+            w.start(profile="ros2", library="robot-rl")
+            schemas: dict[type, int] = {}
+            channels: dict[str, tuple[int, type]] = {}
+            seq: dict[str, int] = {}
+            for topic, cls, data, ns in messages:
+                if topic not in channels:
+                    if cls not in schemas:
+                        schemas[cls] = w.register_schema(name=cls.__ros_type__, encoding="ros2msg",
+                                                         data=msg_definition(cls).encode())
+                    channels[topic] = (w.register_channel(topic=topic, message_encoding="cdr",
+                                                          schema_id=schemas[cls]), cls)
+                    seq[topic] = 0
+                elif channels[topic][1] is not cls:
+                    raise DatasetError(f"MCAP topic {topic} carries {channels[topic][1].__ros_type__} and "
+                                       f"{cls.__ros_type__}; one topic has one message type")
+                w.add_message(channels[topic][0], log_time=int(ns), publish_time=int(ns), data=data,
+                              sequence=seq[topic])
+                seq[topic] += 1
+            w.finish()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    F._fsync_dir(out.parent)
+    return out
+
+
 def export_episode_mcap(root: str | Path, episode: int, out: str | Path, start_ns: int = 0) -> Path:
     """Write episode `episode` of the dataset at `root` to the MCAP file `out` (atomically)."""
     ds = load_dataset(root)
@@ -82,32 +126,18 @@ def export_episode_mcap(root: str | Path, episode: int, out: str | Path, start_n
     fps = ds.info["fps"]
     vectors = [k for k, ft in ds.features.items() if k not in F.DEFAULT_FEATURES and ft["dtype"] != "string"]
     stamps = [start_ns + round(int(i) * 1e9 / fps) for i in ep["frame_index"]]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{F.TMP_PREFIX}{out.name}")
-    with open(tmp, "wb") as f:
-        w = Writer(f)
-        w.start(profile="ros2", library="robot-rl")
-        array_schema = w.register_schema(name="std_msgs/msg/Float64MultiArray", encoding="ros2msg",
-                                          data=msg_definition(Float64MultiArray).encode())
-        channels = {k: w.register_channel(topic=topic_of(k), message_encoding="cdr", schema_id=array_schema)
-                    for k in vectors}
-        joints = None
-        names = ds.features.get("observation.joint_pos", {}).get("names")
-        if names:
-            js_schema = w.register_schema(name="sensor_msgs/msg/JointState", encoding="ros2msg",
-                                          data=msg_definition(JointState).encode())
-            joints = w.register_channel(topic="/joint_states", message_encoding="cdr", schema_id=js_schema)
+    names = ds.features.get("observation.joint_pos", {}).get("names")
+
+    def messages():
         for t, ns in enumerate(stamps):
-            if joints is not None:
+            if names:
                 msg = JointState(header=Header(stamp=Time.from_ns(ns)), name=list(names),
                                  position=np.asarray(ep["observation.joint_pos"][t], dtype=np.float64))
-                w.add_message(joints, log_time=ns, publish_time=ns, data=msg.serialize(), sequence=t)
-            for k, ch in channels.items():
+                yield "/joint_states", JointState, msg.serialize(), ns
+            for k in vectors:
                 data = np.asarray(ep[k][t], dtype=np.float64).reshape(-1)
                 msg = Float64MultiArray(layout=MultiArrayLayout(dim=[MultiArrayDimension(k, len(data), len(data))]),
                                         data=data)
-                w.add_message(ch, log_time=ns, publish_time=ns, data=msg.serialize(), sequence=t)
-        w.finish()
-    tmp.replace(out)
-    return out
+                yield topic_of(k), Float64MultiArray, msg.serialize(), ns
+
+    return write_ros2_mcap(out, messages())

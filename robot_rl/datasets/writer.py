@@ -127,16 +127,17 @@ class DatasetWriter:
         where = f"{self.root} already holds a dataset"
         if info.get("codebase_version") != F.CODEBASE_VERSION:
             raise DatasetError(f"{where} in format {info.get('codebase_version')}, not {F.CODEBASE_VERSION}; record into a new directory")
+        theirs = info.get("robot_rl", {})
+        # the robot first: another robot's data is the likeliest mismatch, and its message the clearest
+        for key in sorted(set(theirs) | set(self.robot_info), key=lambda k: (k not in ("robot", "joint_names"), k)):
+            if json.loads(json.dumps(self.robot_info.get(key))) != theirs.get(key):
+                raise DatasetError(f"{where} recorded with {key}={theirs.get(key)!r}, this recording has "
+                                   f"{self.robot_info.get(key)!r}; record into a new directory")
         if info["fps"] != fps:
             raise DatasetError(f"{where} at {info['fps']} fps, this recording runs at {fps}; record into a new directory")
         if info["features"] != json.loads(json.dumps(self.features)):
             raise DatasetError(f"{where} with features {_describe(info['features'])}, this recording writes "
                                f"{_describe(self.features)}; record into a new directory")
-        theirs = info.get("robot_rl", {})
-        for key in sorted(set(theirs) | set(self.robot_info)):
-            if json.loads(json.dumps(self.robot_info.get(key))) != theirs.get(key):
-                raise DatasetError(f"{where} recorded with {key}={theirs.get(key)!r}, this recording has "
-                                   f"{self.robot_info.get(key)!r}; record into a new directory")
         self.info = info
         self.rows = read_episode_rows(self.root)
         for i, row in enumerate(self.rows):

@@ -9,7 +9,9 @@ Topics (all relative: they resolve in the node's namespace, so a graph runs unde
         ``target_pose``: geometry_msgs/PoseStamped, position in the robot base frame);
     publishes ``policy/joint_command`` (sensor_msgs/JointState with ``name`` and ``position``: the
         joint position targets of the commanded joints, so the safety node checks the names) on
-        schedule, and ``policy/diagnostics`` (std_msgs/String, JSON: inference latency, waiting
+        schedule, with each command ``policy/step`` (std_msgs/Float64MultiArray: the observation,
+        the action and the targets of that tick, see :func:`policy_step_message`; what the
+        recorder stores), and ``policy/diagnostics`` (std_msgs/String, JSON: inference latency, waiting
         reason, action queue) once a second.
 
 The observation is built from the same term functions the simulator used (`robot_rl.observer`),
@@ -165,6 +167,7 @@ def _run(node) -> int:
     node.create_subscription(msgs.JointState, "joint_states", on_state, qos="sensor_data")
     pub = node.create_publisher(msgs.JointState, cmd_topic)
     diag = node.create_publisher(msgs.String, "policy/diagnostics")
+    step_pub = node.create_publisher(msgs.Float64MultiArray, STEP_TOPIC)
     infer = LatencyStats()
     loop = {"anchored": False, "steps": 0, "waiting": None, "next_diag": time.monotonic() + 1.0}
 
@@ -233,13 +236,15 @@ def _run(node) -> int:
                 art.reset()
             executor.reset()
             loop["anchored"] = True
-        action = step_chunks(now, lambda: observer.observe(state))
+        obs = observer.observe(state)  # before apply(): the observation this tick's action answers
+        action = step_chunks(now, lambda: obs)
         if action is None:
             return  # nothing due at this tick (waiting for a chunk): the safety node keeps the last command
         targets = observer.apply(action, state)
         loop["steps"] += 1
-        pub.publish(msgs.JointState(header=msgs.Header(stamp=node.now()), name=out_joints,
-                                    position=np.array([targets[j] for j in out_joints])))
+        position = np.array([targets[j] for j in out_joints])
+        pub.publish(msgs.JointState(header=msgs.Header(stamp=node.now()), name=out_joints, position=position))
+        step_pub.publish(policy_step_message(msgs, obs, observer.last_action[0], position))
 
     node.create_timer(1.0 / rate_hz, on_tick)
     node.logger.info("policy %s (%s, kind %s) at %.1f Hz -> %s", art.path, spec.get("task"), art.kind, rate_hz,
@@ -249,6 +254,32 @@ def _run(node) -> int:
         worker.stop()
     node.logger.info("inference latency %s; chunks %s", dumps(infer.summary()), dumps(executor.diagnostics()))
     return code
+
+
+STEP_TOPIC = "policy/step"
+STEP_BLOCKS = ("observation", "action", "joint_target")
+
+
+def policy_step_message(msgs, obs, action, joint_target):
+    """The `policy/step` message of one executed tick: std_msgs/Float64MultiArray whose data is three
+    consecutive blocks, each named by one `layout.dim` entry (label, size = stride = block length):
+    the observation the policy saw, its action (clipped to [-1, 1], as applied) and the joint
+    position targets it produced (the command joints, as on `policy/joint_command`)."""
+    blocks = [np.asarray(b, dtype=np.float64).reshape(-1) for b in (obs, action, joint_target)]
+    dims = [msgs.MultiArrayDimension(label, len(b), len(b)) for label, b in zip(STEP_BLOCKS, blocks)]
+    return msgs.Float64MultiArray(layout=msgs.MultiArrayLayout(dim=dims), data=np.concatenate(blocks))
+
+
+def read_policy_step(msg, sizes: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(observation, action, joint_target) of a `policy/step` message; ValueError when its blocks
+    are not `STEP_BLOCKS` of `sizes` (a policy of another artifact)."""
+    got = [(d.label, int(d.size)) for d in msg.layout.dim]
+    want = list(zip(STEP_BLOCKS, sizes))
+    data = np.asarray(msg.data, dtype=np.float64)
+    if got != want or data.shape != (sum(sizes),):
+        raise ValueError(f"blocks {got} with {data.size} values, expected {want}")
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return data[:a], data[a:b], data[b:]
 
 
 def _chunk_execution(node, art, rate_hz: float):

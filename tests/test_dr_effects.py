@@ -89,6 +89,10 @@ def test_each_dr_term_changes_the_dynamics_or_observations(task, mode, name):
     dq = (q_a - q_b).abs().max().item()
     do = (o_a - o_b).abs().max().item()
     effect = do if name in OBSERVATION_TERMS else dq
+    if name not in OBSERVATION_TERMS and any(o.func == "joint_effort" for o in t.observations()):
+        # a dynamics term also shows in the joint efforts a contact task observes: a payload moved
+        # along a hand held vertical changes the torques the servo needs, hardly the held trajectory
+        effect = max(dq, do)
     assert effect > MEASURABLE, f"{name} over {ends[0]} .. {ends[1]}: joint trajectories differ by {dq:.2e}, " \
                                 f"observations by {do:.2e}"
 

@@ -1,15 +1,23 @@
 """panda-peg-insert: the Franka Panda inserts a round peg held in its hand into a hole in a block.
 
 A precise, contact-rich task (issue 10): the hole leaves 1.0 mm of radial clearance around the
-peg (a 22.0 mm hole for a 20.0 mm peg: 2.0 mm in all), the robot's estimate of the hole position
-is off by up to 3 mm (more than the clearance: the policy must search, feel the contact in its
-joint efforts), the peg sits in the hand with an unknown offset and tilt, and success needs the
-peg tip 15 mm deep in the hole.
+peg (a 22.0 mm hole for a 20.0 mm peg: 2.0 mm in all) below a 2 mm x 45 degree chamfer, the
+robot's estimate of the hole position (its perception) is off by up to 1 mm, the peg sits in the
+hand with an unknown offset and tilt, and success needs the peg tip 15 mm deep in the hole.
+
+Why these errors: a first version hid up to 3 mm of hole error and 2 mm of grasp offset from the
+policy, with no chamfer. The expert's strategy played from the policy's observations then reached
+only 41-55% whatever the errors (the peg also slides and tilts in the hand under contact, which
+only the privileged state shows), and a per-step residual (ResiP's setting assumes the parts'
+poses are observed) learned 5 -> 23-29% in 60 iterations. With perception-grade errors and a
+chamfer the policy's observations carry what insertion needs; the clearance is unchanged.
 
 Scene (`scene`), in the robot base frame (z up, the table top at z = 0):
 
 * a block 40 mm tall with a round hole: 12 boxes whose inner faces are tangent to the 11.0 mm
-  hole radius (a regular 12-gon, MuJoCo's robust box contacts), a 10 mm floor (hole depth 30 mm);
+  hole radius (a regular 12-gon, MuJoCo's robust box contacts), a 10 mm floor (hole depth 30 mm),
+  and at the top a 45-degree chamfer `chamfer_m` (2 mm) of 12 tilted boxes: a tip that lands
+  within clearance + chamfer of the axis slides toward the hole;
   the block's top is a 20 mm ring around the hole. The block rides on two slide joints (`hole_x`,
   `hole_y`) with a 500 N friction loss: the hole's position is set per episode through the joint
   state (one model serves every env), and the arm's forces do not move it;
@@ -46,8 +54,8 @@ DR: the Panda's arm DR (`reach.py`'s ARM_TRAIN_DR / ARM_EVAL_DR) plus contact DR
 | payload (`payload_kg`) | 0-0.3 kg | 0.2-0.5 kg |
 | friction (`friction_scale`: peg-block contact, the grasp's friction loss) | 0.7-1.3 | 0.5-1.5 |
 | peg size tolerance (`part_size_delta_m`, the peg's radius; `toleranced_geoms`) | +-0.2 mm | +-0.3 mm |
-| hole pose error, x/y (disc) and z (`ContactDR`) | 3 mm, 1 mm | 4 mm, 1.5 mm |
-| grasp offset x/y, tilt (`ContactDR`) | 2 mm, 0.01 rad | 3 mm, 0.015 rad |
+| hole pose error, x/y (disc) and z (`ContactDR`) | 1 mm, 0.5 mm | 1.5 mm, 0.75 mm |
+| grasp offset x/y, tilt (`ContactDR`) | 0.7 mm, 0.004 rad | 1 mm, 0.006 rad |
 
 The size tolerance is sampled per physics variant and written as the peg geom's radius with
 MuJoCo's broad-phase bounds (`physics_params.part_size_fields`): the radial clearance is 1.0 mm
@@ -56,11 +64,11 @@ as the last DR column; tasks without toleranced geoms have no such column. Backe
 pybullet cannot resize a collision shape (`UnsupportedFeature`).
 
 Scripted expert: `expert(env, seed)` (`panda_peg_insert_expert.py`), 128 envs x 600 control
-steps, seed 0 (`benchmarks/peg_expert_success.py`): 95.0% of 982 episodes under the training DR,
-82.8% of 692 under `eval`; with the size tolerance set to 0 (the other ranges the same) 94.8% and
-82.0%: the tolerance does not hurt an expert that reads the true hole (0.7 mm of clearance is left
-at +0.3 mm). Before the term existed (another random stream): 93.9% / 79.9%. The same strategy
-on the policy's observations only: 40.9% (training DR, before the term).
+steps, seed 0 (`benchmarks/peg_expert_success.py`): 99.5% of 1,418 episodes under the training
+DR, 97.4% of 977 under `eval`; with the size tolerance set to 0 (the other ranges the same) 99.8%
+and 98.1%. The same strategy on the policy's observations only (`--observed`): 74.4% of 845
+(training DR) and 54.8% of 644 (`eval`). (Before the chamfer and the smaller errors: 95.0% /
+82.8% privileged, 40.9% observed.)
 
 Throughput (`benchmarks/peg_insert_throughput.py`, one thread, the expert acting): 3400-3800
 env-steps per CPU-second with 64-256 envs, 0.64-0.86 of a bare `mujoco.rollout` of the same worlds.

@@ -35,7 +35,7 @@
     const cmd = { type: "cmd", seq: ++T.seq, t: serverTime(now), te: T.te || serverTime(now),
                   clutch: T.clutch, axes: T.axes.map((a) => Math.round(a * 1e4) / 1e4),
                   events: T.events.splice(0) };
-    if (send(cmd)) { T.lastSent = now; T.sent++; }
+    if (send(cmd)) { T.lastSent = now; T.sent++; T.lastCmd = cmd; }
   }
 
   function tick() {  // steady rate: send_hz while the clutch is held, idle_hz heartbeats otherwise

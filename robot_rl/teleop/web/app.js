@@ -71,7 +71,7 @@
     T.ws = ws; T.bestRtt = Infinity;
     ws.onopen = () => {
       $("conn").textContent = "connected"; $("conn").className = "badge good";
-      for (let i = 0; i < 5; i++) setTimeout(ping, 30 * i);
+      for (let i = 0; i < 10; i++) setTimeout(ping, 40 * i);  // the best round trip sets the clock offset
     };
     ws.onmessage = onMessage;
     ws.onclose = () => {
@@ -79,7 +79,7 @@
       clearInterval(T.timer); setRole("none"); setTimeout(connect, 1000);
     };
   }
-  setInterval(ping, 5000);
+  setInterval(ping, 2000);
 
   // ---- input --------------------------------------------------------------------------------
   const KNOB = 28;  // knob radius (px), see style.css

@@ -74,12 +74,25 @@ def test_serves_the_page_and_refuses_other_paths(dev):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(dev.url + "secret.txt", timeout=3)
     assert e.value.code == 404
+    e.value.close()
 
 
-def test_cross_origin_websocket_is_refused(dev):
+def test_cross_origin_websocket_and_foreign_host_names_are_refused(dev):
     with pytest.raises(InvalidStatus) as e:
         connect(ws_url(dev), origin="http://evil.example", open_timeout=3)
     assert e.value.response.status_code == 403
+    # a foreign name resolving to loopback (DNS rebinding) gets neither the page nor the socket
+    req = urllib.request.Request(dev.url, headers={"Host": f"evil.example:{dev.port}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=3)
+    assert e.value.code == 403
+    e.value.close()
+    with pytest.raises(InvalidStatus) as e:
+        connect(f"ws://evil.example:{dev.port}/ws", sock=socket.create_connection(("127.0.0.1", dev.port)),
+                origin=f"http://evil.example:{dev.port}", open_timeout=3)
+    assert e.value.response.status_code == 403
+    with connect(f"ws://localhost:{dev.port}/ws", origin=f"http://localhost:{dev.port}", open_timeout=3) as ws:
+        assert recv_json(ws, "welcome")["type"] == "welcome"
 
 
 def test_commands_become_scaled_ee_twist_samples(dev):
@@ -124,6 +137,9 @@ GARBAGE = [
     (cmd(1, True, [-3, 0, 0]), "outside [-1, 1]"),
     (cmd(True, True, [0, 0, 0]), "seq"),
     (cmd(-1, True, [0, 0, 0]), "seq"),
+    ('{"type": "cmd", "seq": 1, "clutch": true, "axes": [1e999, 0, 0]}', "outside [-1, 1]"),
+    ('{"type": "cmd", "seq": 1, "clutch": true, "axes": [' + "9" * 400 + ', 0, 0]}', "outside [-1, 1]"),
+    ("[" * 1000 + "]" * 1000, "not JSON"),
     (cmd(1, True, [0, 0, 0], events=["explode"]), "events"),
     (cmd(1, True, [0, 0, 0], t="now"), '"t"'),
     (cmd(1, True, [0, 0, 0], pad="x" * 3000), "bytes"),

@@ -46,7 +46,8 @@ def setup(browser):
     page.goto(dev.url)
     page.wait_for_function("window.teleop && window.teleop.role === 'control' && window.teleop.bestRtt < 1")
     yield dev, page
-    page.close()
+    if not page.is_closed():
+        page.close()
     dev.close()
 
 
@@ -118,6 +119,15 @@ def test_clutch_button_release_blur_and_events(setup):
     page.evaluate("window.dispatchEvent(new Event('blur'))")
     collect(dev, lambda s: not s.clutch)
     page.mouse.up()
+    # so does the page going hidden (phone locked, tab switched)
+    page.mouse.move(bx, by)
+    page.mouse.down()
+    collect(dev, lambda s: s.clutch)
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+                  "document.dispatchEvent(new Event('visibilitychange'))")
+    collect(dev, lambda s: not s.clutch)
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: false, configurable: true})")
+    page.mouse.up()
     page.click("#success")
     assert collect(dev, lambda s: bool(s.events)).events == {"success"}
     page.click("#failure")
@@ -172,3 +182,19 @@ def test_live_state_and_view_only_second_page(setup, browser):
         assert not other.is_disabled("#clutch")
     finally:
         other.close()
+
+
+def test_connection_lost_mid_intervention_silences_the_device(setup):
+    dev, page = setup
+    page.keyboard.down("Space")
+    collect(dev, lambda s: s.clutch)
+    # the connection drops while the person holds the clutch (no release is sent; no reconnect here)
+    page.evaluate("window.teleop.ws.onclose = null; window.teleop.ws.close()")
+    deadline = time.monotonic() + 5
+    while dev.status()["clients"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    st = dev.status()
+    assert st["clients"] == 0 and st["disconnects_mid_clutch"] == 1 and not st["clutch"]
+    dev.poll(time.monotonic())  # at most the last command sent before the close
+    time.sleep(0.3)
+    assert dev.poll(time.monotonic()) is None  # silent: an arbiter following the person holds

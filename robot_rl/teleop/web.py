@@ -67,6 +67,7 @@ _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/index.html": ("index.html", "text/html; charset=utf-8"),
            "/app.js": ("app.js", "text/javascript; charset=utf-8"),
            "/style.css": ("style.css", "text/css; charset=utf-8")}
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 _CSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
 
@@ -161,6 +162,7 @@ class WebTeleop:
         self._stop: asyncio.Event | None = None
         self.port = 0
         warning = bind_warning(cfg.host)
+        self._loopback = warning is None
         if warning:
             log.warning(warning)
         self._thread = threading.Thread(target=self._run, name="web-teleop", daemon=True)
@@ -225,7 +227,7 @@ class WebTeleop:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with serve(self._handler, self.cfg.host, self.cfg.port, process_request=self._http,
                          max_size=16 * self.cfg.max_message_bytes, max_queue=8,
-                         ping_interval=5.0, ping_timeout=5.0, server_header=None) as server:
+                         ping_interval=5.0, ping_timeout=5.0, close_timeout=1.0, server_header=None) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             pump = asyncio.create_task(self._pump_state())
@@ -234,8 +236,14 @@ class WebTeleop:
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        hosts = request.headers.get_all("Host")
+        host = hosts[0] if len(hosts) == 1 else ", ".join(hosts)
+        if len(hosts) != 1 or (self._loopback and urlsplit(f"//{host}").hostname not in _LOOPBACK_NAMES):
+            # a name that resolves to 127.0.0.1 from a web page elsewhere (DNS rebinding)
+            return self._response(http.HTTPStatus.FORBIDDEN, f"Host {host!r} refused: open the page at "
+                                  f"{self.url}\n".encode(), "text/plain")
         if path == "/ws":
-            origin, host = request.headers.get("Origin"), request.headers.get("Host")
+            origin = request.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != host:
                 return self._response(http.HTTPStatus.FORBIDDEN, f"cross-origin WebSocket from {origin} refused; "
                                       f"open the page from http://{host}/\n".encode(), "text/plain")
@@ -322,10 +330,13 @@ class WebTeleop:
         client.tokens -= 1.0
         try:
             return self._accept(client, raw, now)
-        except TeleopError as e:
+        except Exception as e:  # noqa: BLE001 - a bad message never costs the page its connection
+            if not isinstance(e, TeleopError):
+                log.exception("web teleop: unexpected error on a message (dropped)")
             with self._lock:
                 self.stats["errors"] += 1
-            return {"type": "error", "message": str(e)}
+            return {"type": "error", "message": str(e) if isinstance(e, TeleopError) else
+                    f"message ignored: it caused {type(e).__name__}; send the documented cmd/ping JSON"}
 
     def _accept(self, client: _Client, raw: str | bytes, now: float) -> dict[str, Any] | None:
         if isinstance(raw, bytes):
@@ -334,8 +345,8 @@ class WebTeleop:
             raise TeleopError(f"message of {len(raw)} bytes ignored: the limit is {self.cfg.max_message_bytes}")
         try:
             msg = json.loads(raw, parse_constant=_reject_constant)
-        except ValueError as e:
-            raise TeleopError(f"message is not JSON ({e}); send a JSON object like "
+        except (ValueError, RecursionError) as e:
+            raise TeleopError(f"message is not JSON ({type(e).__name__}: {e}); send a JSON object like "
                               '{"type": "cmd", "seq": 1, "clutch": true, "axes": [0, 0, 0]}') from None
         if not isinstance(msg, dict) or msg.get("type") not in ("cmd", "ping"):
             raise TeleopError('message ignored: it must be a JSON object with "type" "cmd" or "ping"')
@@ -354,6 +365,8 @@ class WebTeleop:
         if (not isinstance(axes, list) or len(axes) != 3
                 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in axes)):
             raise TeleopError('command ignored: "axes" must be a list of 3 numbers in [-1, 1]')
+        if not all(-1.0 - 1e-6 <= a <= 1.0 + 1e-6 for a in axes):  # compares huge ints exactly, NaN fails
+            raise TeleopError(f"command ignored: axes {str(axes)[:80]} outside [-1, 1]")
         a = np.asarray(axes, dtype=np.float64)
         if not np.all(np.abs(a) <= 1.0 + 1e-6):
             raise TeleopError(f"command ignored: axes {axes} outside [-1, 1]")

@@ -173,12 +173,13 @@ class WebTeleop:
                               f"pick another port (port:=0 picks a free one)") from self._error
         if not self._ready.is_set():
             raise TeleopError("web teleop server did not start within 10 s")
+        log.info("web teleop: open %s (bound to %s:%d)", self.url, cfg.host, self.port)
 
     # ---- the device contract ----------------------------------------------------------------
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.cfg.host in ("0.0.0.0", "::", "") else self.cfg.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def poll(self, now: float) -> TeleopSample | None:
         """The newest accepted command since the last poll, with the events of every command since."""

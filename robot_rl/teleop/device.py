@@ -137,17 +137,31 @@ def register_device(name: str, config_cls: type, factory: Callable[[Any], Teleop
     _DEVICES[name] = (config_cls, factory)
 
 
+_BUILTIN = ("keyboard", "gamepad", "spacemouse", "leader_arm", "web")
+"""Modules of `robot_rl.teleop` that register the built-in devices (imported on first lookup)."""
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for m in _BUILTIN:
+        importlib.import_module(f"robot_rl.teleop.{m}")
+
+
 def device_names() -> list[str]:
+    _load_builtin()
     return sorted(_DEVICES)
 
 
 def device_config(name: str, **overrides: Any):
+    _load_builtin()
     if name not in _DEVICES:
         raise TeleopError(f"teleop device {name!r} is unknown; known: {', '.join(device_names()) or 'none'}")
     return _DEVICES[name][0](**overrides)
 
 
 def make_device(name: str, cfg=None) -> Teleoperator:
+    _load_builtin()
     if name not in _DEVICES:
         raise TeleopError(f"teleop device {name!r} is unknown; known: {', '.join(device_names()) or 'none'}")
     cls, factory = _DEVICES[name]

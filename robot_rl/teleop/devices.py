@@ -14,23 +14,17 @@ one line when opened).
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 from typing import Any
 
 from robot_rl.teleop.device import DeviceScale, TeleopError, _DEVICES, device_names
 
-DEVICE_MODULES = ("keyboard", "gamepad", "spacemouse", "leader_arm", "web")
 SCALE_FIELDS = tuple(f.name for f in dataclasses.fields(DeviceScale))
 RUNTIME_FIELDS = ("scale", "node")  # set in code, not from parameters
 
 
 def load_devices() -> list[str]:
-    """Import the device modules present in `robot_rl.teleop`; return the registered device names."""
-    for m in DEVICE_MODULES:
-        if importlib.util.find_spec(f"robot_rl.teleop.{m}") is not None:
-            importlib.import_module(f"robot_rl.teleop.{m}")
+    """The registered device names (the built-in modules register on the registry's first lookup)."""
     return device_names()
 
 

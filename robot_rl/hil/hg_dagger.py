@@ -27,7 +27,8 @@ One round, read top to bottom in `run`:
 The base is `base` (a `robot-rl train-diffusion` directory whose config.json names its dataset,
 or `--dataset`), else trained from `demos` scripted demonstrations (`robot_rl.hil.base`).
 `out` receives `aggregate/` (the dataset), `policy/` (the latest policy, `load_policy`),
-`curve.json`.
+`curve.json`; an `out` that already holds an aggregate is refused (a new run would start from
+the base with another run's corrections in its data).
 """
 
 from __future__ import annotations
@@ -195,13 +196,15 @@ def run(cfg: HilRunConfig, log=print) -> list[CurvePoint]:
     else:
         base_dir, recorded = ensure_base(cfg.task, out, cfg.demos, cfg.seed, cfg.diffusion, cfg.nthread, log)
         demos = cfg.dataset or str(recorded)
+    if (out / "aggregate" / "meta" / "info.json").is_file():
+        raise ValueError(f"{out} already holds an HG-DAgger run (aggregate/, kept as it is); give a new --out")
+    if not demos:
+        raise ValueError(f"the base {base_dir} names no demonstration dataset; give --dataset DIR "
+                         "(the demonstrations it was trained on)")
     env = make_env(cfg.task, cfg.num_envs, dr=cfg.dr, seed=cfg.seed, nthread=cfg.nthread)
     try:
         model = load_diffusion(base_dir, cfg.task, env.num_obs["policy"], env.num_actions)
-        if not demos and not (out / "aggregate" / "meta" / "info.json").is_file():
-            raise ValueError(f"the base {base_dir} names no demonstration dataset; give --dataset DIR "
-                             "(the demonstrations it was trained on)")
-        writer = open_aggregate(out / "aggregate", env, demos or None)
+        writer = open_aggregate(out / "aggregate", env, demos)
         return _loop(cfg, env, model, writer, out, log, SimulatedOperator, BaseChunker, save_policy, load_aggregate)
     finally:
         env.sim.close()

@@ -163,6 +163,12 @@ def test_cli_runs_rounds_from_a_base(dagger_run, tmp_path, capsys):
     assert load_dataset(tmp_path / "cli" / "aggregate").num_episodes >= DEMOS  # the base's demos, then more
 
 
+def test_an_earlier_run_is_not_mixed_in(dagger_run):
+    out, *_ = dagger_run
+    with pytest.raises(ValueError, match="already holds an HG-DAgger run"):
+        run(HgDaggerConfig(task=TASK, base=str(out / "base"), out=str(out), diffusion=TINY), log=lambda s: None)
+
+
 def test_a_plain_hil_config_runs_with_defaults():
     cfg = as_config(HilRunConfig(task=TASK, seed=3, num_envs=5))
     assert isinstance(cfg, HgDaggerConfig) and cfg.seed == 3 and cfg.num_envs == 5 and cfg.finetune_steps == 500

@@ -68,7 +68,8 @@ class HgDaggerConfig(HilRunConfig):
         if self.num_envs < 1 or self.eval_episodes < 1:
             raise ValueError(f"num_envs and eval_episodes must be >= 1, got {self.num_envs} and {self.eval_episodes}")
         if self.operator_budget_s <= 0 or self.round_s <= 0:
-            raise ValueError(f"operator_budget_s and round_s must be > 0, got {self.operator_budget_s} and {self.round_s}")
+            raise ValueError(f"operator_budget_s and round_s must be > 0, got {self.operator_budget_s} and "
+                             f"{self.round_s}")
         if self.finetune_steps < 1:
             raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
         self.diffusion.validate()
@@ -228,7 +229,7 @@ def _loop(cfg, env, model, writer, out, log, SimulatedOperator, BaseChunker, sav
         rnd += 1
         t0 = time.perf_counter()
         target = min(cfg.operator_budget_s, op.operator_time_s + cfg.round_s)
-        watched0, gated0, takeovers0, ended = op.watched_steps, op.intervened_steps, op.takeovers, 0
+        watched0, gated0, takeovers0, ended, supervised_ok = op.watched_steps, op.intervened_steps, op.takeovers, 0, 0
         saved0, labels0 = episodes.saved, episodes.labels
         with torch.inference_mode():
             while op.operator_time_s < target - 1e-9:
@@ -242,6 +243,7 @@ def _loop(cfg, env, model, writer, out, log, SimulatedOperator, BaseChunker, sav
                 ids = ep["env_ids"].cpu().tolist()
                 for i, s in zip(ids, (ep["success"].cpu().numpy() > 0.5).tolist()):
                     episodes.end(i, s)
+                    supervised_ok += int(s)
                 ended += len(ids)
                 if ids:
                     op.reset(env, torch.as_tensor(ids, device=env.device))
@@ -259,7 +261,8 @@ def _loop(cfg, env, model, writer, out, log, SimulatedOperator, BaseChunker, sav
         (out / "curve.json").write_text(json.dumps([p.to_dict() for p in curve], indent=2))
         watched, gated = op.watched_steps - watched0, op.intervened_steps - gated0
         log(f"round {rnd}  operator {op.operator_time_s / 60:.1f} min  interventions {op.takeovers} "
-            f"(+{op.takeovers - takeovers0} in {ended} episodes)  intervention rate {gated / max(watched, 1):.1%} "
-            f"of the steps  success {success:.1%} ({eval_n} episodes)  labels +{episodes.labels - labels0} in "
-            f"{episodes.saved - saved0} episodes  {wall:.0f} s")
+            f"(+{op.takeovers - takeovers0} in {ended} episodes, {supervised_ok / max(ended, 1):.0%} succeeded "
+            f"supervised)  intervention rate {gated / max(watched, 1):.1%} of the steps  success {success:.1%} "
+            f"({eval_n} episodes)  labels +{episodes.labels - labels0} in {episodes.saved - saved0} episodes  "
+            f"{wall:.0f} s")
     return curve

@@ -138,7 +138,8 @@ def test_a_dataset_of_another_robot_is_refused(dagger_run, tmp_path, capsys):
                                   "action": {"dtype": "float32", "shape": [1], "names": None},
                                   "observation.joint_pos": {"dtype": "float32", "shape": [1], "names": None}},
                       robot_info={"robot": "panda", "joint_names": ["j1"], "task": TASK})
-    w.add_frame({"observation.state": np.zeros(2), "action": np.zeros(1), "observation.joint_pos": np.zeros(1)}, task="x")
+    w.add_frame({"observation.state": np.zeros(2), "action": np.zeros(1), "observation.joint_pos": np.zeros(1)},
+                task="x")
     w.save_episode(True)
     cfg = HgDaggerConfig(task=TASK, base=str(out / "base"), dataset=str(other), out=str(tmp_path / "run"),
                          num_envs=2, eval_episodes=2, operator_budget_s=0.1, diffusion=TINY)
@@ -154,7 +155,8 @@ def test_cli_runs_rounds_from_a_base(dagger_run, tmp_path, capsys):
     out, *_ = dagger_run
     rc = cli_main(["hg-dagger", "--task", TASK, "--base", str(out / "base"), "--out", str(tmp_path / "cli"),
                    "--num-envs", "2", "--eval-episodes", "2", "--operator-budget-s", "0.8", "--round-s", "0.8",
-                   "--finetune-steps", "5", "--dr", "off", "--operator", "takeover_s", "0.1", "reaction_delay_s", "0.04"]
+                   "--finetune-steps", "5", "--dr", "off",
+                   "--operator", "takeover_s", "0.1", "reaction_delay_s", "0.04"]
                   + TINY_FLAGS)
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0, lines

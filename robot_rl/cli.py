@@ -10,6 +10,7 @@
     robot-rl train-diffusion --dataset DIR [--out DIR --export models/policies/NAME]
     robot-rl export-mcap --root DIR --episode I --out FILE.mcap
     robot-rl train-critic --artifact DIR [--envs 64 --steps 500 --false-alarm-rate 0.01]
+    robot-rl hg-dagger [--task panda-peg-insert --base DIR --operator-budget-s 1800 --out DIR]
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
 """
@@ -29,7 +30,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,main,node,launch,teleop-check,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,hg-dagger,main,node,launch,teleop-check,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -50,6 +51,8 @@ USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,rec
   residual-pipeline  demos -> diffusion base -> residual RL -> export -> deploy on the twin,
                  success at each stage (default task panda-peg-insert)
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
+  hg-dagger      HG-DAgger: a diffusion policy corrected by a simulated operator, retrained on the
+                 corrections each round; one line per round (operator time, interventions, success)
   main           train iiwa-reach with DR, evaluate on train and held-out DR, export
   node NAME      run one deployment node: policy, safety, twin, arbiter, teleop or recorder (ROS 2 args after it)
   launch FILE    run a ROS 2 launch file (XML/YAML) without ROS 2: robot-rl launch launch/deploy.launch.xml
@@ -325,6 +328,13 @@ def _train_critic(args: list[str]) -> None:
           f"{cal['detection_rate']:.1%} of {cal['violation_onsets']} violation onsets, {r['total_s']:.0f} s")
 
 
+def _hg_dagger(args: list[str]) -> None:
+    from robot_rl.hil.hg_dagger import HgDaggerConfig, run
+
+    cfg = _parse(HgDaggerConfig, args, "robot-rl hg-dagger")
+    run(cfg)
+
+
 def _main_job(args: list[str]) -> None:
     from robot_rl.main_job import MainConfig, run
 
@@ -365,8 +375,8 @@ def _tasks(args: list[str]) -> None:
 COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _export, "train-critic": _train_critic,
             "cross-sim": _cross_sim, "record": _record,
             "train-diffusion": _train_diffusion,
-            "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "main": _main_job,
-            "node": _node, "launch": _launch, "teleop-check": _teleop_check, "tasks": _tasks}
+            "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "hg-dagger": _hg_dagger,
+            "main": _main_job, "node": _node, "launch": _launch, "teleop-check": _teleop_check, "tasks": _tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

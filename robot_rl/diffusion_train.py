@@ -62,6 +62,11 @@ class SequenceIndex:
         idx = r[:, :1] + np.arange(self.pred_horizon)[None]
         return np.clip(idx, r[:, 1:2], r[:, 2:3])
 
+    def batch(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[B] window ids -> (observation frames [B, To], action frames [B, Tp])."""
+        frames = self.frames(windows)
+        return frames[:, : self.obs_horizon], frames
+
 
 def check_arrays(arrays: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     missing = [k for k in REQUIRED if k not in arrays]
@@ -81,8 +86,15 @@ def check_arrays(arrays: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return obs, act, ep
 
 
-def train_diffusion(arrays: dict, cfg: DiffusionConfig | None = None, log=print) -> DiffusionPolicy:
-    """Train on demonstration arrays; returns the EMA policy (eval mode). `log(str)` gets progress."""
+def train_diffusion(arrays: dict, cfg: DiffusionConfig | None = None, log=print, init: DiffusionPolicy | None = None,
+                    index=None) -> DiffusionPolicy:
+    """Train on demonstration arrays; returns the EMA policy (eval mode). `log(str)` gets progress.
+
+    `init`: warm start (fine-tuning) from this policy's weights and normalization (its own
+    `DiffusionConfig` architecture; `cfg` gives the training schedule); it is not modified.
+    `index`: the training windows (anything with `len()` and `batch(ids) -> (obs frames [B, To],
+    action frames [B, Tp])`, e.g. `robot_rl.hil.hg_dagger.LabelIndex`); default: every window of
+    every episode (`SequenceIndex`)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
     cfg = cfg or DiffusionConfig()
@@ -91,22 +103,31 @@ def train_diffusion(arrays: dict, cfg: DiffusionConfig | None = None, log=print)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    index = SequenceIndex(ep, cfg.obs_horizon, cfg.pred_horizon, cfg.execution_horizon)
     obs, act = torch.from_numpy(obs_np), torch.from_numpy(act_np)
-
-    model = DiffusionPolicy(obs.shape[1], act.shape[1], cfg)
-    model.set_normalization(obs, act)
+    if init is not None:
+        if (init.obs_dim, init.action_dim) != (obs.shape[1], act.shape[1]):
+            raise ValueError(f"the policy to fine-tune takes {init.obs_dim} observations and gives {init.action_dim} "
+                             f"actions, the data has {obs.shape[1]} and {act.shape[1]}")
+        model = DiffusionPolicy(init.obs_dim, init.action_dim, init.cfg)
+        model.load_state_dict(init.state_dict())
+    else:
+        model = DiffusionPolicy(obs.shape[1], act.shape[1], cfg)
+        model.set_normalization(obs, act)
+    mc = model.cfg
+    index = index if index is not None else SequenceIndex(ep, mc.obs_horizon, mc.pred_horizon, mc.execution_horizon)
+    if len(index) == 0:
+        raise ValueError("no training windows (no labelled frames); record demonstrations or interventions first")
     ema = EMA(model, cfg.ema_power, cfg.ema_max)
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=(0.95, 0.999), weight_decay=cfg.weight_decay)
 
     sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, cfg.steps)
-    log(f"diffusion[{cfg.objective}]: {len(index)} windows from {len(np.unique(ep))} episodes ({len(obs)} frames), "
+    log(f"diffusion[{mc.objective}]: {len(index)} windows from {len(np.unique(ep))} episodes ({len(obs)} frames), "
         f"obs {obs.shape[1]}, action {act.shape[1]}, {sum(p.numel() for p in model.net.parameters()):,} parameters")
     model.train()
     t0, running = time.time(), []
     for step in range(1, cfg.steps + 1):
-        frames = torch.from_numpy(index.frames(rng.integers(0, len(index), cfg.batch_size)))
-        loss = model.loss(obs[frames[:, : cfg.obs_horizon]], act[frames], generator=gen)
+        o_idx, a_idx = index.batch(rng.integers(0, len(index), cfg.batch_size))
+        loss = model.loss(obs[torch.from_numpy(o_idx)], act[torch.from_numpy(a_idx)], generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -50,7 +50,14 @@ class SerlOptions:
     """Training steps of the base when `base` is empty."""
     updates_per_transition: float = 0.25
     publish_every: int = 10
-    learner_startup_s: float = 60.0
+
+
+@dataclass
+class SerlCliConfig:
+    """`robot-rl hil-serl` / `robot-rl rlif`."""
+
+    run: HilRunConfig = field(default_factory=HilRunConfig)
+    opts: SerlOptions = field(default_factory=SerlOptions)
 
 
 def free_port() -> int:
@@ -136,10 +143,39 @@ def status_line(rnd: int, op, actor, lag: tuple[float, int] | None, link) -> str
     succ = np.mean([s for s, _ in eps]) if eps else float("nan")
     rate = op.intervention_time_s / max(op.operator_time_s, 1e-9)
     lag_s = f"{lag[0]:.1f} s/{lag[1]} upd" if lag else "-"
-    learner = "up" if link.learner_alive else "DOWN (acting with last weights)"
-    return (f"round {rnd:3d}  operator {op.operator_time_s / 60:6.1f} min  success(last {len(eps)}) {succ:5.0%}  "
+    if link.learner_alive:
+        learner = "up"
+    else:
+        learner = "DOWN (acting with its last weights)" if actor.net is not None else (
+            "not reached yet (the base alone)" if actor.chunker is not None else "not reached yet (holding)")
+    return (f"round {rnd:3d}  operator {op.operator_time_s / 60:6.1f} min  supervised success (last {len(eps)}) "
+            f"{succ:4.0%}  "
             f"interventions {op.takeovers} ({rate:4.0%} of time)  policy v{actor.version}  lag {lag_s}  "
             f"learner {learner}  buffered {link.buffered}")
+
+
+def _number(v):
+    """An operator override from the command line ("0.5", "3") as a number."""
+    if not isinstance(v, str):
+        return v
+    try:
+        return int(v) if v.lstrip("-").isdigit() else float(v)
+    except ValueError:
+        raise ValueError(f"operator override {v!r} is not a number; e.g. --run.operator reaction_delay_s 0.5") from None
+
+
+def operator_args(overrides: dict) -> dict:
+    """`HilRunConfig.operator` checked against `SimulatedOperator`'s keyword arguments, as numbers."""
+    import inspect
+
+    from robot_rl.hil.operator import SimulatedOperator
+
+    known = [p.name for p in inspect.signature(SimulatedOperator).parameters.values() if p.kind == p.KEYWORD_ONLY
+             and p.name != "expert"]
+    bad = [k for k in overrides if k not in known]
+    if bad:
+        raise ValueError(f"unknown operator setting {bad[0]!r}; use one of: {', '.join(known)}")
+    return {k: _number(v) for k, v in overrides.items()}
 
 
 def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOptions | None = None) -> list[CurvePoint]:
@@ -151,6 +187,7 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     opts = opts or SerlOptions()
+    op_args = operator_args(cfg.operator)
     torch.set_num_threads(max(1, cfg.torch_threads))
     out = Path(cfg.out or tempfile.mkdtemp(prefix=f"{method}-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +206,7 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
     proc = start_learner(lcfg, out / "learner.log")
     spec = PolicySpec(obs_dim, act_dim, sac.hidden, sac.layers, sac.residual_scale)
     link = ActorLink(lcfg.address, log=log)
-    op = SimulatedOperator(env, seed=cfg.seed, **cfg.operator)
+    op = SimulatedOperator(env, seed=cfg.seed, **op_args)
     actor = HilActor(env, spec, link, operator=op, base=base, seed=cfg.seed, log=log)
     curve: list[CurvePoint] = []
     log(f"{method}: {cfg.task}, base {base_dir}, learner at {lcfg.address} (log {out / 'learner.log'}), "

@@ -180,3 +180,14 @@ def test_garbage_on_the_sockets_gives_one_line_each(tmp_path):
     rogue.close(0)
     actor_link.close()
     learner.close()
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    from robot_rl.cli import main
+
+    assert main(["rlif", "--run.base", str(tmp_path / "missing"), "--run.out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("robot-rl rlif: error:") and "missing" in err[0]
+    assert main(["hil-serl", "--run.operator", "reaction_delay_s", "soon", "--run.base", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a number" in err[0]

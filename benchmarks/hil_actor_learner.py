@@ -85,13 +85,13 @@ def main() -> None:
         actor.step()
     detect_s = time.perf_counter() - t_kill
     dead = _steps_per_s(actor, 3.0)
-    v_dead, backlog = actor.version, link.buffered
+    boot_dead, backlog = link.weights_boot, link.buffered
     t_restart = time.perf_counter()
     proc = start_learner(lcfg, out / "learner.log")
     while not link.learner_alive:
         actor.step()
     heard_s = time.perf_counter() - t_restart
-    while actor.version <= v_dead:
+    while link.weights_boot == boot_dead:
         actor.step()
     reconnect_s = time.perf_counter() - t_restart
     t1 = time.perf_counter()

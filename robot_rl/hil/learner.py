@@ -97,7 +97,7 @@ class Learner:
             self._add(demos, force_offline=True)
             log(f"learner: {len(demos['obs'])} demonstration transitions in the offline buffer")
         self.link = LearnerLink(cfg.address, log)
-        self.peers: dict[bytes, list] = {}  # peer -> [last heard, version it acts with]
+        self.peers: dict[bytes, list] = {}  # peer -> [last heard, version it acts with, version sent, sent at]
         self.stop = False
 
     def _add(self, tr: dict[str, torch.Tensor], force_offline: bool = False) -> None:
@@ -110,9 +110,10 @@ class Learner:
 
     def _publish(self, peers) -> None:
         w = self._weights()
-        head = {"version": self.version, "updates": self.agent.updates, "time": time.time()}
+        head = {"version": self.version, "boot": self.link.boot, "updates": self.agent.updates, "time": time.time()}
         for p in peers:
             self.link.send(p, "w", head, w)
+            self.peers[p][2:] = [self.version, time.monotonic()]
 
     def checkpoint(self) -> None:
         t = self.agent.state() | self.buffers.offline.state("offline") | self.buffers.online.state("online")
@@ -130,10 +131,11 @@ class Learner:
 
     def _handle(self, peer: bytes, kind: str, head: dict, tensors: dict) -> None:
         now = time.monotonic()
-        self.peers.setdefault(peer, [now, -1])[0] = now
-        if kind == "hb":
-            self.peers[peer][1] = int(head.get("version", -1))
-            if self.peers[peer][1] < self.version and self.version > 0:
+        state = self.peers.setdefault(peer, [now, -1, -1, -1e9])
+        state[0] = now
+        if kind == "hb":  # an actor behind (new, reconnected, or a message lost): send it the newest
+            state[1] = int(head.get("version", -1)) if head.get("boot") == self.link.boot else -1
+            if 0 < self.version != state[1] and (state[2] != self.version or now - state[3] > 2.0):
                 self._publish([peer])
         elif kind == "tr":
             sid, seq = str(head.get("sid")), int(head.get("seq", -1))
@@ -151,7 +153,8 @@ class Learner:
     def run(self) -> None:
         cfg, a = self.cfg, self.agent
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop", True))
-        hb_at = ck_at = time.monotonic()
+        hb_at = ck_at = log_at = time.monotonic()
+        info: dict = {}
         while not self.stop:
             ready = self.buffers.offline.size + self.buffers.online.size >= cfg.warmup
             allowed = ready and a.updates < cfg.updates_per_transition * max(self.received, 0) + 1
@@ -164,10 +167,15 @@ class Learner:
                 for p in self.peers:
                     self.link.send(p, "hb", {"boot": self.link.boot, "version": self.version, "updates": a.updates})
             if allowed:
-                a.update(self.buffers)
+                info = a.update(self.buffers)
                 if a.updates % cfg.publish_every == 0:
                     self.version += 1
                     self._publish(list(self.peers))
+            if now - log_at >= 30.0 and info:
+                log_at = now
+                self.log(f"learner: {a.updates} updates, version {self.version}, {self.received} transitions "
+                         f"(offline {self.buffers.offline.size}, online {self.buffers.online.size}), "
+                         + ", ".join(f"{k} {v:.3g}" for k, v in info.items()))
             if now - ck_at >= cfg.checkpoint_s:
                 ck_at = now
                 self.checkpoint()

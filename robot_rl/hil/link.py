@@ -5,17 +5,20 @@ blob of named tensors (possibly empty). Never pickle. Kinds:
 
 | kind | from | header | payload |
 |---|---|---|---|
-| `hb` | actor | `sid` (actor session), `version` it acts with | - |
+| `hb` | actor | `sid` (actor session), `version` and `boot` of the weights it acts with | - |
 | `tr` | actor | `sid`, `seq` (per session), `n` | transitions (`obs`, `act`, ...) |
 | `hb` | learner | `boot` (learner process id), `version` published, `updates` | - |
 | `ack` | learner | `seq` | - |
-| `w` | learner | `version`, `updates`, `time` (learner clock at publication) | actor weights |
+| `w` | learner | `version`, `boot`, `updates`, `time` (wall clock at publication) | actor weights |
 
 `ActorLink` never blocks: `send_transitions` appends to a bounded queue of unacknowledged chunks
 (the oldest dropped, counted, when full), `poll()` drains incoming messages and (re)sends due
 chunks with NOBLOCK; chunks stay queued until the learner acknowledges them, so a learner that
 dies or a network that drops loses nothing the queue can hold, and a restarted learner (new
 `boot`) receives everything still unacknowledged. ZeroMQ reconnects the socket by itself.
+
+Weights versions count up within one learner process (`boot`); the actor takes any version of a
+restarted learner (which resumes from its last checkpoint, possibly behind what the actor had).
 
 `LearnerLink.poll()` returns decoded messages; a malformed one (another program on the port, a
 version mismatch) is skipped, never an exception: one log line for the first, then at most one
@@ -127,7 +130,7 @@ class ActorLink:
         self.buffered = self.dropped = self.seq = 0
         self.heard_at = -1e9
         self.hb_at = -1e9
-        self.boot = None
+        self.boot = self.weights_boot = None
         self.version = -1  # weights the actor acts with
         self.learner_version = self.learner_updates = -1
         self.weights: tuple[int, dict, dict] | None = None  # newest received, not yet taken
@@ -162,7 +165,7 @@ class ActorLink:
         """(version, header, state dict) of the newest weights received since the last call, or None."""
         w, self.weights = self.weights, None
         if w is not None:
-            self.version = w[0]
+            self.version, self.weights_boot = w[0], w[1].get("boot")
         return w
 
     def poll(self, max_send: int = 8) -> None:
@@ -193,12 +196,13 @@ class ActorLink:
                 c = self.pending.pop(int(head.get("seq", -1)), None)
                 if c is not None:
                     self.buffered -= c.n
-            elif kind == "w":
-                v = int(head.get("version", -1))
-                if v > self.version and (self.weights is None or v > self.weights[0]):
+            elif kind == "w":  # versions count up within one learner process; a restarted one starts
+                v, boot = int(head.get("version", -1)), head.get("boot")  # from its checkpoint's
+                newer = boot != self.weights_boot or v > self.version
+                if newer and (self.weights is None or boot != self.weights[1].get("boot") or v > self.weights[0]):
                     self.weights = (v, head, tensors)
         if now - self.hb_at >= self.heartbeat_s:
-            if self._send(encode("hb", {"sid": self.sid, "version": self.version})):
+            if self._send(encode("hb", {"sid": self.sid, "version": self.version, "boot": self.weights_boot})):
                 self.hb_at = now
         if not self.learner_alive:
             return

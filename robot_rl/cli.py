@@ -11,6 +11,7 @@
     robot-rl export-mcap --root DIR --episode I --out FILE.mcap
     robot-rl train-critic --artifact DIR [--envs 64 --steps 500 --false-alarm-rate 0.01]
     robot-rl hg-dagger [--task panda-peg-insert --base DIR --operator-budget-s 1800 --out DIR]
+    robot-rl hil-serl|rlif [--run.base DIR --run.operator-budget-s 1800 ...]   # learn from a simulated operator
     robot-rl main        # the whole path on the CPU: train, evaluate, export
     robot-rl tasks       # list tasks
 """
@@ -30,7 +31,7 @@ EvalDR = Literal["train", "eval", "off", "heavy-tool", "weak-gains", "stiff-gain
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,hg-dagger,main,node,launch,teleop-check,tasks} ...
+USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,record,train-diffusion,residual-pipeline,export-mcap,hg-dagger,hil-serl,rlif,main,node,launch,teleop-check,tasks} ...
 
   train [TASK]   train a policy with PPO (`robot-rl tasks` lists them); `--ppo.actor-obs critic`
                  trains a privileged teacher (it sees the DR parameters) for `distill`
@@ -50,6 +51,8 @@ USAGE = """usage: robot-rl {train,distill,eval,export,train-critic,cross-sim,rec
                  --ppo.policy residual --residual.base DIR
   residual-pipeline  demos -> diffusion base -> residual RL -> export -> deploy on the twin,
                  success at each stage (default task panda-peg-insert)
+  hil-serl, rlif  learn from a simulated operator's takeovers (SAC + RLPD, actor and learner over
+                 ZeroMQ on loopback): residual over a diffusion base, --run.base DIR; one status line per round
   export-mcap    one recorded episode as a ROS 2 MCAP log: --root DIR --episode 0 --out ep0.mcap
   hg-dagger      HG-DAgger: a diffusion policy corrected by a simulated operator, retrained on the
                  corrections each round; one line per round (operator time, interventions, success)
@@ -309,6 +312,19 @@ def _residual_pipeline(args: list[str]) -> None:
     run(cfg)
 
 
+def _hil(method: str):
+    def command(args: list[str]) -> None:
+        from robot_rl.hil.serl import SerlCliConfig, run
+
+        cfg = _parse(SerlCliConfig, args, f"robot-rl {method}")
+        curve = run(cfg.run, method=method, opts=cfg.opts)
+        if curve:
+            p = curve[-1]
+            print(f"{method}: {p.success:.1%} success after {p.operator_time_s / 60:.1f} min of operator time, "
+                  f"{p.interventions} interventions")
+    return command
+
+
 def _export_mcap(args: list[str]) -> None:
     cfg = _parse(McapConfig, args, "robot-rl export-mcap")
     from robot_rl.datasets.mcap_export import export_episode_mcap
@@ -376,6 +392,7 @@ COMMANDS = {"train": _train, "distill": _distill, "eval": _eval, "export": _expo
             "cross-sim": _cross_sim, "record": _record,
             "train-diffusion": _train_diffusion,
             "residual-pipeline": _residual_pipeline, "export-mcap": _export_mcap, "hg-dagger": _hg_dagger,
+            "hil-serl": _hil("hil-serl"), "rlif": _hil("rlif"),
             "main": _main_job, "node": _node, "launch": _launch, "teleop-check": _teleop_check, "tasks": _tasks}
 
 

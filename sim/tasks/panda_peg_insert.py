@@ -372,15 +372,13 @@ class PandaPegInsert(Task):
         return self.success(env)
 
     def reward(self, env):
-        """0.5 (1 - tanh(lat / 5 mm)) + 0.5 (1 - tanh(lat / 3 cm)) + 0.5 align (1 - tanh(height /
-        3 cm)) + 2 align clip(depth / 15 mm, 0, 1) + 10 [success] - 0.01 |a|^2 - 0.01 |a - a_prev|^2,
-        with lat the tip's lateral error, height its height above the hole top, depth its depth below
-        it and align = 1 - tanh(lat / 2 mm): first align over the hole, then descend, then insert.
-        The 3 cm term still points to the hole from a peg stuck on the block's top a centimetre or
-        more away (where the 5 mm term is flat), the residual's main failure without it."""
+        """0.5 (1 - tanh(lat / 5 mm)) + 0.5 align (1 - tanh(height / 3 cm)) + 2 align clip(depth /
+        15 mm, 0, 1) + 10 [success] - 0.01 |a|^2 - 0.01 |a - a_prev|^2, with lat the tip's lateral
+        error, height its height above the hole top, depth its depth below it and align =
+        1 - tanh(lat / 2 mm): first align over the hole, then descend, then insert."""
         lat, depth = self.errors(env)
         align = 1.0 - torch.tanh(lat / 0.002)
-        r = 0.5 * (1.0 - torch.tanh(lat / 0.005)) + 0.5 * (1.0 - torch.tanh(lat / 0.03))
+        r = 0.5 * (1.0 - torch.tanh(lat / 0.005))
         r += 0.5 * align * (1.0 - torch.tanh((-depth).clamp(min=0.0) / 0.03))
         r += 2.0 * align * (depth / SUCCESS_DEPTH).clamp(0.0, 1.0)
         r += 10.0 * ((depth >= SUCCESS_DEPTH) & (lat < HOLE_RADIUS)).float()

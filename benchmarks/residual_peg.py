@@ -26,7 +26,7 @@ def run_seed(seed: int, args, out: Path) -> dict:
     from robot_rl.residual_pipeline import PipelineConfig, run
 
     cfg = PipelineConfig(task=args.task, root=str(out / f"seed{seed}"), demos=args.demos, seed=seed,
-                         diffusion=DiffusionConfig(steps=args.diffusion_steps, seed=seed),
+                         diffusion=DiffusionConfig(steps=args.diffusion_steps, lr=args.diffusion_lr, seed=seed),
                          residual_iterations=args.residual_iterations, residual_envs=args.residual_envs,
                          eval_episodes=args.episodes, artifact=str(out / f"seed{seed}" / "artifact"), deploy=False)
     t0 = time.perf_counter()
@@ -70,8 +70,9 @@ def main() -> None:
     p.add_argument("--task", default="panda-peg-insert")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--demos", type=int, default=40)
-    p.add_argument("--diffusion-steps", type=int, default=3000)
-    p.add_argument("--residual-iterations", type=int, default=150)
+    p.add_argument("--diffusion-steps", type=int, default=10000)
+    p.add_argument("--diffusion-lr", type=float, default=3e-4)
+    p.add_argument("--residual-iterations", type=int, default=80)
     p.add_argument("--residual-envs", type=int, default=256)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", default="runs/residual_peg")

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--demos", type=int, default=40)
-    p.add_argument("--base-steps", type=int, default=3000, help="training steps of each seed's diffusion base")
+    p.add_argument("--base-steps", type=int, default=10000, help="training steps of each seed's diffusion base")
     p.add_argument("--at-min", type=float, nargs="+", default=[5, 10, 20, 30])
     p.add_argument("--at-interventions", type=int, nargs="+", default=[25, 50, 100, 200])
     p.add_argument("--target", type=float, default=0.95)

@@ -66,12 +66,14 @@ def summarize(rows: list[dict]) -> None:
 
 
 def main() -> None:
+    from robot_rl.policies.diffusion import DiffusionConfig
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="panda-peg-insert")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--demos", type=int, default=40)
-    p.add_argument("--diffusion-steps", type=int, default=10000)
-    p.add_argument("--diffusion-lr", type=float, default=3e-4)
+    p.add_argument("--diffusion-steps", type=int, default=DiffusionConfig.steps)
+    p.add_argument("--diffusion-lr", type=float, default=DiffusionConfig.lr)
     p.add_argument("--residual-iterations", type=int, default=80)
     p.add_argument("--residual-envs", type=int, default=256)
     p.add_argument("--episodes", type=int, default=100)

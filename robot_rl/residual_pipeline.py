@@ -35,9 +35,7 @@ class PipelineConfig:
     """Directory for every stage's output (default: runs/<task>-pipeline-<date>-<time>)."""
     demos: int = 40
     seed: int = 0
-    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(steps=10000, lr=3e-4))
-    """10,000 steps at 3e-4: on 40 demos of panda-peg-insert the base reached 50% (seed 0), 24% after
-    3,000 steps at 1e-4."""
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     residual_iterations: int = 80
     residual_envs: int = 256
     residual_time_budget_s: float = 0.0

@@ -46,7 +46,7 @@ class SerlOptions:
     sac: SACConfig = field(default_factory=lambda: SACConfig(residual_scale=0.2, utd=4, batch_size=256))
     round_steps: int = 150
     eval_every: int = 2
-    diffusion_steps: int = 3000
+    diffusion_steps: int = 10000
     """Training steps of the base when `base` is empty."""
     updates_per_transition: float = 0.25
     publish_every: int = 10
@@ -86,21 +86,16 @@ def stop_learner(proc: subprocess.Popen, timeout: float = 20.0) -> None:
 
 
 def make_base(cfg: HilRunConfig, opts: SerlOptions, out: Path, log=print):
+    from robot_rl.hil.base import ensure_base
+    from robot_rl.policies.diffusion import DiffusionConfig
     from robot_rl.residual import load_base
 
     if cfg.base:
         return load_base(cfg.base, cfg.task), cfg.base
-    from robot_rl.imitation import TrainDiffusionConfig, train_diffusion_run
-    from robot_rl.policies.diffusion import DiffusionConfig
-    from robot_rl.record import RecordConfig, record
-
     log(f"no --base: recording {cfg.demos} demonstrations and training a diffusion base ({opts.diffusion_steps} steps)")
-    rec = record(RecordConfig(task=cfg.task, demos=cfg.demos, out=str(out / "demos"), seed=cfg.seed, num_envs=16),
-                 log=lambda s: None)
-    r = train_diffusion_run(TrainDiffusionConfig(dataset=str(rec.root), out=str(out / "base"), eval_episodes=0,
-                                                 diffusion=DiffusionConfig(steps=opts.diffusion_steps, seed=cfg.seed)),
-                            log=lambda s: None)
-    return load_base(r["out"], cfg.task), r["out"]
+    base_dir, _ = ensure_base(cfg.task, out, cfg.demos, cfg.seed, DiffusionConfig(steps=opts.diffusion_steps),
+                              nthread=cfg.nthread, log=lambda s: None)
+    return load_base(base_dir, cfg.task), str(base_dir)
 
 
 def demo_transitions(task: str, base, episodes: int, num_envs: int, seed: int) -> dict[str, torch.Tensor]:

@@ -57,9 +57,11 @@ class DiffusionConfig:
     n_groups: int = 8
     step_embed_dim: int = 64
     # training
-    steps: int = 3000
+    steps: int = 10000
+    """On 40 panda-peg-insert demonstrations (seed 0) the base reached 50% after 10,000 steps at 3e-4,
+    24% after 3,000 at 1e-4 (Chi et al. train for thousands of epochs; this is ~300)."""
     batch_size: int = 64
-    lr: float = 1e-4
+    lr: float = 3e-4
     weight_decay: float = 1e-6
     warmup_steps: int = 100
     ema_power: float = 0.75

@@ -1,5 +1,6 @@
 """Web teleop command latency: from a pointer event in the page (headless Chromium) to the sample
-being available to `poll()` on the server, and on to a loopback subscriber of `teleop/command`.
+being available to `poll()` on the server, on to a loopback subscriber of `teleop/command`, and
+through the arbiter to the safety node's input (`arbiter/joint_command`).
 
     python benchmarks/web_teleop_latency.py              # 150 moves (~40 s), pinned to 2 CPUs
     python benchmarks/web_teleop_latency.py --quick      # smoke run (20 moves)
@@ -17,7 +18,13 @@ Stages, each measured from the browser event:
 * **teleop/command**: a minimal teleop node loop polls the device at `--node-hz` (100 Hz, the
   contract's default) and publishes `TeleopSample.to_dict()` JSON as std_msgs/String on
   `teleop/command` with robot_rl.transport (Cyclone DDS, localhost discovery, a random domain);
-  a subscriber node in the same process stamps its arrival.
+  a subscriber node in the same process stamps its arrival;
+* **safety node's input**: that subscriber hands each sample to the arbiter
+  (`robot_rl.teleop.arbiter.Arbiter`, the Panda at home, a policy holding it), whose 100 Hz tick
+  publishes `arbiter/joint_command` as the arbiter node does; a third node, standing for the
+  safety node, stamps the arrival of the first person command computed after the move arrived.
+  This hop depends on the phase between the teleop loop and the arbiter's tick (both 100 Hz): up
+  to one tick (10 ms) more in an unlucky phase.
 
 Reference, measured in the same run and browser: a plain WebSocket echo server (websockets, no
 logic) and the page's round trip / 2 over it, i.e. the floor of browser -> Python WebSocket
@@ -109,6 +116,9 @@ def main() -> None:
                       ROS_DOMAIN_ID=str(100 + os.getpid() % 100))
     from playwright.sync_api import sync_playwright
 
+    from robot_rl.kinematics import kinematic_model_xml
+    from robot_rl.robots import get_robot
+    from robot_rl.teleop.arbiter import Arbiter, ArbiterConfig
     from robot_rl.teleop.device import TeleopSample
     from robot_rl.teleop.web import WebConfig, WebTeleop
     from robot_rl.transport import create_node, msgs
@@ -133,23 +143,60 @@ def main() -> None:
                 got_poll.set()
             pub.publish(msgs.String(data=json.dumps(s.to_dict())))
 
+    # the arbiter (robot_rl.teleop.arbiter, as the arbiter node runs it: samples from teleop/command,
+    # a 100 Hz tick publishing arbiter/joint_command) on the Panda at home with a policy holding it;
+    # a second subscriber stands for the safety node's input
+    robot = get_robot("panda")
+    lim = robot.position_limits()
+    arb = Arbiter(ArbiterConfig(robot.joint_names, lim[:, 0], lim[:, 1], 1.0,
+                                robot_model=kinematic_model_xml(robot), scale=dev.scale))
+    home = list(robot.default_pose)
+    got_safety = threading.Event()
+    mark: dict[str, float] = {}
+    arb_pub = pub_node.create_publisher(msgs.JointState, "arbiter/joint_command")
+
     def arrived(m):
         t = time.monotonic()
         s = TeleopSample.from_dict(json.loads(m.data))
+        arb.on_sample(t, s)
         if not got_topic.is_set() and moved(s):
             hit["topic"] = (t, s)
             got_topic.set()
 
+    def arb_tick():
+        t = time.monotonic()
+        arb.on_state(t, robot.joint_names, home)
+        arb.on_policy(t, robot.joint_names, home)
+        cmd, status = arb.tick(t)
+        if cmd is None:
+            return
+        seq = -1
+        if got_topic.is_set() and "out" not in mark and status.get("source") == "person":
+            mark["out"] = t  # the first person command computed after the moving sample arrived
+            seq = 1
+        arb_pub.publish(msgs.JointState(name=list(robot.joint_names), position=[float(v) for v in cmd],
+                                             header=msgs.Header(frame_id=str(seq))))
+
+    def at_safety(m):
+        if m.header.frame_id == "1" and not got_safety.is_set():
+            hit["safety"] = time.monotonic()
+            got_safety.set()
+
+
     pub_node.create_timer(1.0 / args.node_hz, tick)
     sub_node = create_node("web_teleop_bench_sub", backend="dds")
     sub_node.create_subscription(msgs.String, "teleop/command", arrived)
+    sub_node.create_timer(0.01, arb_tick)
+    safety_node = create_node("web_teleop_bench_safety", backend="dds")
+    safety_node.create_subscription(msgs.JointState, "arbiter/joint_command", at_safety)
+    safety_node.start()
     sub_node.start()
     if not pub.wait_for_subscribers(1, timeout=10.0):
         sys.exit("the loopback subscriber of teleop/command did not match within 10 s")
     pub_node.start()
 
     rng = random.Random(0)
-    rows = {k: [] for k in ("tick", "wire", "poll", "hop", "topic")}
+    rows = {k: [] for k in ("tick", "wire", "poll", "hop", "topic", "arb", "safety")}
     with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         ctx = p.chromium.launch_persistent_context(profile, executable_path=args.chromium, headless=True, args=ARGS)
         ref_page = ctx.new_page()
@@ -168,16 +215,19 @@ def main() -> None:
         page.mouse.down()
         for i in range(args.n):
             page.wait_for_timeout(60 + 40 * rng.random())
-            got_poll.clear(), got_topic.clear()
+            got_poll.clear(), got_topic.clear(), got_safety.clear()
+            mark.clear()
             want["sign"] = 1.0 if i % 2 == 0 else -1.0
             page.mouse.move(cx + want["sign"] * travel / 2, cy)
             te = page.evaluate("window.teleop.te")
-            if not (got_poll.wait(2.0) and got_topic.wait(2.0)):
-                sys.exit(f"move {i}: no sample reached poll/teleop/command within 2 s")
+            if not (got_poll.wait(2.0) and got_topic.wait(2.0) and got_safety.wait(2.0)):
+                sys.exit(f"move {i}: no sample reached poll/teleop/command/the safety input within 2 s")
             (s, cmd), (t_topic, _) = hit["poll"], hit["topic"]
             rows["poll"].append(s.stamp - te)
             rows["topic"].append(t_topic - te)
             rows["hop"].append(t_topic - s.stamp)
+            rows["arb"].append(hit["safety"] - t_topic)
+            rows["safety"].append(hit["safety"] - te)
             if cmd.get("sample_seq") == s.seq:
                 rows["tick"].append(cmd["t"] - te)
                 rows["wire"].append(cmd["recv"] - cmd["t"])
@@ -185,8 +235,9 @@ def main() -> None:
         page.keyboard.up("Space")
         ref = [r / 2e3 for r in ref_page.evaluate(ECHO_JS, args.n)]
         ctx.close()
+    sub_node.shutdown()  # its arbiter tick publishes through pub_node
     pub_node.shutdown()
-    sub_node.shutdown()
+    safety_node.shutdown()
     echo.close()
     dev.close()
 
@@ -199,7 +250,9 @@ def main() -> None:
                       ("page send -> server receipt (clock-mapped)", "wire"),
                       ("browser event -> available to poll()", "poll"),
                       ("poll -> teleop/command (100 Hz node + DDS)", "hop"),
-                      ("browser event -> teleop/command received", "topic")]:
+                      ("browser event -> teleop/command received", "topic"),
+                      ("teleop/command -> arbiter (100 Hz) -> safety input", "arb"),
+                      ("browser event -> safety node's input", "safety")]:
         p50, p99 = pct(rows[key])
         print(f"{name:50s} {p50:8.2f} {p99:8.2f} {p50 / rp50:10.1f} {p99 / rp99:10.1f}")
     print(f"{'reference: plain WebSocket echo, RTT/2':50s} {rp50:8.2f} {rp99:8.2f} {1.0:10.1f} {1.0:10.1f}")

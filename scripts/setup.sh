@@ -8,7 +8,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-# tests/test_teleop_web_browser.py drives Debian's chromium (the web teleop page in a real browser)
+# tests/teleop/test_web_browser.py drives Debian's chromium (the web teleop page in a real browser)
 if [ ! -x /usr/bin/chromium ]; then
   SUDO=""
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; fi

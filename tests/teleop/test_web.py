@@ -1,6 +1,6 @@
 """The web teleop device's server (robot_rl/teleop/web.py) driven by a Python WebSocket client on
 loopback: commands -> TeleopSample, bad input, flooding, one controller, disconnects, state push.
-The page itself runs in a real browser in tests/test_teleop_web_browser.py."""
+The page itself runs in a real browser in tests/teleop/test_web_browser.py."""
 
 from __future__ import annotations
 

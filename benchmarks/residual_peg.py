@@ -2,8 +2,9 @@
 
 For each seed the script runs `robot-rl residual-pipeline` without the deployment stage: record
 `--demos` scripted-expert demonstrations, train the diffusion base, evaluate it, train the
-residual with PPO on the frozen base, evaluate base + residual (the residual's mean) on the
-training and the held-out DR range, export. It prints, per seed and as mean +- sample std over
+residual with PPO on the frozen base (an evaluation every 5 iterations on its own env seed keeps
+the best policy, `checkpoints/best.pt`), evaluate that base + residual (the residual's mean) on
+fresh episodes of the training and the held-out DR range, export. It prints, per seed and as mean +- sample std over
 seeds: the number of demonstrations, the base's success, base + residual's success, the gain in
 points, and the time of each stage on this machine, beside ResiP's anchor (about 5-50% -> over
 95%, quoted from the paper, not measured). Results are kept per seed in `--out/<seed>.json`, so a
@@ -35,6 +36,7 @@ def run_seed(seed: int, args, out: Path) -> dict:
     return {"seed": seed, "demos": rec["saved"], "expert_success": rec["successes"] / max(rec["attempts"], 1),
             "record_s": rec["wall_s"], "diffusion_train_s": d["train_s"], "base_success": d["eval"]["success_rate"],
             "residual_train_s": res["train"]["wall_s"], "residual_steps": res["train"]["total_steps"],
+            "residual_iteration": res["train"].get("best_iteration") or res["train"]["iterations"],
             "residual_success": res["eval"]["train"]["success_rate"],
             "residual_success_heldout": res["eval"]["eval"]["success_rate"], "wall_s": time.perf_counter() - t0}
 

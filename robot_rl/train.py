@@ -45,6 +45,11 @@ class TrainResult:
     nan_resets: int = 0
     adr: dict | None = None
     """Initial, outer-bound and reached DR ranges when automatic DR was on."""
+    best_checkpoint: Path | None = None
+    """`checkpoints/best.pt`: the policy at the best in-training deterministic evaluation (on its own
+    env seed, `env.seed + 1000`), as SB3's EvalCallback keeps it; None without evaluations."""
+    best_eval_success: float | None = None
+    best_iteration: int | None = None
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -93,8 +98,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     if start_it == 0:
         progress_csv.write("iteration,steps,wall_s,mean_return,success,episode_length,steps_per_s,eval_success\n")
 
-    def save(it: int) -> Path:
-        path = run / "checkpoints" / f"model_{it}.pt"
+    def save(it: int, name: str | None = None) -> Path:
+        path = run / "checkpoints" / (name or f"model_{it}.pt")
         ckpt.save(path, task=cfg.env.task, kind=cfg.ppo.policy, num_obs=env.num_obs, num_actions=env.num_actions,
                   model=ac.state_dict(), optimizer=ppo.optimizer.state_dict(), iteration=it,
                   learning_rate=ppo.lr, total_steps=total_steps, config=to_dict(cfg),
@@ -121,6 +126,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                                               device=cfg.env.device, nthread=cfg.env.nthread or None,
                                               physics_variants=cfg.env.physics_variants))
     eval_success = None
+    best: dict = {}
     nan_resets = logged_nan = 0
     t0 = time.perf_counter()
     solved_at = None
@@ -192,6 +198,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             _, _, succ, _, _ = run_episodes(eval_env, DeterministicActor(ac, eval_env.num_envs))
             eval_success = float(succ.mean())
             eval_field = f"{eval_success:.4f}"
+            if eval_success > best.get("success", -1.0):
+                best.update(success=eval_success, iteration=it, path=save(it, "best.pt"))
             writer.add_scalar("eval/success_rate", eval_success, it)
             if bar is not None:
                 bar.write(f"iteration {it}: deterministic success {eval_success:.1%} "
@@ -213,7 +221,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     progress_csv.close()
     result = TrainResult(run, last_ckpt, it, total_steps, time.perf_counter() - t0,
                          success, eval_success, mean_ret, solved_at, nan_resets,
-                         adr.describe() if adr is not None else None)
+                         adr.describe() if adr is not None else None, best.get("path"), best.get("success"),
+                         best.get("iteration"))
     plot_learning_curve(run / "progress.csv", run / "learning_curve.png", cfg.env.task)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -136,3 +136,15 @@ def test_history_actor_sees_a_window_of_the_last_observations():
         windows.append(out[0, 0, ::3].tolist())  # first feature of each of the 3 observations
     assert windows == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4]]  # zeros before the episode's first
     _assert_sequence_equals_steps(ac, torch.randn(5, 4, 3), torch.randn(2, 4, 3), restart=(2, 0))
+
+
+def test_the_best_evaluated_policy_is_kept(tmp_path):
+    r = train(toy_config(tmp_path, max_iterations=6, eval_interval=2, eval_episodes=16))
+    rows = [ln.split(",") for ln in (r.run_dir / "progress.csv").read_text().splitlines()[1:]]
+    evals = {int(x[0]): float(x[7]) for x in rows if x[7]}
+    assert sorted(evals) == [2, 4, 6]
+    best_it = max(evals, key=lambda k: (evals[k], -k))  # the first of equal bests is kept
+    assert r.best_iteration == best_it and r.best_eval_success == pytest.approx(evals[best_it], abs=1e-4)
+    assert r.best_checkpoint == r.run_dir / "checkpoints" / "best.pt"
+    assert ckpt.load(r.best_checkpoint)["iteration"] == best_it
+    assert ckpt.latest(r.run_dir).name == "model_6.pt"  # `latest` still means the last iteration

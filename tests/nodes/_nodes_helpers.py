@@ -160,7 +160,8 @@ class NodeProcess:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self, timeout: float = 5.0) -> int | None:
+    # a node exits within a second of SIGINT on a quiet machine; a loaded 2-core host can take over 5 s
+    def stop(self, timeout: float = 15.0) -> int | None:
         if self._log.closed:
             return self.proc.returncode
         if self.alive():

@@ -3,7 +3,7 @@ a diffusion policy, evaluated in simulation, optionally exported.
 
 ```
 robot-rl train-diffusion --dataset data/demos/panda-peg-insert --out runs/peg-diffusion \
-    --diffusion.steps 3000 --eval-episodes 100 --export models/policies/peg-diffusion
+    --diffusion.steps 10000 --eval-episodes 100 --export models/policies/peg-diffusion
 ```
 
 The dataset must be of the task it names (its robot, joints and observation/action layout: the

@@ -209,6 +209,9 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
     try:
         rnd = 0
         t_train = time.perf_counter()
+        base_succ = evaluate_policy(None, base, cfg.task, cfg.eval_episodes, cfg.seed + 1000)  # point 0: the base
+        curve.append(CurvePoint(0.0, 0.0, 0, base_succ, cfg.eval_episodes, 0.0, 0))
+        log(f"  eval: {base_succ:.1%} success over {cfg.eval_episodes} episodes (the base)")
         while op.operator_time_s < cfg.operator_budget_s:
             for _ in range(opts.round_steps):
                 actor.step()

@@ -230,6 +230,9 @@ def run_node(node, on_stop: Callable[[], None] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+    # SIGINT too, even when the node inherited it ignored (a shell starts background jobs with SIGINT
+    # ignored, and Python then keeps it so): rclpy's nodes stop on SIGINT whatever started them
+    signal.signal(signal.SIGINT, _term)
     code = 0
     try:
         node.spin()

@@ -31,13 +31,15 @@ class ResidualError(ValueError):
     pass
 
 
-def load_base(path: str | Path, task: str | None = None, obs_dim: int | None = None, action_dim: int | None = None):
-    """The frozen diffusion base at `path` (eval mode, no gradients), checked against the task."""
+def load_diffusion_dir(path: str | Path, task: str | None = None, obs_dim: int | None = None,
+                       action_dim: int | None = None):
+    """The diffusion policy of a training directory (`robot-rl train-diffusion --out DIR`), trainable,
+    checked against the task: its name and its observation and action sizes."""
     from robot_rl.diffusion_train import load_policy
 
     path = Path(path)
     if (path / "spec.json").is_file() and not (path / "policy.safetensors").is_file():
-        raise ResidualError(f"{path} is an exported artifact; residual RL needs the diffusion training directory "
+        raise ResidualError(f"{path} is an exported artifact; a diffusion base must be the training directory "
                             "(policy.safetensors + config.json) that `robot-rl train-diffusion --out DIR` writes")
     try:
         base = load_policy(path)
@@ -46,12 +48,17 @@ def load_base(path: str | Path, task: str | None = None, obs_dim: int | None = N
     meta = json.loads((path / "config.json").read_text())
     if task is not None and meta.get("task") not in (None, task):
         raise ResidualError(f"the diffusion base {path} was trained on task {meta.get('task')!r}, not {task!r}; "
-                            f"train a base on {task} (robot-rl train-diffusion) or train the residual on "
+                            f"train a base on {task} (robot-rl train-diffusion) or use a task of "
                             f"{meta.get('task')}")
     if (obs_dim, action_dim) != (None, None) and (base.obs_dim, base.action_dim) != (obs_dim, action_dim):
         raise ResidualError(f"the diffusion base {path} takes {base.obs_dim} observations and gives "
                             f"{base.action_dim} actions; task {task!r} has {obs_dim} and {action_dim}")
-    return base.requires_grad_(False).eval()
+    return base
+
+
+def load_base(path: str | Path, task: str | None = None, obs_dim: int | None = None, action_dim: int | None = None):
+    """The frozen diffusion base at `path` (eval mode, no gradients), checked against the task."""
+    return load_diffusion_dir(path, task, obs_dim, action_dim).requires_grad_(False).eval()
 
 
 class BaseChunker:

@@ -53,22 +53,11 @@ def ensure_base(task: str, out: str | Path, demos: int = 40, seed: int = 0, diff
 
 
 def load_diffusion(path: str | Path, task: str, obs_dim: int, action_dim: int):
-    """A diffusion training directory (`policy.safetensors` + `config.json`) of `task`, trainable."""
-    from robot_rl.diffusion_train import load_policy
+    """A diffusion training directory (`policy.safetensors` + `config.json`) of `task`, trainable
+    (`robot_rl.residual.load_diffusion_dir`'s checks)."""
+    from robot_rl.residual import ResidualError, load_diffusion_dir
 
-    path = Path(path)
-    if (path / "spec.json").is_file() and not (path / "policy.safetensors").is_file():
-        raise BaseError(f"{path} is an exported artifact (ONNX); fine-tuning needs the diffusion training directory "
-                        "(policy.safetensors + config.json) that `robot-rl train-diffusion --out DIR` writes")
     try:
-        model = load_policy(path)
-    except FileNotFoundError as e:
+        return load_diffusion_dir(path, task, obs_dim, action_dim)
+    except ResidualError as e:
         raise BaseError(str(e)) from None
-    meta = json.loads((path / "config.json").read_text())
-    if meta.get("task") not in (None, task):
-        raise BaseError(f"the diffusion base {path} was trained on task {meta.get('task')!r}, not {task!r}; "
-                        f"train a base on {task} (robot-rl train-diffusion)")
-    if (model.obs_dim, model.action_dim) != (obs_dim, action_dim):
-        raise BaseError(f"the diffusion base {path} takes {model.obs_dim} observations and gives {model.action_dim} "
-                        f"actions; task {task!r} has {obs_dim} and {action_dim}")
-    return model

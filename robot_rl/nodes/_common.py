@@ -224,6 +224,22 @@ def set_realtime_priority(node, priority: int) -> bool:
     return True
 
 
+def node_main(name: str, run: Callable[[Any], int], argv: Sequence[str] | None) -> int:
+    """A node's console-script entry: build node `name` from ROS 2 arguments and `run(node)`; bad
+    arguments or a `NodeStartError` exit with code 2 and one line."""
+    from robot_rl.transport import RosArgsError
+
+    try:
+        node = make_node(name, argv)
+    except (RosArgsError, ValueError) as e:
+        return fail(name, str(e))
+    try:
+        return run(node)
+    except NodeStartError as e:
+        node.shutdown()
+        return fail(node.name, str(e))
+
+
 def run_node(node, on_stop: Callable[[], None] | None = None) -> int:
     """Spin ``node`` until SIGINT/SIGTERM; returns the exit code (0 clean, 1 callback error)."""
     def _term(signum, frame):  # noqa: ARG001

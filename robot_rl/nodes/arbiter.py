@@ -41,23 +41,13 @@ import time
 
 import numpy as np
 
-from robot_rl.nodes._common import NodeStartError, RateLimitedLog, dumps, fail, floats, make_node, param, run_node
+from robot_rl.nodes._common import NodeStartError, RateLimitedLog, dumps, floats, node_main, param, run_node
 
 STATUS_HZ = 10.0
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError
-
-    try:
-        node = make_node("arbiter", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("arbiter", str(e))
-    try:
-        return _run(node)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("arbiter", _run, argv)
 
 
 def _build(node):

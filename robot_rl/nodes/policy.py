@@ -63,21 +63,11 @@ import numpy as np
 from robot_rl.chunk_executor import MODES, OVER_BUDGET, ChunkConfig, ChunkExecutor
 from robot_rl.joint_map import JointMap, JointMapError
 from robot_rl.nodes._commands import command_reader
-from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
+from robot_rl.nodes._common import LatencyStats, NodeStartError, RateLimitedLog, dumps, node_main, param, run_node
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError
-
-    try:
-        node = make_node("policy", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("policy", str(e))
-    try:
-        return _run(node)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("policy", _run, argv)
 
 
 def _wait_first_state(node, msgs, wait_s: float):

@@ -50,23 +50,13 @@ import time
 import numpy as np
 
 from robot_rl.nodes._commands import command_reader
-from robot_rl.nodes._common import NodeStartError, RateLimitedLog, dumps, fail, make_node, param, run_node
+from robot_rl.nodes._common import NodeStartError, RateLimitedLog, dumps, node_main, param, run_node
 
 EVENTS = ("success", "failure", "reset")
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError
-
-    try:
-        node = make_node("recorder", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("recorder", str(e))
-    try:
-        return _run(node)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("recorder", _run, argv)
 
 
 def _run(node) -> int:

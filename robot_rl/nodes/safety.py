@@ -71,7 +71,7 @@ import time
 import numpy as np
 
 from robot_rl.nodes._common import (LatchableSubscription, LatencyStats, NodeStartError, RateLimitedLog, dumps, fail,
-                                     floats, make_node, param, run_node, set_realtime_priority)
+                                     floats, node_main, param, run_node, set_realtime_priority)
 
 
 def build_filter(node, spec: dict, artifact_dir):
@@ -209,17 +209,7 @@ def _cbf_config(node, spec: dict, home: list[float]):
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError
-
-    try:
-        node = make_node("safety", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("safety", str(e))
-    try:
-        return _run(node)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("safety", _run, argv)
 
 
 def _run(node) -> int:

@@ -30,21 +30,11 @@ import json
 import sys
 import time
 
-from robot_rl.nodes._common import NodeStartError, fail, make_node, param, run_node
+from robot_rl.nodes._common import NodeStartError, fail, node_main, param, run_node
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError
-
-    try:
-        node = make_node("teleop", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("teleop", str(e))
-    try:
-        return _run(node)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("teleop", _run, argv)
 
 
 def _run(node) -> int:

@@ -57,22 +57,14 @@ import sys
 import time
 
 
-from robot_rl.nodes._common import (LatencyStats, NodeStartError, RateLimitedLog, dumps, fail, floats, make_node,
-                                    optional_param, param, run_node)
+from robot_rl.nodes._common import (LatencyStats, NodeStartError, RateLimitedLog, dumps, floats, node_main,
+                                     optional_param, param, run_node)
 
 
 def main(argv=None) -> int:
-    from robot_rl.transport import RosArgsError, msgs
+    from robot_rl.transport import msgs
 
-    try:
-        node = make_node("twin", argv)
-    except (RosArgsError, ValueError) as e:
-        return fail("twin", str(e))
-    try:
-        return _run(node, msgs)
-    except NodeStartError as e:
-        node.shutdown()
-        return fail(node.name, str(e))
+    return node_main("twin", lambda node: _run(node, msgs), argv)
 
 
 def _run(node, msgs) -> int:

@@ -12,6 +12,7 @@ import sys
 import time
 
 from robot_rl.transport import create_node, msgs
+from robot_rl.transport.base import BARE_DDS_APP
 
 
 def main() -> None:
@@ -37,7 +38,15 @@ def main() -> None:
         time.sleep(0.01)
     # the graph API, same on both backends: this node's own subscription and the pinger's publisher
     subs = [(e.node_name, e.node_namespace, e.topic_type) for e in node.get_subscriptions_info_by_topic(sub.topic)]
-    pubs = [(e.node_name, e.node_namespace) for e in node.get_publishers_info_by_topic(sub.topic)]
+    # The graph is eventually consistent: an endpoint is named once its participant's
+    # ros_discovery_info entry has reached this process, which on a loaded host can trail the
+    # endpoint's own discovery (and the pings) by a moment. Poll as ROS 2 graph tools do.
+    deadline = time.monotonic() + 10.0
+    while True:
+        pubs = [(e.node_name, e.node_namespace) for e in node.get_publishers_info_by_topic(sub.topic)]
+        if (pubs and all(name != BARE_DDS_APP for name, _ in pubs)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     node.shutdown()
     report = {
         "backend": node.backend, "gain": gain, "ping_topic": sub.topic, "ticks": len(ticks),

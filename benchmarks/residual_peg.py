@@ -69,6 +69,7 @@ def summarize(rows: list[dict]) -> None:
 
 def main() -> None:
     from robot_rl.policies.diffusion import DiffusionConfig
+    from robot_rl.residual_pipeline import PipelineConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="panda-peg-insert")
@@ -76,7 +77,7 @@ def main() -> None:
     p.add_argument("--demos", type=int, default=40)
     p.add_argument("--diffusion-steps", type=int, default=DiffusionConfig.steps)
     p.add_argument("--diffusion-lr", type=float, default=DiffusionConfig.lr)
-    p.add_argument("--residual-iterations", type=int, default=80)
+    p.add_argument("--residual-iterations", type=int, default=PipelineConfig.residual_iterations)
     p.add_argument("--residual-envs", type=int, default=256)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", default="runs/residual_peg")

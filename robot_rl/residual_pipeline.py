@@ -36,7 +36,7 @@ class PipelineConfig:
     demos: int = 40
     seed: int = 0
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    residual_iterations: int = 80
+    residual_iterations: int = 150
     residual_envs: int = 256
     residual_time_budget_s: float = 0.0
     """Stop residual training after this many seconds (0 = no limit)."""

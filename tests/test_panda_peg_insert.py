@@ -72,6 +72,30 @@ def test_success_needs_the_peg_at_depth_inside_the_hole(env):
     assert task.reward(env)[0] < 1.0  # far from the success bonus
 
 
+def test_shaping_sums_to_the_potential_change_so_hovering_never_beats_inserting(env):
+    """Residual PPO found that hovering just short of the success depth paid more, over the rest of
+    the episode, than the success bonus (which ends it). With shaping by the potential's change,
+    staying put earns nothing, a round trip nets nothing, and the success step pays the bonus."""
+    task = env.task
+    env.actions.zero_()
+    env.last_actions.zero_()
+    task._phi_prev.fill_(float("nan"))  # a fresh episode: its first step has no shaping
+    rewards, phis = [], []
+    for depth in (0.0, 0.005, 0.010, 0.0145, 0.0145, 0.0145, 0.005, 0.0145):  # down, hover, up, down
+        _place(env, depth)
+        assert not bool(task.success(env)[0])
+        phis.append(float(task.potential(env)[0]))
+        rewards.append(float(task.reward(env)[0]))
+    assert phis == sorted(phis[:4]) + phis[4:] and phis[0] < phis[1] < phis[3]  # deeper is further along
+    assert rewards[0] == 0.0 and rewards[1] > 0.0 and rewards[3] > 0.0  # progress pays ...
+    assert rewards[4] == pytest.approx(0.0, abs=1e-6) and rewards[5] == pytest.approx(0.0, abs=1e-6)  # ... hovering not
+    assert rewards[6] < 0.0 and rewards[6] + rewards[7] == pytest.approx(0.0, abs=1e-5)  # a round trip nets 0
+    assert sum(rewards) == pytest.approx(phis[-1] - phis[0], abs=1e-5)
+    _place(env, 0.02)
+    r = float(task.reward(env)[0])
+    assert bool(task.success(env)[0]) and P.SUCCESS_BONUS <= r <= P.SUCCESS_BONUS + 3.0
+
+
 def test_the_observed_hole_is_off_by_the_hole_pose_error_and_the_grasp_by_its_offset():
     errs, grasp = {}, {}
     for mode in ("off", "train", "eval"):

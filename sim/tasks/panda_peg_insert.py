@@ -109,6 +109,8 @@ PEG_BACK = 0.02
 """Peg end behind the grasp centre (m)."""
 BLOCK_XY = (0.55, 0.0)
 """Nominal block position on the table; each episode shifts it by `hole_range`."""
+SUCCESS_BONUS = 10.0
+"""Paid on the step that succeeds (which ends the episode)."""
 EE_ABOVE = 0.06
 """At reset the peg tip starts about this far above the hole's top (m)."""
 
@@ -291,6 +293,7 @@ class PandaPegInsert(Task):
         self.grasp = torch.zeros(n, 3, device=dev)
         self._rest = torch.tensor([*BLOCK_XY, BLOCK_HEIGHT], device=dev)
         self.q_lo, self.q_hi = env.ctx.lower, env.ctx.upper
+        self._phi_prev = torch.full((n,), float("nan"), device=dev)
 
     def _ik(self, env, ee_target: np.ndarray, q0: np.ndarray) -> np.ndarray:
         """Joint positions putting `ee` at `ee_target` with the hand pointing straight down (DLS on
@@ -350,6 +353,7 @@ class PandaPegInsert(Task):
         qpos[:, env._actuated_qpos] = torch.maximum(torch.minimum(q, self.q_hi), self.q_lo)
         qpos[:, self._hole_q] = shift
         qpos[:, self._peg_q] = self.grasp[ids]
+        self._phi_prev[ids] = float("nan")  # the new episode's start potential is not known yet
         return qpos, qvel
 
     # -- reward and success --------------------------------------------------------------------
@@ -371,17 +375,33 @@ class PandaPegInsert(Task):
     def terminated(self, env):
         return self.success(env)
 
-    def reward(self, env):
-        """0.5 (1 - tanh(lat / 5 mm)) + 0.5 align (1 - tanh(height / 3 cm)) + 2 align clip(depth /
-        15 mm, 0, 1) + 10 [success] - 0.01 |a|^2 - 0.01 |a - a_prev|^2, with lat the tip's lateral
+    def potential(self, env) -> torch.Tensor:
+        """How far along the insertion each env is, in [0, 3]: 0.5 (1 - tanh(lat / 5 mm)) + 0.5 align
+        (1 - tanh(height / 3 cm)) + 2 align clip(depth / 15 mm, 0, 1), with lat the peg tip's lateral
         error, height its height above the hole top, depth its depth below it and align =
         1 - tanh(lat / 2 mm): first align over the hole, then descend, then insert."""
         lat, depth = self.errors(env)
         align = 1.0 - torch.tanh(lat / 0.002)
-        r = 0.5 * (1.0 - torch.tanh(lat / 0.005))
-        r += 0.5 * align * (1.0 - torch.tanh((-depth).clamp(min=0.0) / 0.03))
-        r += 2.0 * align * (depth / SUCCESS_DEPTH).clamp(0.0, 1.0)
-        r += 10.0 * ((depth >= SUCCESS_DEPTH) & (lat < HOLE_RADIUS)).float()
+        phi = 0.5 * (1.0 - torch.tanh(lat / 0.005))
+        phi += 0.5 * align * (1.0 - torch.tanh((-depth).clamp(min=0.0) / 0.03))
+        phi += 2.0 * align * (depth / SUCCESS_DEPTH).clamp(0.0, 1.0)
+        return phi
+
+    def reward(self, env):
+        """potential(now) - potential(a step ago) + 10 [success] - 0.01 |a|^2 - 0.01 |a - a_prev|^2.
+
+        Shaping by the change of a potential (Ng, Harada and Russell 1999) sums, over an episode, to
+        the potential's net change: no state pays for staying in it, so success (which ends the
+        episode) is the only lasting gain. A first version paid the potential itself every step;
+        hovering just short of the success depth then earned about 2.9 a step for the rest of the
+        episode, far more than the success bonus, and residual PPO learned that (return up, success
+        down from 86-92% to 7-32% in runs continued past 80 iterations). The first step of an
+        episode has no shaping (its start potential is not known when the reward is computed)."""
+        phi = self.potential(env)
+        prev = self._phi_prev
+        r = torch.where(torch.isnan(prev), torch.zeros_like(phi), phi - prev)
+        self._phi_prev = phi
+        r = r + SUCCESS_BONUS * self.success(env).float()
         r -= 0.01 * torch.linalg.vecdot(env.actions, env.actions)
         da = env.actions - env.last_actions
         r -= 0.01 * torch.linalg.vecdot(da, da)

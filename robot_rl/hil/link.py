@@ -128,6 +128,7 @@ class ActorLink:
         self.sock.connect(self.address)
         self.pending: OrderedDict[int, _Chunk] = OrderedDict()
         self.buffered = self.dropped = self.seq = 0
+        self.sent_total = 0  # transitions handed to `send_transitions`, ever
         self.heard_at = -1e9
         self.hb_at = -1e9
         self.boot = self.weights_boot = None
@@ -149,6 +150,7 @@ class ActorLink:
         n = len(next(iter(tensors.values())))
         self.pending[self.seq] = _Chunk(encode("tr", {"sid": self.sid, "seq": self.seq, "n": n}, tensors), n)
         self.buffered += n
+        self.sent_total += n
         while self.buffered > self.max_buffered and len(self.pending) > 1:
             _, old = self.pending.popitem(last=False)
             self.buffered -= old.n
@@ -214,6 +216,19 @@ class ActorLink:
                 if not self._send(c.frames):
                     break
                 c.sent_at, sent = now, sent + 1
+
+    def wait_for_updates(self, target: int, timeout_s: float, sleep=time.sleep) -> bool:
+        """Poll until the learner reports at least `target` updates (True), or it is gone or
+        `timeout_s` passed (False). In simulation the actor can wait here so that a run gets the
+        same updates per transition on any host; a real robot's actor never waits."""
+        deadline = self.clock() + timeout_s
+        while True:
+            self.poll()
+            if self.learner_updates >= target:
+                return True
+            if self.clock() >= deadline or (not self.learner_alive and self.heard_at > -1e9):
+                return False
+            sleep(0.02)
 
     def close(self) -> None:
         self.sock.close(0)

@@ -50,6 +50,12 @@ class SerlOptions:
     """Training steps of the base when `base` is empty."""
     updates_per_transition: float = 0.25
     publish_every: int = 10
+    sync: bool = False
+    """After each round the actor waits (up to `sync_timeout_s`) until the learner has made
+    `updates_per_transition` updates per transition sent: the same learning per operator minute on
+    any host. Off, the learner updates as fast as its CPU share allows (on 2 shared cores about
+    a third of the allowed rate), as on a real robot."""
+    sync_timeout_s: float = 600.0
 
 
 @dataclass
@@ -217,6 +223,11 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
                 actor.step()
             actor.flush()
             rnd += 1
+            if opts.sync:
+                target = int(opts.updates_per_transition * link.sent_total) - opts.publish_every
+                if not link.wait_for_updates(target, opts.sync_timeout_s):
+                    log(f"{method}: the learner did not reach {target} updates within {opts.sync_timeout_s:.0f} s "
+                        f"(it has {link.learner_updates}); going on")
             if proc.poll() is not None:
                 log(f"{method}: the learner exited (code {proc.returncode}); restarting it from its checkpoint")
                 proc = start_learner(lcfg, out / "learner.log")

@@ -105,6 +105,31 @@ def test_learner_killed_then_restarted(tmp_path):
         link.close()
 
 
+def test_the_actor_can_wait_for_the_learner_and_stops_waiting_when_it_dies(tmp_path):
+    """`SerlOptions.sync`: after a round the actor waits until the learner has made its updates
+    per transition sent (1.0 here); a dead learner ends the wait within the link's timeout."""
+    torch.set_num_threads(1)
+    address = f"tcp://127.0.0.1:{_port()}"
+    proc = _learner(tmp_path, address)
+    env = _env()
+    link = ActorLink(address, timeout_s=0.8, resend_s=0.5, log=lambda s: None)
+    actor = HilActor(env, PolicySpec(2, 1, hidden=32), link, operator=SimulatedOperator(env, 0, expert=ToyExpert()))
+    try:
+        _step_until(actor, lambda: link.learner_alive and link.sent_total >= 200, 180)
+        target = link.sent_total - 2  # the learner allows updates_per_transition x received + 1
+        assert link.wait_for_updates(target, 120.0)
+        assert link.learner_updates >= target
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        t0 = time.monotonic()
+        assert not link.wait_for_updates(10 ** 9, 60.0)
+        assert time.monotonic() - t0 < 5.0  # gone after the link's 0.8 s timeout, not the 60 s one
+    finally:
+        proc.kill()
+        proc.wait()
+        link.close()
+
+
 def test_rlif_penalty_marks_the_step_before_each_takeover():
     env = _env()
     chunks, starts = [], []

@@ -117,7 +117,9 @@ class Task(ABC):
 
     @abstractmethod
     def reward(self, env: "BatchedEnv") -> torch.Tensor:
-        """Reward of the control step just taken, [num_envs]."""
+        """Reward of the control step just taken, [num_envs]. Called once per control step (after
+        the physics, before finished envs reset), so it may keep state between steps, e.g. the
+        last value of a shaping potential (panda-peg-insert), reset in `reset`."""
 
     def terminated(self, env: "BatchedEnv") -> torch.Tensor:
         return torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)

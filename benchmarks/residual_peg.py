@@ -49,11 +49,12 @@ def summarize(rows: list[dict]) -> None:
 
     print(f"\npanda-peg-insert, {len(rows)} seed(s): {', '.join(str(r['seed']) for r in rows)}")
     print(f"{'seed':>5} {'demos':>6} {'base %':>8} {'base+res %':>11} {'held-out %':>11} {'gain pts':>9} "
-          f"{'diffusion s':>12} {'residual s':>11} {'residual steps':>15}")
+          f"{'diffusion s':>12} {'residual s':>11} {'residual steps':>15} {'kept iteration':>15}")
     for r in rows:
         print(f"{r['seed']:>5} {r['demos']:>6} {100 * r['base_success']:>8.1f} {100 * r['residual_success']:>11.1f} "
               f"{100 * r['residual_success_heldout']:>11.1f} {100 * (r['residual_success'] - r['base_success']):>9.1f} "
-              f"{r['diffusion_train_s']:>12.0f} {r['residual_train_s']:>11.0f} {r['residual_steps']:>15,}")
+              f"{r['diffusion_train_s']:>12.0f} {r['residual_train_s']:>11.0f} {r['residual_steps']:>15,} "
+              f"{r.get('residual_iteration', '-'):>15}")
     for r in rows:
         r["gain"] = r["residual_success"] - r["base_success"]
     print(f"\n{'':<26}{'ours (mean +- std)':<24}ResiP (quoted)")

@@ -5,7 +5,7 @@ number of interventions, for HIL-SERL, RLIF and HG-DAgger, over several seeds (i
 python benchmarks/hil_success.py --seeds 0 1 2                         # panda-peg-insert, 30 operator-minutes
 python benchmarks/hil_success.py --seeds 0 --methods hg-dagger --budget-min 10 --eval-episodes 32
 python benchmarks/hil_success.py --out runs/hil-bench --table-only      # the table of runs already made
-python benchmarks/hil_success.py --seeds 0 --methods hil-serl --serl-sync --serl-updates-per-transition 1
+python benchmarks/hil_success.py --seeds 0 --methods hil-serl --no-serl-sync --serl-updates-per-transition 0.25
 ```
 
 Every method starts from the same imperfect policy: per seed, one diffusion base trained from
@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/hil-bench")
     p.add_argument("--serl-updates-per-transition", type=float, default=None,
                    help="HIL-SERL / RLIF learner updates per transition (default: SerlOptions')")
-    p.add_argument("--serl-sync", action="store_true",
-                   help="HIL-SERL / RLIF: the actor waits for the learner's updates after each round")
+    p.add_argument("--serl-sync", action=argparse.BooleanOptionalAction, default=None,
+                   help="HIL-SERL / RLIF: the actor waits for the learner's updates after each round "
+                        "(default: SerlOptions', on)")
     p.add_argument("--table-only", action="store_true", help="print the table of OUT/results.json, run nothing")
     a = p.parse_args(argv)
 
@@ -154,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 if target == "robot_rl.hil.serl:run":
                     from robot_rl.hil.serl import SerlOptions
 
-                    upt = a.serl_updates_per_transition
-                    kwargs = kwargs | {"opts": SerlOptions(sync=a.serl_sync, **({} if upt is None else
-                                                                               {"updates_per_transition": upt}))}
+                    given = {"sync": a.serl_sync, "updates_per_transition": a.serl_updates_per_transition}
+                    kwargs = kwargs | {"opts": SerlOptions(**{k: v for k, v in given.items() if v is not None})}
                 entry = results.setdefault(name, {})
                 cfg = HilRunConfig(task=a.task, seed=seed, base=str(base_dir), demos=a.demos,
                                    operator_budget_s=a.budget_min * 60, num_envs=a.num_envs,

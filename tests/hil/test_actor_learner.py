@@ -57,6 +57,17 @@ def _learner(tmp: Path, address: str) -> subprocess.Popen:
                             stdout=open(tmp / "learner.log", "a"), stderr=subprocess.STDOUT)
 
 
+def _actor_and_learner(tmp: Path):
+    """A learner subprocess on a free loopback port and an actor (4 toy envs, supervised) linked to it."""
+    torch.set_num_threads(1)
+    address = f"tcp://127.0.0.1:{_port()}"
+    proc = _learner(tmp, address)
+    env = _env()
+    link = ActorLink(address, timeout_s=0.8, resend_s=0.5, log=lambda s: None)
+    actor = HilActor(env, PolicySpec(2, 1, hidden=32), link, operator=SimulatedOperator(env, 0, expert=ToyExpert()))
+    return address, proc, link, actor
+
+
 def _step_until(actor, cond, timeout):
     t0 = time.monotonic()
     while not cond():
@@ -67,12 +78,7 @@ def _step_until(actor, cond, timeout):
 
 
 def test_learner_killed_then_restarted(tmp_path):
-    torch.set_num_threads(1)
-    address = f"tcp://127.0.0.1:{_port()}"
-    proc = _learner(tmp_path, address)
-    env = _env()
-    link = ActorLink(address, timeout_s=0.8, resend_s=0.5, log=lambda s: None)
-    actor = HilActor(env, PolicySpec(2, 1, hidden=32), link, operator=SimulatedOperator(env, 0, expert=ToyExpert()))
+    address, proc, link, actor = _actor_and_learner(tmp_path)
     try:
         assert actor.net is None  # no weights yet: the actor holds (zero action) and still steps
         x, b = actor._input(actor.obs)
@@ -108,12 +114,7 @@ def test_learner_killed_then_restarted(tmp_path):
 def test_the_actor_can_wait_for_the_learner_and_stops_waiting_when_it_dies(tmp_path):
     """`SerlOptions.sync`: after a round the actor waits until the learner has made its updates
     per transition sent (1.0 here); a dead learner ends the wait within the link's timeout."""
-    torch.set_num_threads(1)
-    address = f"tcp://127.0.0.1:{_port()}"
-    proc = _learner(tmp_path, address)
-    env = _env()
-    link = ActorLink(address, timeout_s=0.8, resend_s=0.5, log=lambda s: None)
-    actor = HilActor(env, PolicySpec(2, 1, hidden=32), link, operator=SimulatedOperator(env, 0, expert=ToyExpert()))
+    _, proc, link, actor = _actor_and_learner(tmp_path)
     try:
         _step_until(actor, lambda: link.learner_alive and link.sent_total >= 200, 180)
         target = link.sent_total - 2  # the learner allows updates_per_transition x received + 1

@@ -6,6 +6,7 @@ python benchmarks/hil_success.py --seeds 0 1 2                         # panda-p
 python benchmarks/hil_success.py --seeds 0 --methods hg-dagger --budget-min 10 --eval-episodes 32
 python benchmarks/hil_success.py --out runs/hil-bench --table-only      # the table of runs already made
 python benchmarks/hil_success.py --seeds 0 --methods hil-serl --no-serl-sync --serl-updates-per-transition 0.25
+python benchmarks/hil_success.py --seeds 1 --methods hil-serl --serl-sac init_alpha=0.05
 ```
 
 Every method starts from the same imperfect policy: per seed, one diffusion base trained from
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serl-sync", action=argparse.BooleanOptionalAction, default=None,
                    help="HIL-SERL / RLIF: the actor waits for the learner's updates after each round "
                         "(default: SerlOptions', on)")
+    p.add_argument("--serl-sac", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="HIL-SERL / RLIF: SACConfig fields over SerlOptions' (e.g. init_alpha=0.002 utd=2)")
     p.add_argument("--table-only", action="store_true", help="print the table of OUT/results.json, run nothing")
     a = p.parse_args(argv)
 
@@ -153,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in a.methods:
                 target, kwargs = METHODS[name]
                 if target == "robot_rl.hil.serl:run":
-                    from robot_rl.hil.serl import SerlOptions
+                    from robot_rl.hil.serl import SerlOptions, sac_options
 
-                    given = {"sync": a.serl_sync, "updates_per_transition": a.serl_updates_per_transition}
+                    given = {"sync": a.serl_sync, "updates_per_transition": a.serl_updates_per_transition,
+                             "sac": sac_options(a.serl_sac) if a.serl_sac else None}
                     kwargs = kwargs | {"opts": SerlOptions(**{k: v for k, v in given.items() if v is not None})}
                 entry = results.setdefault(name, {})
                 cfg = HilRunConfig(task=a.task, seed=seed, base=str(base_dir), demos=a.demos,

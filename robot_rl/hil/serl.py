@@ -156,14 +156,26 @@ def status_line(rnd: int, op, actor, lag: tuple[float, int] | None, link) -> str
             f"learner {learner}  buffered {link.buffered}")
 
 
-def _number(v):
-    """An operator override from the command line ("0.5", "3") as a number."""
+def _number(v, example: str = "--run.operator reaction_delay_s 0.5"):
+    """An override from the command line ("0.5", "3") as a number."""
     if not isinstance(v, str):
         return v
     try:
         return int(v) if v.lstrip("-").isdigit() else float(v)
     except ValueError:
-        raise ValueError(f"operator override {v!r} is not a number; e.g. --run.operator reaction_delay_s 0.5") from None
+        raise ValueError(f"override {v!r} is not a number; e.g. {example}") from None
+
+
+def sac_options(pairs: list[str]) -> SACConfig:
+    """`SerlOptions.sac` with "KEY=VALUE" overrides (numbers), checked against `SACConfig`'s fields."""
+    known = {f for f in asdict(SACConfig())}
+    out = asdict(SerlOptions().sac)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"SAC override {pair!r}: use KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        out[key] = _number(value, "init_alpha=0.002")
+    return SACConfig(**out)
 
 
 def operator_args(overrides: dict) -> dict:

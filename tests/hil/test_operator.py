@@ -1,6 +1,7 @@
-"""The simulated operator: it takes over when a policy drifts from the expert, after its reaction
-delay, commands for its takeover time, hands back, caps takeovers per episode, counts operator and
-intervention time, and is deterministic for a seed."""
+"""The simulated operator: it takes over when a policy drifts (from the expert's actions, or, with a
+task that gives its distance to done, when the robot stops making progress or goes away), after its
+reaction delay, commands for its takeover time, hands back, caps takeovers per episode, counts
+operator and intervention time, and is deterministic for a seed."""
 
 from types import SimpleNamespace
 
@@ -129,3 +130,52 @@ def test_on_a_real_env_with_the_tasks_expert():
         assert op.operator_time_s == pytest.approx(60 * 3 * env.control_dt)
     finally:
         env.sim.close()
+
+
+class Distance:
+    """A task whose distance to done the test sets per env ([n] tensor)."""
+
+    def __init__(self, n):
+        self.d = torch.full((n,), 0.05)
+
+    def distance(self, env):
+        return self.d.clone()
+
+
+def progress_env(n=3):
+    return SimpleNamespace(num_envs=n, device="cpu", control_dt=DT, task=Distance(n))
+
+
+def test_with_a_task_distance_the_person_watches_progress_not_actions():
+    """Env 0 keeps closing in (3 mm per step) with actions far from the expert's: left alone. Env 1
+    stalls: noticed after `patience_s` without `min_progress`, taken over after the reaction delay.
+    Env 2 goes away by more than `backoff`: noticed at once."""
+    env = progress_env()
+    op = SimulatedOperator(env, 0, expert=ConstExpert(0.5), reaction_delay_s=0.0, takeover_s=0.2, patience_s=0.2,
+                           min_progress=0.002, backoff=0.01, max_takeovers=1)
+    assert op.watch_progress
+    op.reset(env, torch.arange(3))
+    gated = []
+    for t in range(30):
+        env.task.d = torch.tensor([0.05 - 0.0015 * t, 0.05 - 0.0001 * t, 0.05 + (0.02 if t >= 5 else 0.0)])
+        gated.append(op.step(env, {}, torch.full((3, 2), -1.0)).intervening)
+    g = torch.stack(gated)
+    assert not g[:, 0].any()
+    patience = round(0.2 / DT)  # 10 steps
+    assert int(g[:, 1].nonzero()[0]) == patience and not g[:patience, 1].any()
+    assert int(g[:, 2].nonzero()[0]) == 5
+    assert op.takeovers == 2
+
+
+def test_after_a_takeover_the_person_judges_progress_afresh():
+    """Released at a distance worse than the episode's best: no immediate second takeover."""
+    env = progress_env(1)
+    op = SimulatedOperator(env, 0, expert=ConstExpert(0.5), reaction_delay_s=0.0, takeover_s=0.1, patience_s=0.2,
+                           backoff=0.01, max_takeovers=3)
+    op.reset(env, torch.arange(1))
+    gated = []
+    for t in range(40):
+        env.task.d = torch.tensor([0.03 if t < 2 else 0.045 - 0.003 * (t - 2)])
+        gated.append(bool(op.step(env, {}, torch.zeros(1, 2)).intervening[0]))
+    assert gated[2] and op.takeovers == 1  # went 1.5 cm away from its best: taken over
+    assert not any(gated[10:])  # then closing in from where it was handed back: left alone

@@ -179,3 +179,16 @@ def test_after_a_takeover_the_person_judges_progress_afresh():
         gated.append(bool(op.step(env, {}, torch.zeros(1, 2)).intervening[0]))
     assert gated[2] and op.takeovers == 1  # went 1.5 cm away from its best: taken over
     assert not any(gated[10:])  # then closing in from where it was handed back: left alone
+
+
+def test_progress_watching_can_be_turned_off_and_needs_a_task_distance():
+    env = progress_env(2)  # closing in steadily, actions far from the expert's
+    op = SimulatedOperator(env, 0, expert=ConstExpert(0.5), reaction_delay_s=0.0, drift_threshold=0.1,
+                           drift_smoothing=1.0, watch_progress=False)
+    op.reset(env, torch.arange(2))
+    for t in range(5):
+        env.task.d = torch.full((2,), 0.05 - 0.005 * t)
+        op.step(env, {}, torch.full((2, 2), -1.0))
+    assert not op.watch_progress and op.takeovers == 2  # judged by its actions
+    with pytest.raises(ValueError, match="distance"):
+        SimulatedOperator(fake_env(), 0, expert=ConstExpert(0.5), watch_progress=True)

@@ -115,11 +115,11 @@ class SimulatedOperator:
     def step(self, env, obs, policy_action: torch.Tensor) -> OperatorStep:
         expert = self.expert.act(env, obs)
         n, a_dim = expert.shape
-        gap = torch.linalg.norm(policy_action - expert, dim=1) / a_dim ** 0.5
         watching = (self.hold == 0) & (self.react < 0)
         if self.watch_progress:
             drifting = self._progress_drift(env, watching)
         else:
+            gap = torch.linalg.norm(policy_action - expert, dim=1) / a_dim ** 0.5
             self.drift = torch.where(watching, (1 - self.alpha) * self.drift + self.alpha * gap, self.drift)
             drifting = self.drift > self.threshold
         notice = watching & drifting & (self.count < self.max_takeovers)

@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serl-sync", action=argparse.BooleanOptionalAction, default=None,
                    help="HIL-SERL / RLIF: the actor waits for the learner's updates after each round "
                         "(default: SerlOptions', on)")
+    p.add_argument("--serl-takeover-penalty", type=float, default=None,
+                   help="HIL-SERL: subtract this on the transition before each takeover (default 0)")
     p.add_argument("--serl-sac", nargs="+", default=[], metavar="KEY=VALUE",
                    help="HIL-SERL / RLIF: SACConfig fields over SerlOptions' (e.g. init_alpha=0.002 utd=2)")
     p.add_argument("--table-only", action="store_true", help="print the table of OUT/results.json, run nothing")
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     from robot_rl.hil.serl import SerlOptions, sac_options
 
                     given = {"sync": a.serl_sync, "updates_per_transition": a.serl_updates_per_transition,
-                             "sac": sac_options(a.serl_sac) if a.serl_sac else None}
+                             "sac": sac_options(a.serl_sac) if a.serl_sac else None,
+                             "takeover_penalty": a.serl_takeover_penalty}
                     kwargs = kwargs | {"opts": SerlOptions(**{k: v for k, v in given.items() if v is not None})}
                 entry = results.setdefault(name, {})
                 cfg = HilRunConfig(task=a.task, seed=seed, base=str(base_dir), demos=a.demos,

@@ -56,6 +56,9 @@ class LearnerConfig:
     peer_timeout_s: float = 5.0
     max_updates: int = 0
     """Stop after this many updates (0: run until SIGTERM)."""
+    takeover_penalty: float = 0.0
+    """hil-serl only: subtract this times RLIF's takeover label from the success reward (0: HIL-SERL's
+    success alone)."""
 
     @staticmethod
     def from_dict(d: dict) -> LearnerConfig:
@@ -67,10 +70,11 @@ class LearnerConfig:
         return asdict(self)
 
 
-def label_rewards(method: str, tr: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The reward of each transition: `success` (+1) for hil-serl, -`penalty` for rlif."""
+def label_rewards(method: str, tr: dict[str, torch.Tensor], takeover_penalty: float = 0.0) -> torch.Tensor:
+    """The reward of each transition: `success` (+1) for hil-serl, minus `takeover_penalty` on the
+    transition before each takeover; -`penalty` for rlif."""
     if method == "hil-serl":
-        return tr["success"].float()
+        return tr["success"].float() - takeover_penalty * tr["penalty"].float()
     if method == "rlif":
         return -tr["penalty"].float()
     raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -102,7 +106,7 @@ class Learner:
 
     def _add(self, tr: dict[str, torch.Tensor], force_offline: bool = False) -> None:
         off = torch.ones(len(tr["obs"]), dtype=torch.bool) if force_offline else tr["intervening"].bool()
-        self.buffers.add(tr["obs"], tr["act"], label_rewards(self.cfg.method, tr), tr["next_obs"],
+        self.buffers.add(tr["obs"], tr["act"], label_rewards(self.cfg.method, tr, self.cfg.takeover_penalty), tr["next_obs"],
                          tr["terminated"].float(), offline=off)
 
     def _weights(self) -> dict[str, torch.Tensor]:

@@ -45,8 +45,16 @@ class SACConfig:
     """Target entropy = -scale * |A|."""
     residual_scale: float = 0.0
     """> 0: residual actor over a base action (the last |A| inputs), this fraction of the range."""
+    init_std: float = 1.0
+    """Residual mode: the actor's starting standard deviation (before tanh; its log-std head's bias,
+    the weights zero). The executed action's exploration noise starts near `residual_scale * init_std`."""
     offline_ratio: float = 0.5
     """Share of each batch drawn from the offline buffer (RLPD: 0.5)."""
+    bc_weight: float = 0.0
+    """> 0: the actor's loss adds this weight times the squared distance between its deterministic
+    action and the offline action (demonstrations, the person's corrections), on the offline rows of
+    each batch where the critic rates that action above the actor's own (a Q filter, Nair et al.
+    2018; ConRFT adds a BC term on interventions likewise). 0: plain RLPD."""
     seed: int = 0
 
 
@@ -60,7 +68,8 @@ def mlp(i: int, o: int, hidden: int, layers: int, norm: bool) -> nn.Sequential:
 class Actor(nn.Module):
     """tanh-Gaussian policy; in residual mode its mean and log-std heads start at zero."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int, residual_scale: float = 0.0):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int, residual_scale: float = 0.0,
+                 init_std: float = 1.0):
         super().__init__()
         self.act_dim, self.scale = act_dim, float(residual_scale)
         self.trunk = mlp(obs_dim, hidden, hidden, layers - 1, norm=False)
@@ -69,6 +78,7 @@ class Actor(nn.Module):
             for m in (self.mu, self.log_std):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
+            nn.init.constant_(self.log_std.bias, math.log(init_std))
 
     def _compose(self, obs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         if self.scale <= 0:
@@ -163,7 +173,7 @@ class SAC:
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.layers, cfg.residual_scale)
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden, cfg.layers, cfg.residual_scale, cfg.init_std)
         self.critic = Critic(obs_dim, act_dim, cfg.hidden, cfg.layers)
         self.critic_target = Critic(obs_dim, act_dim, cfg.hidden, cfg.layers)
         self.critic_target.load_state_dict(self.critic.state_dict())
@@ -195,7 +205,10 @@ class SAC:
                 for p, pt in zip(self.critic.parameters(), self.critic_target.parameters()):
                     pt.lerp_(p, cfg.tau)
         a, logp = self.actor(b["obs"])
-        pi_loss = (self.log_alpha.exp().detach() * logp - self.critic(b["obs"], a).mean(0)).mean()
+        q_pi = self.critic(b["obs"], a).mean(0)
+        pi_loss = (self.log_alpha.exp().detach() * logp - q_pi).mean()
+        if cfg.bc_weight > 0 and bool(b["offline"].any()):
+            pi_loss = pi_loss + cfg.bc_weight * self._bc(b, q_pi)
         self.actor_opt.zero_grad()
         pi_loss.backward()
         self.actor_opt.step()
@@ -206,6 +219,17 @@ class SAC:
         self.updates += 1
         return {"q_loss": float(q_loss.detach()), "pi_loss": float(pi_loss.detach()), "alpha": float(self.log_alpha.detach().exp()),
                 "entropy": float(-logp.detach().mean())}
+
+    def _bc(self, b: dict[str, torch.Tensor], q_pi: torch.Tensor) -> torch.Tensor:
+        """Mean squared distance from the deterministic action to the offline action, over the batch's
+        offline rows where Q(s, offline action) > Q(s, actor's action) (0 where none is)."""
+        off = b["offline"]
+        with torch.no_grad():
+            better = self.critic(b["obs"][off], b["act"][off]).mean(0) > q_pi.detach()[off]
+        if not bool(better.any()):
+            return q_pi.new_zeros(())
+        mean_act = self.actor(b["obs"][off][better], deterministic=True)[0]
+        return ((mean_act - b["act"][off][better]) ** 2).sum(-1).mean()
 
     # -- state as flat tensor dicts (safetensors) ------------------------------------------------
     def actor_state(self) -> dict[str, torch.Tensor]:

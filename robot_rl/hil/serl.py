@@ -62,6 +62,9 @@ class SerlOptions:
     shared cores 0.11 updates per transition of the 0.25 then allowed, and seed 0 stayed at the
     base (48% -> 44% in 30 operator-minutes); synchronised at 0.5 it reached 78%."""
     sync_timeout_s: float = 600.0
+    takeover_penalty: float = 0.0
+    """hil-serl: the reward is success minus this on the transition before each takeover (RLIF's
+    label on top of HIL-SERL's); 0 is HIL-SERL's own reward."""
 
 
 @dataclass
@@ -221,7 +224,8 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
     lcfg = LearnerConfig(obs_dim=obs_dim, act_dim=act_dim, out=str(out / "learner"), method=method,
                          address=f"tcp://127.0.0.1:{free_port()}", sac=sac,
                          demos=str(demos_path) if demos_path.is_file() else "",
-                         updates_per_transition=opts.updates_per_transition, publish_every=opts.publish_every)
+                         updates_per_transition=opts.updates_per_transition, publish_every=opts.publish_every,
+                         takeover_penalty=opts.takeover_penalty)
     proc = start_learner(lcfg, out / "learner.log")
     spec = PolicySpec(obs_dim, act_dim, sac.hidden, sac.layers, sac.residual_scale)
     link = ActorLink(lcfg.address, log=log)

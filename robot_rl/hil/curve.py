@@ -30,6 +30,11 @@ class HilRunConfig:
     operator: dict = field(default_factory=dict)
     """Overrides of `SimulatedOperator`'s keyword arguments."""
 
+    def eval_seed(self) -> int:
+        """Seed of the evaluation envs: every method and every evaluation of a run's seed plays the
+        same episodes (`autonomous_success`)."""
+        return self.seed + 1000
+
 
 @dataclass
 class CurvePoint:
@@ -49,3 +54,29 @@ class CurvePoint:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def autonomous_success(cfg: HilRunConfig, base, net=None, dr: str = "train") -> float:
+    """The success every method's curve reports: the diffusion policy `base` (receding-horizon chunks,
+    as on a robot) plus the residual actor `net` (its deterministic action; None: the base alone),
+    no operator, one episode on each of `cfg.eval_episodes` envs seeded `cfg.eval_seed()`."""
+    import numpy as np
+    import torch
+
+    from robot_rl.evaluate import run_episodes
+    from robot_rl.residual import ResidualEnv
+    from robot_rl.sim import make_env
+
+    seed = cfg.eval_seed()
+    env = ResidualEnv(make_env(cfg.task, cfg.eval_episodes, dr=dr, seed=seed, nthread=cfg.nthread), base,
+                      scale=1.0, seed=seed)
+    a_dim = env.num_actions
+
+    def policy(x):
+        return torch.zeros(len(x), a_dim) if net is None else net(x, deterministic=True)[0] - x[:, -a_dim:]
+
+    try:
+        with torch.no_grad():
+            return float(np.mean(run_episodes(env, policy)[2]))
+    finally:
+        env.env.sim.close()

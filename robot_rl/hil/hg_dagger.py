@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robot_rl.hil.curve import CurvePoint, HilRunConfig
+from robot_rl.hil.curve import CurvePoint, HilRunConfig, autonomous_success
 from robot_rl.policies.diffusion import DiffusionConfig
 
 
@@ -61,8 +61,6 @@ class HgDaggerConfig(HilRunConfig):
     fine-tuning."""
     dr: str = "train"
     """Domain randomization of the supervised and the evaluation envs."""
-    eval_seed: int = 1000
-    """Seed of the evaluation envs (the same episodes every round)."""
 
     def validate(self) -> None:
         if self.num_envs < 1 or self.eval_episodes < 1:
@@ -131,20 +129,9 @@ def label_loss(model, arrays: dict, labelled: np.ndarray, windows: int = 256, se
 
 
 def evaluate(model, cfg: HgDaggerConfig) -> tuple[float, int]:
-    """Autonomous success (no operator): one episode on each of `eval_episodes` envs seeded
-    `eval_seed`, receding-horizon chunks as on a robot (`robot_rl.imitation.evaluate_base`)."""
-    from robot_rl.evaluate import run_episodes
-    from robot_rl.residual import ResidualEnv
-    from robot_rl.sim import make_env
-
-    env = ResidualEnv(make_env(cfg.task, cfg.eval_episodes, dr=cfg.dr, seed=cfg.eval_seed, nthread=cfg.nthread),
-                      model, scale=1.0, seed=cfg.eval_seed)
-    try:
-        zero = torch.zeros(cfg.eval_episodes, env.num_actions)
-        success = run_episodes(env, lambda obs: zero)[2]
-    finally:
-        env.env.sim.close()
-    return float(np.mean(success)), cfg.eval_episodes
+    """Autonomous success (no operator) under `cfg.dr`, on the same episodes as the other methods
+    (`robot_rl.hil.curve.autonomous_success`)."""
+    return autonomous_success(cfg, model, dr=cfg.dr), cfg.eval_episodes
 
 
 class Episodes:

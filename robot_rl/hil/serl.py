@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from robot_rl.hil.curve import CurvePoint, HilRunConfig
+from robot_rl.hil.curve import CurvePoint, HilRunConfig, autonomous_success
 from robot_rl.hil.learner import METHODS, LearnerConfig
 from robot_rl.hil.sac import SACConfig
 
@@ -132,22 +132,6 @@ def demo_transitions(task: str, base, episodes: int, num_envs: int, seed: int) -
     return out
 
 
-@torch.no_grad()
-def evaluate_policy(net, base, task: str, episodes: int, seed: int) -> float:
-    """Autonomous success of the residual policy (deterministic) over `episodes` envs."""
-    from robot_rl.evaluate import run_episodes
-    from robot_rl.residual import ResidualEnv
-    from robot_rl.sim import make_env
-
-    env = ResidualEnv(make_env(task, episodes, dr="train", seed=seed, nthread=1), base, scale=1.0, seed=seed)
-    a_dim = env.num_actions
-
-    def policy(x):
-        return torch.zeros(len(x), a_dim) if net is None else net(x, deterministic=True)[0] - x[:, -a_dim:]
-
-    return float(np.mean(run_episodes(env, policy)[2]))
-
-
 def status_line(rnd: int, op, actor, lag: tuple[float, int] | None, link) -> str:
     eps = list(actor.episodes)[-50:]
     succ = np.mean([s for s, _ in eps]) if eps else float("nan")
@@ -237,7 +221,7 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
     try:
         rnd = 0
         t_train = time.perf_counter()
-        base_succ = evaluate_policy(None, base, cfg.task, cfg.eval_episodes, cfg.seed + 1000)  # point 0: the base
+        base_succ = autonomous_success(cfg, base)  # point 0: the base
         curve.append(CurvePoint(0.0, 0.0, 0, base_succ, cfg.eval_episodes, 0.0, 0))
         log(f"  eval: {base_succ:.1%} success over {cfg.eval_episodes} episodes (the base)")
         while op.operator_time_s < cfg.operator_budget_s:
@@ -259,7 +243,7 @@ def run(cfg: HilRunConfig, log=print, method: str = "hil-serl", opts: SerlOption
                 actor.ages.clear()
             log(status_line(rnd, op, actor, lag, link))
             if rnd % opts.eval_every == 0 or op.operator_time_s >= cfg.operator_budget_s:
-                succ = evaluate_policy(actor.net, base, cfg.task, cfg.eval_episodes, cfg.seed + 1000)
+                succ = autonomous_success(cfg, base, actor.net)
                 curve.append(CurvePoint(op.operator_time_s, op.intervention_time_s, op.takeovers, succ,
                                         cfg.eval_episodes, time.perf_counter() - t_train,
                                         int(link.learner_updates)))

@@ -179,3 +179,20 @@ def test_a_plain_hil_config_runs_with_defaults():
     assert operator_kwargs({"takeover_s": "0.5", "max_takeovers": "2"}) == {"takeover_s": 0.5, "max_takeovers": 2}
     with pytest.raises(ValueError, match="unknown setting 'reaction_s'"):
         operator_kwargs({"reaction_s": 1})
+
+
+def test_every_method_evaluates_a_seed_on_the_same_episodes(dagger_run):
+    from robot_rl.hil import serl
+    from robot_rl.hil.curve import autonomous_success
+    from robot_rl.hil.hg_dagger import evaluate
+    from robot_rl.residual import load_base
+
+    out, curve, *_ = dagger_run
+    base = load_base(out / "base", TASK)
+    assert evaluate(base, HgDaggerConfig(task=TASK, seed=0, eval_episodes=6, dr="off"))[0] == curve[0].success
+    for seed in (1, 2):  # HG-DAgger used to evaluate every seed on seed 0's episodes
+        cfg = HgDaggerConfig(task=TASK, seed=seed, eval_episodes=6, dr="off")
+        assert cfg.eval_seed() == HilRunConfig(seed=seed).eval_seed() == 1000 + seed
+        assert evaluate(base, cfg)[0] == autonomous_success(HilRunConfig(task=TASK, seed=seed, eval_episodes=6), base,
+                                                            dr="off")
+    assert serl.autonomous_success is autonomous_success  # HIL-SERL and RLIF evaluate with the same function

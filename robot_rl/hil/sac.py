@@ -66,7 +66,8 @@ def mlp(i: int, o: int, hidden: int, layers: int, norm: bool) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """tanh-Gaussian policy; in residual mode its mean and log-std heads start at zero."""
+    """tanh-Gaussian policy; in residual mode its mean and log-std heads start with zero weights, the
+    mean's bias at zero (the base) and the log-std's at log(`init_std`)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int, residual_scale: float = 0.0,
                  init_std: float = 1.0):

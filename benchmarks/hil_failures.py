@@ -27,20 +27,21 @@ def load_residual(learner_dir: str):
     """The learner's actor (deterministic residual over the base) from its checkpoint."""
     from safetensors.torch import load_file
 
+    from robot_rl.hil.actor import PolicySpec
     from robot_rl.hil.learner import LearnerConfig
-    from robot_rl.hil.sac import Actor
 
     d = Path(learner_dir)
     cfg = LearnerConfig.from_dict(json.loads((d / "learner_config.json").read_text()))
-    net = Actor(cfg.obs_dim, cfg.act_dim, cfg.sac.hidden, cfg.sac.layers, cfg.sac.residual_scale)
+    net = PolicySpec(cfg.obs_dim, cfg.act_dim, cfg.sac.hidden, cfg.sac.layers, cfg.sac.residual_scale).build()
     t = load_file(str(d / "learner.safetensors"))
     net.load_state_dict({k[len("actor."):]: v for k, v in t.items() if k.startswith("actor.")})
-    return net.eval()
+    return net
 
 
 @torch.no_grad()
 def episodes(base_dir: str, learner_dir: str | None, n: int, seed: int) -> dict[str, np.ndarray]:
     """Per env: success, length (steps), and the final lateral error, final depth and deepest depth (m)."""
+    from robot_rl.hil.curve import residual_policy
     from robot_rl.residual import ResidualEnv, load_base
     from robot_rl.sim import make_env
 
@@ -48,14 +49,13 @@ def episodes(base_dir: str, learner_dir: str | None, n: int, seed: int) -> dict[
     env = ResidualEnv(make_env(task, n, dr="train", seed=seed, nthread=1), load_base(base_dir, task),
                       scale=1.0, seed=seed)
     inner = env.env
-    net = load_residual(learner_dir) if learner_dir else None
+    policy = residual_policy(load_residual(learner_dir) if learner_dir else None, env.num_actions)
     obs = env.reset()
     live = np.ones(n, bool)
     out = {k: np.zeros(n) for k in ("success", "length", "lat", "depth", "deepest")}
     out["deepest"][:] = -np.inf
     while live.any():
-        x = obs["policy"]
-        a = torch.zeros(n, env.num_actions) if net is None else net(x, deterministic=True)[0] - x[:, -env.num_actions:]
+        a = policy(obs["policy"])
         lat, depth = (v.cpu().numpy() for v in inner.task.errors(inner))
         out["lat"][live], out["depth"][live] = lat[live], depth[live]
         out["deepest"][live] = np.maximum(out["deepest"][live], depth[live])

@@ -70,13 +70,19 @@ def autonomous_success(cfg: HilRunConfig, base, net=None, dr: str = "train") -> 
     seed = cfg.eval_seed()
     env = ResidualEnv(make_env(cfg.task, cfg.eval_episodes, dr=dr, seed=seed, nthread=cfg.nthread), base,
                       scale=1.0, seed=seed)
-    a_dim = env.num_actions
-
-    def policy(x):
-        return torch.zeros(len(x), a_dim) if net is None else net(x, deterministic=True)[0] - x[:, -a_dim:]
-
     try:
         with torch.no_grad():
-            return float(np.mean(run_episodes(env, policy)[2]))
+            return float(np.mean(run_episodes(env, residual_policy(net, env.num_actions))[2]))
     finally:
         env.env.sim.close()
+
+
+def residual_policy(net, act_dim: int):
+    """For a `ResidualEnv` (input: [observation, base action]): the residual that makes the executed
+    action the actor `net`'s deterministic one; zeros (the base alone) when `net` is None."""
+    import torch
+
+    def policy(x):
+        return torch.zeros(len(x), act_dim) if net is None else net(x, deterministic=True)[0] - x[:, -act_dim:]
+
+    return policy
